@@ -8,8 +8,6 @@ from __future__ import annotations
 import enum
 from urllib.parse import urlsplit, urlunsplit
 
-from hifly_batch.apispec import describe_code
-
 
 class ExitStatus(enum.IntEnum):
     """Exit codes of SPEC §4."""

@@ -1,0 +1,116 @@
+"""Command-line entry point: parse, then dispatch to ``commands/<verb>.py``.
+
+Each command module offers ``register(subparsers, common)``, which adds its
+parser and sets ``handler(args, env) -> int``. Only this module maps
+exceptions to exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Mapping, Sequence
+
+from hifly_batch import __version__, console
+from hifly_batch.errors import ExitStatus, HiflyBatchError
+
+# Order of appearance in --help.
+COMMANDS = ("voices", "credit", "sandbox")
+
+
+def global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options every command takes, before or after its name.
+
+    Sub-parsers get them with SUPPRESS defaults so that a value given before
+    the command is not overwritten by the sub-parser's default.
+    """
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    group = parser.add_argument_group("global options")
+    group.add_argument(
+        "--base-url",
+        metavar="URL",
+        default=default(None),
+        help="API base URL (default: $HIFLY_BASE_URL, else https://hfw-api.hifly.cc)",
+    )
+    group.add_argument(
+        "--sandbox",
+        action="store_true",
+        default=default(False),
+        help="talk to a local sandbox started in-process instead of the real API",
+    )
+    group.add_argument(
+        "--state",
+        metavar="PATH",
+        default=default(None),
+        help="state file (default: .hifly/<name>.state.db beside the manifest)",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="more log output on stderr (-vv for HTTP details)",
+    )
+    group.add_argument(
+        "-q", "--quiet", action="count", default=default(0), help="only errors on stderr"
+    )
+    group.add_argument(
+        "--no-progress",
+        action="store_true",
+        default=default(False),
+        help="no progress bar (it is also off when stderr is not a terminal)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hifly-batch",
+        description="Turn a YAML manifest into finished HiFly digital-human videos.",
+        epilog="example:\n  hifly-batch --sandbox run manifests/quickstart.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"hifly-batch {__version__}")
+    global_options(parser, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    global_options(common, defaults=False)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"hifly_batch.commands.{name}")
+        module.register(subparsers, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run one command; returns its exit code (SPEC §4)."""
+    args = build_parser().parse_args(argv)
+    console.configure(args.verbose - args.quiet)
+    try:
+        return int(args.handler(args, os.environ if env is None else env))
+    except KeyboardInterrupt:
+        console.err("hifly-batch: interrupted")
+        return ExitStatus.INTERRUPTED
+    except HiflyBatchError as exc:
+        console.err(f"hifly-batch: error: {exc}")
+        return exc.exit_status
+    except Exception:
+        return _crash()
+
+
+def _crash() -> int:
+    """An unexpected error: the traceback goes to a log file, not the terminal."""
+    fd, path = tempfile.mkstemp(prefix="hifly-batch-crash-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"hifly-batch {__version__}\n{traceback.format_exc()}")
+    exc = sys.exc_info()[1]
+    console.err(
+        f"hifly-batch: internal error: {type(exc).__name__}: {exc}\n"
+        f"The details are in {path}; please attach that file when reporting the problem."
+    )
+    return ExitStatus.ITEMS_FAILED

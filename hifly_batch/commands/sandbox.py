@@ -1,0 +1,135 @@
+"""``hifly-batch sandbox serve``: the local emulation of the API, until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+
+from hifly_batch import console
+from hifly_batch.connect import ACCOUNT_SANDBOX_DIR, BASE_URL_VARIABLE, TOKEN_VARIABLE
+from hifly_batch.errors import UsageError
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "sandbox",
+        parents=[common],
+        help="run the local sandbox API",
+        description="The sandbox: the HiFly API emulated on 127.0.0.1, for rehearsals and tests.",
+        epilog="example:\n  hifly-batch sandbox serve --port 8800 --task-seconds 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    serve = actions.add_parser(
+        "serve",
+        parents=[common],
+        help="serve the sandbox API on 127.0.0.1 until Ctrl-C",
+        description=(
+            "Serve the sandbox API on 127.0.0.1 until Ctrl-C. It first prints two shell "
+            "lines, export HIFLY_BASE_URL=... and export HIFLY_TOKEN=..., so another "
+            "terminal can point any client at it."
+        ),
+        epilog=(
+            "examples:\n  hifly-batch sandbox serve\n"
+            "  hifly-batch sandbox serve --faults http_500=0.1,drop=0.05,seed=7"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _serve_options(serve)
+    serve.set_defaults(handler=_handle)
+
+
+def _serve_options(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
+    serve.add_argument(
+        "--data",
+        type=Path,
+        default=ACCOUNT_SANDBOX_DIR,
+        metavar="DIR",
+        help=f"folder that keeps the sandbox's world (default: {ACCOUNT_SANDBOX_DIR})",
+    )
+    serve.add_argument(
+        "--task-seconds", type=float, metavar="S", help="base time from create to finish"
+    )
+    serve.add_argument(
+        "--task-jitter", type=float, metavar="S", help="random extra time per task, seeded"
+    )
+    serve.add_argument(
+        "--faults",
+        metavar="SPEC",
+        help="fault injection, e.g. http_500=0.1,drop=0.05,drop_after_create=0.02,slow=0.05,"
+        "slow_seconds=2,malformed_json=0.02,task_fail=0.05,expired_url=0.1,seed=7",
+    )
+    serve.add_argument("--credits", type=int, help="credit balance of a new world")
+    serve.add_argument(
+        "--max-generating", type=int, metavar="N", help="works generating at once (code 1001)"
+    )
+    serve.add_argument("--callback-url", metavar="URL", help="POST task results here")
+
+
+def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    return serve(
+        args.data,
+        port=args.port,
+        task_seconds=args.task_seconds,
+        task_jitter=args.task_jitter,
+        faults=args.faults,
+        credits=args.credits,
+        max_generating=args.max_generating,
+        callback_url=args.callback_url,
+    )
+
+
+def serve(
+    data: Path,
+    *,
+    port: int = 0,
+    task_seconds: float | None = None,
+    task_jitter: float | None = None,
+    faults: str | None = None,
+    credits: int | None = None,
+    max_generating: int | None = None,
+    callback_url: str | None = None,
+) -> int:
+    """Serve until SIGINT or SIGTERM; returns 0 after a clean stop."""
+    from hifly_batch.sandbox import Sandbox, SandboxConfig, parse_faults
+
+    settings = {
+        "task_seconds": task_seconds,
+        "task_jitter": task_jitter,
+        "credits": credits,
+        "max_generating": max_generating,
+        "callback_url": callback_url,
+    }
+    try:
+        if faults:
+            settings["faults"] = parse_faults(faults)
+        config = SandboxConfig(**{k: v for k, v in settings.items() if v is not None})
+        sandbox = Sandbox(data, config, port=port)
+    except ValueError as exc:
+        raise UsageError(f"sandbox serve: {exc}") from None
+    stop = threading.Event()
+    with sandbox:
+        console.out(f"export {BASE_URL_VARIABLE}={shlex.quote(sandbox.base_url)}")
+        console.out(f"export {TOKEN_VARIABLE}={shlex.quote(sandbox.token)}")
+        console.info(f"sandbox: serving {sandbox.base_url}, world in {data}; Ctrl-C stops it")
+        _until_signalled(stop)
+    return 0
+
+
+def _until_signalled(stop: threading.Event) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

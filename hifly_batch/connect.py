@@ -1,0 +1,51 @@
+"""Where the API is: the real service with ``HIFLY_TOKEN``, or an in-process sandbox."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from hifly_batch.apispec import DEFAULT_BASE_URL
+from hifly_batch.client import HiflyClient
+from hifly_batch.errors import ConfigError, MissingTokenError
+
+TOKEN_VARIABLE = "HIFLY_TOKEN"
+BASE_URL_VARIABLE = "HIFLY_BASE_URL"
+# Where account commands keep a sandbox world with --sandbox.
+ACCOUNT_SANDBOX_DIR = Path(".hifly") / "sandbox"
+
+
+def base_url_from(option: str | None, env: Mapping[str, str]) -> str:
+    """``--base-url``, else ``$HIFLY_BASE_URL``, else the real API; checked for shape."""
+    url = option or env.get(BASE_URL_VARIABLE) or DEFAULT_BASE_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"base URL {url!r} is not an http(s) URL")
+    return url
+
+
+def token_from(env: Mapping[str, str]) -> str:
+    token = env.get(TOKEN_VARIABLE, "").strip()
+    if not token:
+        raise MissingTokenError()
+    return token
+
+
+@contextlib.contextmanager
+def api_client(
+    env: Mapping[str, str], *, base_url: str | None, sandbox_dir: Path | None
+) -> Iterator[HiflyClient]:
+    """A client for the real API, or for a sandbox kept in ``sandbox_dir`` when one is given."""
+    if sandbox_dir is None:
+        client = HiflyClient(token_from(env), base_url_from(base_url, env))
+        with contextlib.closing(client):
+            yield client
+        return
+    from hifly_batch.sandbox import Sandbox  # only sandbox runs pay for importing it
+
+    with Sandbox(sandbox_dir) as sandbox:
+        client = HiflyClient(sandbox.token, sandbox.base_url)
+        with contextlib.closing(client):
+            yield client

@@ -1,0 +1,118 @@
+"""Moving bytes: the upload PUT to a signed URL and downloads of finished outputs.
+
+Neither carries the Authorization header: signed URLs are their own
+credential, and output URLs point at a CDN on another host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+import requests
+
+from hifly_batch.errors import HiflyBatchError, redact_url
+from hifly_batch.transport import Delivery, Transport, TransportError, classify
+
+CHUNK = 256 * 1024
+
+
+class UrlExpiredError(HiflyBatchError):
+    """A signed URL was refused (HTTP 403/404/410): it expired or is no longer valid.
+
+    For an output, query the task again: the answer carries a fresh URL.
+    """
+
+    def __init__(self, url: str, status: int) -> None:
+        self.status = status
+        super().__init__(f"{redact_url(url)}: HTTP {status}: the link expired or is invalid")
+
+
+class TransferError(HiflyBatchError):
+    """A transfer failed for a reason that retrying will not mend."""
+
+
+def put_file(transport: Transport, upload_url: str, content_type: str, path: Path) -> None:
+    """PUT the raw bytes of ``path`` to a signed upload URL, streaming from disk.
+
+    A PUT to the same URL is idempotent, so every transport failure is retried.
+    """
+
+    def once() -> None:
+        with path.open("rb") as body:
+            resp = _send(
+                transport,
+                "upload",
+                "PUT",
+                upload_url,
+                data=body,
+                headers={"Content-Type": content_type},
+            )
+        resp.close()
+        if resp.status_code in (401, 403):
+            raise UrlExpiredError(upload_url, resp.status_code)
+        if resp.status_code not in (200, 201, 204):
+            raise TransferError(f"upload of {path.name}: HTTP {resp.status_code}")
+
+    transport.retrying(once)
+
+
+def download(transport: Transport, url: str, dest: Path) -> int:
+    """Stream ``url`` to ``dest`` through a temporary file beside it; return the size.
+
+    The bytes reach ``dest`` only whole: the size is checked against
+    Content-Length, the file synced, then renamed into place, so a crash or a
+    broken connection never leaves a partial file at ``dest``.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return transport.retrying(lambda: _download_once(transport, url, dest))
+
+
+def _download_once(transport: Transport, url: str, dest: Path) -> int:
+    resp = _send(transport, "download", "GET", url, stream=True)
+    with contextlib.closing(resp):
+        if resp.status_code in (403, 404, 410):
+            raise UrlExpiredError(url, resp.status_code)
+        if resp.status_code != 200:
+            delivery = Delivery.SERVER_ERROR if resp.status_code >= 500 else Delivery.UNANSWERED
+            raise TransportError("download", delivery, f"HTTP {resp.status_code}")
+        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
+        try:
+            size = _write(resp, tmp)
+            _check_length(resp, size)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return size
+
+
+def _write(resp: requests.Response, tmp: Path) -> int:
+    size = 0
+    with tmp.open("wb") as fh:
+        try:
+            for chunk in resp.iter_content(CHUNK):
+                fh.write(chunk)
+                size += len(chunk)
+        except requests.RequestException as exc:
+            raise TransportError("download", Delivery.UNANSWERED, type(exc).__name__) from None
+        fh.flush()
+        os.fsync(fh.fileno())
+    return size
+
+
+def _check_length(resp: requests.Response, size: int) -> None:
+    expected = resp.headers.get("Content-Length")
+    if expected is not None and expected.isdigit() and int(expected) != size:
+        raise TransportError("download", Delivery.UNANSWERED, f"got {size} of {expected} bytes")
+
+
+def _send(
+    transport: Transport, what: str, method: str, url: str, **kwargs: object
+) -> requests.Response:
+    """One request with no Authorization header; transport failures classified."""
+    try:
+        return transport.session.request(method, url, timeout=transport.timeout, **kwargs)  # type: ignore[arg-type]
+    except requests.RequestException as exc:
+        raise TransportError(what, classify(exc), type(exc).__name__) from None

@@ -1,0 +1,306 @@
+"""HTTP calls to the HiFly API: authentication, retries, and what a failure means.
+
+The runner's at-most-once rule rests on one distinction made here: a request
+that provably never reached the server may be sent again, one that may have
+reached it must not be, when it creates remote work. Every transport failure
+is therefore classified by ``Delivery``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from urllib3.exceptions import NewConnectionError
+
+from hifly_batch import __version__
+from hifly_batch.apispec import (
+    CREATE_ENDPOINTS,
+    ERROR_CODES,
+    INVALID_TOKEN,
+    Endpoint,
+    describe_code,
+)
+from hifly_batch.errors import ExitStatus, HiflyBatchError
+
+log = logging.getLogger("hifly_batch.http")
+
+USER_AGENT = f"hifly-batch/{__version__}"
+JSONDict = dict[str, Any]
+T = TypeVar("T")
+
+
+class Delivery(enum.Enum):
+    """How far a failed request got."""
+
+    NOT_SENT = "not sent"  # connection refused, DNS, connect timeout: safe to resend
+    UNANSWERED = "sent, no answer"  # read timeout, reset after send, unreadable answer
+    SERVER_ERROR = "answered with a server error"  # HTTP 5xx or 429: nothing was done
+
+
+class ApiError(HiflyBatchError):
+    """The service answered with a non-zero business ``code``."""
+
+    def __init__(
+        self, code: int, endpoint: Endpoint, request_id: str = "", server_message: str = ""
+    ) -> None:
+        self.code = code
+        self.endpoint = endpoint
+        self.request_id = request_id
+        self.server_message = server_message
+        super().__init__(self._render())
+
+    @property
+    def meaning(self) -> str:
+        """The documented meaning in English."""
+        return ERROR_CODES.get(self.code, ("undocumented error code", ""))[0]
+
+    @property
+    def meaning_zh(self) -> str:
+        """The documented meaning as the API document writes it."""
+        return ERROR_CODES.get(self.code, ("", "未记载的错误码"))[1]
+
+    def _render(self) -> str:
+        text = f"{self.endpoint.short}: error {describe_code(self.code)}"
+        if self.server_message and self.server_message != self.meaning_zh:
+            text += f": {self.server_message}"
+        if self.request_id:
+            text += f" [request_id {self.request_id}]"
+        return text
+
+
+class AuthError(ApiError):
+    """HTTP 401 or code 2003: the token was refused."""
+
+    exit_status = ExitStatus.AUTH_OR_CONFIG
+
+    def _render(self) -> str:
+        return (
+            f"{self.endpoint.short}: the API refused the token (HTTP 401 / code 2003): "
+            "check the HIFLY_TOKEN environment variable"
+        )
+
+
+class HttpStatusError(HiflyBatchError):
+    """An HTTP status the API does not use for business errors (e.g. 404 from a wrong base URL)."""
+
+    def __init__(self, endpoint: Endpoint, status: int, url: str) -> None:
+        self.endpoint = endpoint
+        self.status = status
+        super().__init__(
+            f"{endpoint.short}: HTTP {status} from {url}: is --base-url / HIFLY_BASE_URL right?"
+        )
+
+
+class TransportError(HiflyBatchError):
+    """The request failed below the API: no usable answer arrived."""
+
+    def __init__(self, what: str, delivery: Delivery, detail: str) -> None:
+        self.what = what
+        self.delivery = delivery
+        self.detail = detail
+        super().__init__(f"{what}: {delivery.value}: {detail}")
+
+
+class SubmissionUncertain(TransportError):
+    """A create request may have reached the server but its answer was lost.
+
+    The API has no idempotency key and no task listing, so nobody can tell
+    whether the work was made: sending it again may pay twice.
+    """
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter."""
+
+    attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait before try number ``attempt + 1`` (attempt counts from 0)."""
+        return rng.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+def classify(exc: requests.RequestException) -> Delivery:
+    """Tell from a ``requests`` exception whether the request left this machine."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return Delivery.NOT_SENT
+    if isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        if isinstance(reason, NewConnectionError):  # refused, unreachable, DNS
+            return Delivery.NOT_SENT
+    return Delivery.UNANSWERED
+
+
+def is_retryable_status(status: int) -> bool:
+    return status >= 500 or status == 429
+
+
+def unwrap(body: JSONDict) -> JSONDict:
+    """Flatten an answer nested under ``data`` (seen in public clients) onto the top level."""
+    data = body.get("data")
+    if isinstance(data, dict):
+        return {**data, **{k: v for k, v in body.items() if k != "data"}}
+    return body
+
+
+def redacted_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers fit for a log line: the credential replaced."""
+    return {k: ("Bearer ***" if k.lower() == "authorization" else v) for k, v in headers.items()}
+
+
+class Transport:
+    """One pooled session, the token, timeouts and the retry loop."""
+
+    def __init__(
+        self,
+        token: str,
+        base_url: str,
+        *,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._auth = f"Bearer {token}"
+        self.base_url = base_url.rstrip("/")
+        self.session = session or new_session()
+        self.timeout = timeout
+        self.retry = retry
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+
+    def __repr__(self) -> str:  # never show the token
+        return f"Transport(base_url={self.base_url!r})"
+
+    def call(
+        self,
+        endpoint: Endpoint,
+        *,
+        body: JSONDict | None = None,
+        params: Mapping[str, Any] | None = None,
+        task_answer: bool = False,
+    ) -> JSONDict:
+        """Send one API request and return its (unwrapped) answer.
+
+        Raises ApiError / AuthError for business errors, SubmissionUncertain
+        when a create may have been made without us learning its task id, and
+        TransportError when retries ran out. ``task_answer``: a non-zero code
+        beside a ``status`` field describes a failed task, not a failed call.
+        """
+        is_create = endpoint in CREATE_ENDPOINTS
+
+        def once() -> JSONDict:
+            try:
+                return self._once(endpoint, body, params, task_answer)
+            except TransportError as exc:
+                if is_create and exc.delivery is Delivery.UNANSWERED:
+                    raise SubmissionUncertain(exc.what, exc.delivery, exc.detail) from None
+                raise
+
+        return self.retrying(once)
+
+    def retrying(self, op: Callable[[], T]) -> T:
+        """Run ``op``, again after a backoff on TransportError, up to the policy's attempts."""
+        last: TransportError | None = None
+        for attempt in range(self.retry.attempts):
+            if attempt:
+                self.sleep(self.retry.delay(attempt - 1, self.rng))
+            try:
+                return op()
+            except SubmissionUncertain:
+                raise
+            except TransportError as exc:
+                last = exc
+                log.info("retrying after: %s", exc)
+        assert last is not None
+        raise last
+
+    def _once(
+        self,
+        endpoint: Endpoint,
+        body: JSONDict | None,
+        params: Mapping[str, Any] | None,
+        task_answer: bool,
+    ) -> JSONDict:
+        headers = {"Authorization": self._auth}
+        url = self.base_url + endpoint.value
+        started = time.monotonic()
+        try:
+            resp = self.session.request(
+                endpoint.method,
+                url,
+                json=body,
+                params=params,
+                headers=headers,
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise TransportError(endpoint.short, classify(exc), type(exc).__name__) from None
+        log.debug(
+            "%s %s -> HTTP %s in %.0f ms, headers %s",
+            endpoint.method,
+            endpoint.short,
+            resp.status_code,
+            (time.monotonic() - started) * 1000,
+            redacted_headers(headers),
+        )
+        return self._answer(endpoint, resp, task_answer)
+
+    def _answer(self, endpoint: Endpoint, resp: requests.Response, task_answer: bool) -> JSONDict:
+        if resp.status_code == 401:
+            raise AuthError(INVALID_TOKEN, endpoint, _request_id_of(resp))
+        if is_retryable_status(resp.status_code):
+            raise TransportError(endpoint.short, Delivery.SERVER_ERROR, f"HTTP {resp.status_code}")
+        if resp.status_code != 200:
+            raise HttpStatusError(endpoint, resp.status_code, self.base_url)
+        try:
+            body = resp.json()
+        except ValueError:
+            raise TransportError(
+                endpoint.short, Delivery.UNANSWERED, "answer is not valid JSON"
+            ) from None
+        if not isinstance(body, dict):
+            raise TransportError(endpoint.short, Delivery.UNANSWERED, "answer is not an object")
+        body = unwrap(body)
+        code = _int(body.get("code"))
+        if code and not (task_answer and "status" in body):
+            cls = AuthError if code == INVALID_TOKEN else ApiError
+            raise cls(code, endpoint, str(body.get("request_id", "")), str(body.get("message", "")))
+        log.info("%s ok, request_id %s", endpoint.short, body.get("request_id", ""))
+        return body
+
+
+def new_session() -> requests.Session:
+    """A pooled session sized for a worker pool, with our User-Agent."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+def _request_id_of(resp: requests.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return ""
+    return str(body.get("request_id", "")) if isinstance(body, dict) else ""
+
+
+def _int(value: Any) -> int:
+    """Lenient integer: answers seen in public send numbers as strings at times."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
