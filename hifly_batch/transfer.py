@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 
 from hifly_batch.errors import HiflyBatchError, redact_url
-from hifly_batch.transport import Delivery, Transport, TransportError, classify
+from hifly_batch.transport import Delivery, Transport, TransportError, classify, describe
 
 CHUNK = 256 * 1024
 
@@ -96,7 +96,7 @@ def _write(resp: requests.Response, tmp: Path) -> int:
                 fh.write(chunk)
                 size += len(chunk)
         except requests.RequestException as exc:
-            raise TransportError("download", Delivery.UNANSWERED, type(exc).__name__) from None
+            raise TransportError("download", Delivery.UNANSWERED, describe(exc)) from None
         fh.flush()
         os.fsync(fh.fileno())
     return size
@@ -115,4 +115,4 @@ def _send(
     try:
         return transport.session.request(method, url, timeout=transport.timeout, **kwargs)  # type: ignore[arg-type]
     except requests.RequestException as exc:
-        raise TransportError(what, classify(exc), type(exc).__name__) from None
+        raise TransportError(what, classify(exc), describe(exc)) from None

@@ -140,6 +140,13 @@ def classify(exc: requests.RequestException) -> Delivery:
     return Delivery.UNANSWERED
 
 
+def describe(exc: requests.RequestException) -> str:
+    """A short reason: ``[Errno 111] Connection refused`` rather than a page of repr."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    text = str(reason or exc)
+    return text.rsplit(": ", 1)[-1] if text else type(exc).__name__
+
+
 def is_retryable_status(status: int) -> bool:
     return status >= 500 or status == 429
 
@@ -245,7 +252,8 @@ class Transport:
                 timeout=self.timeout,
             )
         except requests.RequestException as exc:
-            raise TransportError(endpoint.short, classify(exc), type(exc).__name__) from None
+            detail = f"{describe(exc)} ({self.base_url})"
+            raise TransportError(endpoint.short, classify(exc), detail) from None
         log.debug(
             "%s %s -> HTTP %s in %.0f ms, headers %s",
             endpoint.method,
