@@ -1,0 +1,1 @@
+"""Local emulation of the HiFly API for rehearsals and tests."""
