@@ -1,0 +1,71 @@
+"""Fixtures shared by the whole suite.
+
+Two guards run around every test: it starts in its own empty folder with no
+HIFLY_* variables (so nothing can reach the user's state or send a real
+token), and nothing it prints or writes may contain the sandbox token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hifly_batch.sandbox import Sandbox, SandboxConfig
+
+# Every sandbox in the suite uses this token, so the scans below can look for it.
+SECRET_TOKEN = "hf-test-" + secrets.token_hex(12)
+FAST = SandboxConfig(task_seconds=0.05, task_jitter=0.02, token=SECRET_TOKEN)
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """An empty working folder and no HIFLY_* variables from the developer's shell."""
+    for name in ("HIFLY_TOKEN", "HIFLY_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    """A running sandbox with fast tasks, its world in this test's folder."""
+    with Sandbox(tmp_path / "world", FAST) as running:
+        yield running
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Fail a test whose captured output or logs show the token."""
+    report = yield
+    leaked = [name for name, text in report.sections if SECRET_TOKEN in text]
+    if call.excinfo is not None and SECRET_TOKEN in str(call.excinfo.value):
+        leaked.append("exception message")
+    if leaked and not report.failed:
+        report.outcome = "failed"
+        report.longrepr = f"the sandbox token appeared in: {', '.join(leaked)}"
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After the suite: no file any test wrote holds the token, except sandbox worlds."""
+    basetemp = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    leaks = [str(p) for p in _written_files(basetemp) if _holds_token(p)]
+    if leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print("\nthe sandbox token was written to:\n  " + "\n  ".join(leaks))
+
+
+def _written_files(root: Path) -> Iterator[Path]:
+    for path in root.rglob("*"):
+        # The sandbox's own database must keep the token to check requests.
+        if path.is_file() and not path.name.startswith("world.db"):
+            yield path
+
+
+def _holds_token(path: Path) -> bool:
+    try:
+        return SECRET_TOKEN.encode() in path.read_bytes()
+    except OSError:
+        return False

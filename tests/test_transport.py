@@ -1,0 +1,177 @@
+"""Retries and the at-most-once classification, over real sockets."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hifly_batch.apispec import Endpoint
+from hifly_batch.client import HiflyClient
+from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
+from hifly_batch.transport import (
+    USER_AGENT,
+    Delivery,
+    RetryPolicy,
+    SubmissionUncertain,
+    TransportError,
+    redacted_headers,
+)
+from tests.conftest import FAST, SECRET_TOKEN
+from tests.httpstub import Reply, Seen, stub_server
+
+QUICK = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
+
+
+def client_for(sandbox: Sandbox, **options: object) -> HiflyClient:
+    return HiflyClient(sandbox.token, sandbox.base_url, retry=QUICK, **options)  # type: ignore[arg-type]
+
+
+def healing(sandbox: Sandbox) -> tuple[list[float], Callable[[float], None]]:
+    """A `sleep` for the client that clears the sandbox's faults during the first backoff."""
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        sandbox.set_faults(Faults())
+
+    return slept, sleep
+
+
+def voice_of(sandbox: Sandbox) -> str:
+    return HiflyClient(sandbox.token, sandbox.base_url).list_voices(kind=2)[0].voice
+
+
+def test_ambiguous_create_is_uncertain_and_not_resent(sandbox: Sandbox) -> None:
+    voice = voice_of(sandbox)
+    sandbox.set_faults(Faults(drop_after_create=1.0))
+    with pytest.raises(SubmissionUncertain) as caught:
+        client_for(sandbox).create_audio_by_tts(voice=voice, text="你好。")
+    assert caught.value.delivery is Delivery.UNANSWERED
+    assert sandbox.counters().creates == {"audio/create_by_tts": 1}
+    assert sandbox.counters().requests["audio/create_by_tts"] == 1
+
+
+def test_create_answered_500_is_retried(sandbox: Sandbox) -> None:
+    voice = voice_of(sandbox)
+    sandbox.set_faults(Faults(http_500=1.0))
+    slept, sleep = healing(sandbox)
+    task_id = client_for(sandbox, sleep=sleep).create_audio_by_tts(voice=voice, text="你好。")
+    assert task_id and len(slept) == 1
+    assert sandbox.counters().requests["audio/create_by_tts"] == 2
+    assert sandbox.counters().creates == {"audio/create_by_tts": 1}
+
+
+def test_not_sent_create_is_retried(tmp_path: Path) -> None:
+    port = _free_port()
+    started: list[Sandbox] = []
+
+    def sleep(seconds: float) -> None:  # the server comes up during the backoff
+        if not started:
+            started.append(Sandbox(tmp_path / "w", FAST, port=port).start())
+
+    client = HiflyClient(SECRET_TOKEN, f"http://127.0.0.1:{port}", retry=QUICK, sleep=sleep)
+    try:
+        task_id = client.create_avatar_by_video(video_url="https://cdn.example.com/a.mp4")
+        assert task_id and started[0].counters().creates == {"avatar/create_by_video": 1}
+    finally:
+        for sandbox in started:
+            sandbox.stop()
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [Faults(http_500=1.0), Faults(drop=1.0), Faults(malformed_json=1.0)],
+    ids=["http-500", "dropped-connection", "malformed-json"],
+)
+def test_failed_read_is_retried_and_succeeds(sandbox: Sandbox, faults: Faults) -> None:
+    sandbox.set_faults(faults)
+    slept, sleep = healing(sandbox)
+    assert client_for(sandbox, sleep=sleep).credit() == sandbox.credits()
+    assert len(slept) == 1 and sandbox.counters().requests["account/credit"] == 2
+
+
+def test_reads_give_up_after_the_policy(sandbox: Sandbox) -> None:
+    sandbox.set_faults(Faults(http_500=1.0))
+    with pytest.raises(TransportError) as caught:
+        client_for(sandbox, sleep=lambda s: None).credit()
+    assert caught.value.delivery is Delivery.SERVER_ERROR
+    assert sandbox.counters().requests["account/credit"] == QUICK.attempts
+
+
+def test_refused_connection_is_not_sent() -> None:
+    client = HiflyClient(
+        SECRET_TOKEN, f"http://127.0.0.1:{_free_port()}", retry=QUICK, sleep=lambda s: None
+    )
+    with pytest.raises(TransportError) as caught:
+        client.create_avatar_by_video(video_url="https://cdn.example.com/a.mp4")
+    assert caught.value.delivery is Delivery.NOT_SENT
+    assert not isinstance(caught.value, SubmissionUncertain)
+
+
+def test_read_timeout_on_create_is_uncertain(tmp_path: Path) -> None:
+    slow = SandboxConfig(faults=Faults(slow=1.0, slow_seconds=1.0), token=SECRET_TOKEN)
+    with Sandbox(tmp_path / "w", slow) as sandbox:
+        client = HiflyClient(sandbox.token, sandbox.base_url, retry=QUICK, timeout=(2.0, 0.2))
+        with pytest.raises(SubmissionUncertain):
+            client.create_avatar_by_video(video_url="https://cdn.example.com/a.mp4")
+
+
+def test_backoff_grows_and_is_jittered() -> None:
+    policy, rng = RetryPolicy(attempts=6, base_delay=0.5, max_delay=4.0), random.Random(1)
+    delays = [[policy.delay(n, rng) for _ in range(200)] for n in range(5)]
+    assert [max(d) <= min(4.0, 0.5 * 2**n) for n, d in enumerate(delays)] == [True] * 5
+    assert max(delays[3]) > max(delays[0]) and len({round(x, 6) for x in delays[2]}) > 100
+
+
+def test_requests_carry_user_agent_and_bearer_token() -> None:
+    answer = json.dumps({"code": 0, "message": "", "left": 7, "request_id": "r1"}).encode()
+    with stub_server(lambda seen: Reply(body=answer)) as (url, seen):
+        assert HiflyClient("tok-123", url).credit() == 7
+    assert seen[0].headers["User-Agent"] == USER_AGENT
+    assert seen[0].headers["Authorization"] == "Bearer tok-123"
+    assert seen[0].path == Endpoint.ACCOUNT_CREDIT.value
+
+
+def test_answers_nested_under_data_are_read() -> None:
+    answers = {
+        Endpoint.VIDEO_TASK.value: {
+            "code": 0,
+            "request_id": "r",
+            "data": {"status": "3", "video_url": "http://cdn.example/v.mp4?x=1", "duration": 12.0},
+        },
+        Endpoint.VOICE_LIST.value: {"code": 0, "data": {"list": [{"voice": "v1", "type": 8}]}},
+    }
+
+    def respond(seen: Seen) -> Reply:
+        return Reply(body=json.dumps(answers[seen.path.split("?")[0]]).encode())
+
+    with stub_server(respond) as (url, _):
+        client = HiflyClient("t", url)
+        task = client.video_task("t1")
+        voices = client.list_voices()
+    assert (task.status, task.url, task.duration) == (3, "http://cdn.example/v.mp4?x=1", 12)
+    assert [v.voice for v in voices] == ["v1"]
+
+
+def test_logged_headers_hide_the_token() -> None:
+    shown = redacted_headers({"Authorization": f"Bearer {SECRET_TOKEN}", "Accept": "*/*"})
+    assert shown == {"Authorization": "Bearer ***", "Accept": "*/*"}
+
+
+def test_verbose_logs_never_show_the_token(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="hifly_batch")
+    client_for(sandbox).credit()
+    assert "Bearer ***" in caplog.text and SECRET_TOKEN not in caplog.text
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
