@@ -1,0 +1,117 @@
+"""Row sources for ``for_each``: CSV, JSON Lines and inline rows, each row with its line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hifly_batch.manifest.diagnostics import Collector, Location
+
+
+@dataclass(frozen=True)
+class RawRow:
+    """A row before its key is computed: 1-based index, values, and where it is."""
+
+    index: int
+    values: Mapping[str, Any]
+    location: Location
+
+
+def read_text_utf8(path: Path, shown: str, field: str, errors: Collector) -> str | None:
+    """The file's text (UTF-8, BOM dropped); a located error for any other encoding."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        errors.add(Location(shown), field, f"cannot read the file: {exc.strerror or exc}")
+        return None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        message = (
+            f"the file is not UTF-8 (byte 0x{raw[exc.start]:02x}); "
+            "save it as UTF-8 (in a spreadsheet: 'CSV UTF-8')"
+        )
+        errors.add(Location(shown, line, col), field, message)
+        return None
+
+
+def csv_rows(text: str, shown: str, field: str, errors: Collector) -> list[RawRow]:
+    """Rows of a CSV text whose first record is the header."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records = _records(reader, shown, field, errors)
+    header = next(records, None)
+    if header is None:
+        errors.add(Location(shown), field, "the CSV file is empty: it needs a header line")
+        return []
+    names, line = header
+    if not _header_ok(names, Location(shown, line), field, errors):
+        return []
+    rows: list[RawRow] = []
+    for values, line in records:
+        where = Location(shown, line)
+        if len(values) != len(names):
+            message = f"this row has {len(values)} fields, the header has {len(names)}"
+            errors.add(where, field, message)
+            continue
+        rows.append(RawRow(len(rows) + 1, dict(zip(names, values, strict=True)), where))
+    return rows
+
+
+def _records(
+    reader: Any, shown: str, field: str, errors: Collector
+) -> Iterator[tuple[list[str], int]]:
+    """Non-blank records with the line each starts on."""
+    end = 0
+    try:
+        for record in reader:
+            start, end = end + 1, reader.line_num
+            if record and any(cell.strip() for cell in record):
+                yield record, start
+    except csv.Error as exc:
+        errors.add(Location(shown, reader.line_num), field, f"CSV error: {exc}")
+
+
+def _header_ok(names: list[str], where: Location, field: str, errors: Collector) -> bool:
+    seen: set[str] = set()
+    for name in names:
+        if not name.strip():
+            errors.add(where, field, "the header has an empty column name")
+            return False
+        if name in seen:
+            errors.add(where, field, f"the header names column {name!r} twice")
+            return False
+        seen.add(name)
+    return True
+
+
+def jsonl_rows(text: str, shown: str, field: str, errors: Collector) -> list[RawRow]:
+    """Rows of a JSON Lines text: one object per non-blank line."""
+    rows: list[RawRow] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            errors.add(Location(shown, number, exc.colno), field, f"invalid JSON: {exc.msg}")
+            continue
+        if not isinstance(value, dict):
+            errors.add(Location(shown, number), field, "each line must be a JSON object")
+            continue
+        rows.append(RawRow(len(rows) + 1, value, Location(shown, number)))
+    return rows
+
+
+def inline_rows(rows: list[Mapping[str, Any]], locations: list[Location]) -> list[RawRow]:
+    """Rows written in the manifest (already checked to be mappings by the schema)."""
+    return [
+        RawRow(i, values, where)
+        for i, (values, where) in enumerate(zip(rows, locations, strict=True), start=1)
+    ]

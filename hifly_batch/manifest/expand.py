@@ -1,0 +1,264 @@
+"""Videos and audios items rendered per row, and checked as the API would check them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from hifly_batch.apispec import TEXT_MAX_CHARS, TITLE_MAX_CHARS
+from hifly_batch.manifest.build import did_you_mean
+from hifly_batch.manifest.diagnostics import Collector, Location, item_path
+from hifly_batch.manifest.model import Field, Manifest, MediaKind, Row, Work, WorkSpec
+from hifly_batch.manifest.templates import Template, TemplateFault, compile_template
+from hifly_batch.manifest.values import (
+    find_html_tag,
+    is_truthy,
+    normalize_output,
+    output_path_problem,
+)
+
+_REFERENCE_FIELDS = ("avatar", "voice", "audio")
+
+
+class _RowFault(Exception):
+    """One field of one row is wrong; already reported."""
+
+
+class Expander:
+    """Renders every videos/audios entry of a manifest, reporting into ``errors``."""
+
+    def __init__(self, manifest: Manifest, errors: Collector) -> None:
+        self.manifest = manifest
+        self.errors = errors
+        self.base: dict[str, Any] = {"vars": manifest.vars, "campaign": manifest.name}
+        self._files: dict[Path, Template | TemplateFault] = {}
+
+    def expand_all(self) -> list[Work]:
+        works: list[Work] = []
+        for spec in self.manifest.works.values():
+            works.extend(self.expand(spec))
+        return works
+
+    def expand(self, spec: WorkSpec) -> Iterator[Work]:
+        templates = self._compile(spec)
+        if templates is None:
+            return
+        if not all(self._check_literal(spec, name) for name in _REFERENCE_FIELDS):
+            return
+        source = self.manifest.data.get(spec.for_each) if spec.for_each else None
+        if spec.for_each and source is None:
+            return
+        rows: tuple[Row | None, ...] = source.rows if source is not None else (None,)
+        for row in rows:
+            context = self._context(row)
+            try:
+                when = templates.get("when")
+                if when is not None and not is_truthy(
+                    self._render(spec, "when", when, row, context)
+                ):
+                    continue
+                yield self._work(spec, templates, row, context)
+            except _RowFault:
+                continue
+
+    def _context(self, row: Row | None) -> dict[str, Any]:
+        if row is None:
+            return self.base
+        return {**self.base, "row": row.values, "key": row.key, "index": row.index}
+
+    def _compile(self, spec: WorkSpec) -> dict[str, Template] | None:
+        compiled, ok = {}, True
+        for name, field in spec.fields.items():
+            try:
+                compiled[name] = compile_template(field.text, _template_name(field))
+            except TemplateFault as exc:
+                path = item_path(spec.section, spec.name, None, name)
+                self.errors.add(field.line_of(exc.line), path, exc.message)
+                ok = False
+        return compiled if ok else None
+
+    def _check_literal(self, spec: WorkSpec, name: str) -> bool:
+        """A reference written without a template is checked once, not per row."""
+        field = spec.fields.get(name)
+        if field is None or field.is_template:
+            return True
+        problem = self._reference_problem(name, field.text)
+        if problem:
+            self.errors.add(field.location, item_path(spec.section, spec.name, None, name), problem)
+        return problem is None
+
+    def _render(
+        self,
+        spec: WorkSpec,
+        name: str,
+        template: Template,
+        row: Row | None,
+        context: Mapping[str, Any],
+    ) -> str:
+        try:
+            return template.render(context)
+        except TemplateFault as exc:
+            self._row_error(spec, name, row, spec.fields[name].line_of(exc.line), exc.message)
+            raise _RowFault from None
+
+    def _row_error(
+        self, spec: WorkSpec, name: str, row: Row | None, where: Location, message: str
+    ) -> None:
+        path = item_path(spec.section, spec.name, row.key if row else None, name)
+        if row is not None:
+            message = f"{message} ({row.describe()})"
+        group = item_path(spec.section, spec.name, None, name)
+        self.errors.add_row_error(group, where, path, message)
+
+    def _work(
+        self,
+        spec: WorkSpec,
+        templates: dict[str, Template],
+        row: Row | None,
+        context: Mapping[str, Any],
+    ) -> Work:
+        values: dict[str, str] = {}
+        for name, template in templates.items():
+            if name not in ("when", "text_file"):
+                values[name] = self._render(spec, name, template, row, context)
+        for name in _REFERENCE_FIELDS:
+            if name in values and spec.fields[name].is_template:
+                self._check_reference(spec, name, values[name], row)
+        if "text_file" in templates:
+            values["text"] = self._text_file(spec, templates["text_file"], row, context)
+        title = values.get("title") or None
+        self._check_title(spec, title, row)
+        if "text" in values:
+            self._check_text(spec, values["text"], row)
+        output, default = self._output(spec, values.get("output"), row)
+        return Work(
+            spec.section,
+            spec.name,
+            row.key if row else None,
+            row.index if row else None,
+            row,
+            title=title,
+            text=values.get("text"),
+            avatar=values.get("avatar"),
+            voice=values.get("voice"),
+            audio=self._audio_item(values.get("audio")),
+            output=output,
+            output_default=default,
+            api_params=spec.api_params,
+        )
+
+    # -- references --------------------------------------------------------------
+
+    def _reference_problem(self, name: str, value: str) -> str | None:
+        m = self.manifest
+        if name == "avatar" and value not in m.avatars:
+            return f"{value!r} is not an avatar" + did_you_mean(value, list(m.avatars))
+        if name == "voice" and value not in m.voices:
+            return f"{value!r} is not a voice" + did_you_mean(value, list(m.voices))
+        if name == "audio":
+            return self._audio_problem(value)
+        return None
+
+    def _audio_problem(self, value: str) -> str | None:
+        m = self.manifest
+        work = m.works.get(value)
+        if work is not None:
+            return None if work.section == "audios" else f"{value!r} is a videos item, not audio"
+        asset = m.assets.get(value)
+        if asset is None:
+            names = list(m.assets) + [w for w, s in m.works.items() if s.section == "audios"]
+            return f"{value!r} is not an audio asset or audios item" + did_you_mean(value, names)
+        if asset.media not in (MediaKind.AUDIO, MediaKind.UNKNOWN) or (
+            asset.media is MediaKind.UNKNOWN and asset.file is not None
+        ):
+            return f"assets.{value} is not an audio file (mp3, m4a, wav)"
+        return None
+
+    def _check_reference(self, spec: WorkSpec, name: str, value: str, row: Row | None) -> None:
+        problem = self._reference_problem(name, value)
+        if problem:
+            self._row_error(spec, name, row, spec.fields[name].location, problem)
+            raise _RowFault
+
+    def _audio_item(self, value: str | None) -> str | None:
+        """``assets.x`` or ``audios.y`` (paired to a row key later, in the graph)."""
+        if value is None:
+            return None
+        return f"audios.{value}" if value in self.manifest.works else f"assets.{value}"
+
+    # -- rendered values -----------------------------------------------------------
+
+    def _check_title(self, spec: WorkSpec, title: str | None, row: Row | None) -> None:
+        if title is not None and len(title) > TITLE_MAX_CHARS:
+            message = f"title has {len(title)} characters, at most {TITLE_MAX_CHARS}: {title!r}"
+            self._row_error(spec, "title", row, spec.fields["title"].location, message)
+            raise _RowFault
+
+    def _check_text(self, spec: WorkSpec, text: str, row: Row | None) -> None:
+        name = "text" if "text" in spec.fields else "text_file"
+        problem = None
+        if not text.strip():
+            problem = "the text is empty"
+        elif len(text) > TEXT_MAX_CHARS:
+            problem = f"the text has {len(text)} characters, at most {TEXT_MAX_CHARS}"
+        elif (tag := find_html_tag(text)) is not None:
+            problem = f"the text contains an HTML tag {tag!r}, which the API refuses"
+        if problem:
+            self._row_error(spec, name, row, spec.fields[name].location, problem)
+            raise _RowFault
+
+    def _output(self, spec: WorkSpec, rendered: str | None, row: Row | None) -> tuple[str, bool]:
+        if rendered is None:
+            ext = "mp4" if spec.section == "videos" else "mp3"
+            stem = f"{spec.section}/{spec.name}" + (f"/{row.key}" if row else "")
+            rendered, default = f"{stem}.{ext}", True
+        else:
+            default = False
+        problem = output_path_problem(rendered)
+        if problem:
+            field = spec.fields.get("output")
+            where = field.location if field else spec.location
+            self._row_error(spec, "output", row, where, problem)
+            raise _RowFault
+        return normalize_output(rendered), default
+
+    def _text_file(
+        self, spec: WorkSpec, template: Template, row: Row | None, context: Mapping[str, Any]
+    ) -> str:
+        relative = self._render(spec, "text_file", template, row, context).strip()
+        path = (self.manifest.root / relative).absolute()
+        loaded = self._load_file(path)
+        field = spec.fields["text_file"]
+        if isinstance(loaded, TemplateFault) and loaded.line is None:
+            self._row_error(spec, "text_file", row, field.location, loaded.message)
+            raise _RowFault
+        try:
+            if isinstance(loaded, TemplateFault):
+                raise loaded
+            return loaded.render(context)
+        except TemplateFault as exc:
+            where = Location(self.manifest.display(path), exc.line or 1, 1)
+            message = f"{exc.message}; text_file at {field.location}"
+            self._row_error(spec, "text_file", row, where, message)
+            raise _RowFault from None
+
+    def _load_file(self, path: Path) -> Template | TemplateFault:
+        if path not in self._files:
+            shown = self.manifest.display(path)
+            try:
+                source = path.read_text(encoding="utf-8-sig")
+                self._files[path] = compile_template(source, shown)
+            except FileNotFoundError:
+                self._files[path] = TemplateFault(f"template file not found: {shown}")
+            except UnicodeDecodeError:
+                self._files[path] = TemplateFault(f"{shown} is not UTF-8; save it as UTF-8")
+            except OSError as exc:
+                self._files[path] = TemplateFault(f"cannot read {shown}: {exc.strerror or exc}")
+            except TemplateFault as exc:
+                self._files[path] = exc
+        return self._files[path]
+
+
+def _template_name(field: Field) -> str:
+    return f"{field.location.file}:{field.location.line}"

@@ -1,0 +1,96 @@
+"""Data sources with keys: rows read from CSV, JSON Lines or the manifest, each given
+the key its ``key`` template renders (non-empty, unique, computed before ``when``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from hifly_batch.manifest.data import RawRow, csv_rows, inline_rows, jsonl_rows, read_text_utf8
+from hifly_batch.manifest.diagnostics import Collector, Location, format_path
+from hifly_batch.manifest.model import DataSource, Field, Row
+from hifly_batch.manifest.templates import TemplateFault, compile_template
+from hifly_batch.manifest.yamlload import YamlDocument
+
+
+def build_sources(
+    doc: YamlDocument,
+    entries: list[tuple[str, dict[str, Any]]],
+    root: Path,
+    context: Mapping[str, Any],
+    errors: Collector,
+) -> dict[str, DataSource]:
+    """Every data source in ``entries`` (name, raw mapping), rows keyed."""
+    found = {}
+    for name, raw in entries:
+        raw_rows = _read_rows(doc, name, raw, root, errors)
+        key_field = Field(str(raw["key"]), doc.locate(("data", name, "key")))
+        rows = _keyed_rows(name, raw_rows, key_field, context, errors)
+        found[name] = DataSource(name, doc.locate(("data", name)), tuple(rows))
+    return found
+
+
+def display(doc: YamlDocument, root: Path, relative: str) -> str:
+    """A path written in the manifest, shown the way the manifest itself is shown."""
+    return (Path(doc.file).parent / relative).as_posix()
+
+
+def _read_rows(
+    doc: YamlDocument, name: str, raw: dict[str, Any], root: Path, errors: Collector
+) -> list[RawRow]:
+    if "rows" in raw:
+        locations = [doc.locate(("data", name, "rows", i)) for i in range(len(raw["rows"]))]
+        return inline_rows(raw["rows"], locations)
+    kind = "csv" if "csv" in raw else "jsonl"
+    field = format_path(("data", name, kind))
+    path = root / raw[kind]
+    shown = display(doc, root, raw[kind])
+    if not path.is_file():
+        errors.add(doc.locate(("data", name, kind)), field, f"file not found: {raw[kind]}")
+        return []
+    text = read_text_utf8(path, shown, field, errors)
+    if text is None:
+        return []
+    reader = csv_rows if kind == "csv" else jsonl_rows
+    return reader(text, shown, field, errors)
+
+
+def _keyed_rows(
+    name: str,
+    raw_rows: list[RawRow],
+    key_field: Field,
+    context: Mapping[str, Any],
+    errors: Collector,
+) -> list[Row]:
+    path = format_path(("data", name, "key"))
+    try:
+        template = compile_template(key_field.text, f"{key_field.location.file}:data.{name}.key")
+    except TemplateFault as exc:
+        errors.add(key_field.line_of(exc.line), path, exc.message)
+        return []
+    rows: list[Row] = []
+    first_seen: dict[str, RawRow] = {}
+    for raw in raw_rows:
+        where = f"row {raw.index} at {raw.location.file}:{raw.location.line}"
+        try:
+            key = template.render({**context, "row": raw.values, "index": raw.index}).strip()
+        except TemplateFault as exc:
+            message = f"{exc.message} ({where})"
+            errors.add_row_error(path, key_field.line_of(exc.line), path, message)
+            continue
+        if not key:
+            errors.add(raw.location, path, f"the key is empty for {where}")
+            continue
+        if key in first_seen:
+            first = first_seen[key].location
+            message = f"duplicate key {key!r}: {where} and row {first_seen[key].index} at line {first.line}"
+            errors.add(raw.location, path, message)
+            continue
+        first_seen[key] = raw
+        rows.append(Row(raw.index, key, MappingProxyType(dict(raw.values)), raw.location))
+    return rows
+
+
+__all__ = ["Location", "build_sources", "display"]

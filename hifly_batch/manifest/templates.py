@@ -1,0 +1,101 @@
+"""Jinja2 templates in a sandbox: compiled once, rendered per row, faults located.
+
+Templates come from manifests that may have been shared, so they render in
+:class:`~jinja2.sandbox.SandboxedEnvironment` (no attribute escapes), with
+undefined names as errors and as plain text (no HTML escaping).
+"""
+
+from __future__ import annotations
+
+import operator
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+# Keeps a template from building huge strings or numbers ("{{ 'x' * 10**9 }}").
+MAX_PRODUCT_SIZE = 1_000_000
+
+
+class TemplateFault(Exception):
+    """A template failed to compile or render; ``line`` is within the template."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+class _Environment(SandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "**":
+            if isinstance(right, int) and abs(right) > 64:
+                raise TemplateFault("exponent too large in template")
+            return operator.pow(left, right)
+        if _size(left) * _size(right) > MAX_PRODUCT_SIZE:
+            raise TemplateFault("template result too large")
+        return operator.mul(left, right)
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, str | list | tuple):
+        return max(len(value), 1)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(abs(value), 1)
+    return 1
+
+
+_ENV = _Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+@dataclass(frozen=True)
+class Template:
+    """A compiled template and the name its faults are reported under."""
+
+    source: str
+    name: str
+    compiled: jinja2.Template
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        """Render with ``context``; raise :class:`TemplateFault` on any fault."""
+        try:
+            return self.compiled.render(context)
+        except TemplateFault as exc:
+            raise TemplateFault(exc.message, _template_line(exc, self.name)) from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateFault(f"template syntax error: {exc.message}", exc.lineno) from None
+        except jinja2.UndefinedError as exc:
+            line = _template_line(exc, self.name)
+            raise TemplateFault(f"undefined in template: {exc.message}", line) from None
+        except jinja2.exceptions.SecurityError as exc:
+            line = _template_line(exc, self.name)
+            raise TemplateFault(f"refused by the template sandbox: {exc}", line) from None
+        except Exception as exc:  # any fault of user-written code is reported, not raised
+            line = _template_line(exc, self.name)
+            raise TemplateFault(f"template error: {type(exc).__name__}: {exc}", line) from None
+
+
+def compile_template(source: str, name: str) -> Template:
+    """Compile once; raise :class:`TemplateFault` with the line of a syntax error."""
+    try:
+        code = _ENV.compile(source, name=name, filename=name)
+        compiled = _ENV.template_class.from_code(_ENV, code, _ENV.make_globals(None), None)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateFault(f"template syntax error: {exc.message}", exc.lineno) from None
+    except Exception as exc:  # the compiler may reject odd input in other ways
+        raise TemplateFault(f"template error: {exc}") from None
+    return Template(source, name, compiled)
+
+
+def _template_line(exc: BaseException, name: str) -> int | None:
+    """The template line of the deepest traceback frame that belongs to ``name``."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == name:
+            line = frame.lineno
+    return line

@@ -1,0 +1,85 @@
+"""Small value rules of the manifest: durations, names, truthiness, HTML tags, paths."""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([smh]?)$")
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+# "<" then an optional "/", a letter, and anything up to the next ">".
+HTML_TAG = re.compile(r"</?[^\W\d_][^>]*>")
+_FALSE_WORDS = frozenset({"", "false", "0", "no", "none"})
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds in ``90s``, ``0.25s``, ``1.5m``, ``2h`` or a plain number; ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number with an optional unit s, m or h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value).strip())
+        if not match:
+            raise ValueError(
+                f"{value!r} is not a duration: write a number with an optional unit "
+                "s, m or h, such as 90s, 1.5m or 2h"
+            )
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"{value!r}: a duration must be greater than 0")
+    return seconds
+
+
+def is_item_name(name: str) -> bool:
+    """A letter (any script) or ``_``, then letters, digits, ``_`` or ``-``."""
+    if not name or not (name[0].isalpha() or name[0] == "_"):
+        return False
+    return all(ch.isalnum() or ch in "_-" for ch in name)
+
+
+def is_campaign_name(name: str) -> bool:
+    """One safe path segment: 1-64 letters, digits, ``.``, ``_``, ``-``; no leading ``.``."""
+    if not 1 <= len(name) <= 64 or name.startswith("."):
+        return False
+    return all(ch.isalnum() or ch in "._-" for ch in name)
+
+
+def is_truthy(rendered: str) -> bool:
+    """The ``when`` rule: false when empty or false/0/no/none (any case), once stripped."""
+    return rendered.strip().lower() not in _FALSE_WORDS
+
+
+def find_html_tag(text: str) -> str | None:
+    """The first HTML tag in ``text``, or None."""
+    match = HTML_TAG.search(text)
+    return match.group(0) if match else None
+
+
+def output_path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be an output path under output_dir, or None when it can."""
+    if not path.strip():
+        return "the output path is empty"
+    if "\\" in path or _WINDOWS_DRIVE.match(path):
+        return f"{path!r}: write output paths with '/' and without a drive letter"
+    if path.startswith("/"):
+        return f"{path!r} is absolute; write a path relative to output_dir"
+    parts = PurePosixPath(path).parts
+    if ".." in parts:
+        return f"{path!r} leaves output_dir"
+    if not parts or path.endswith("/"):
+        return f"{path!r} names a folder, not a file"
+    if any(part != part.strip() for part in parts):
+        return f"{path!r}: a path segment starts or ends with a space"
+    return None
+
+
+def normalize_output(path: str) -> str:
+    """``./a//b.mp4`` -> ``a/b.mp4`` (call after :func:`output_path_problem` passed)."""
+    return PurePosixPath(path).as_posix()
+
+
+def api_string(value: float) -> str:
+    """A voice edit value as the API's string: ``1`` -> ``"1.0"``, ``1.1`` -> ``"1.1"``."""
+    return repr(float(value))

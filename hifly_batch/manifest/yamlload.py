@@ -1,0 +1,240 @@
+"""Safe YAML loading that remembers where every value came from.
+
+PyYAML composes the text into nodes (which carry their line and column); this
+module then builds plain Python values from those nodes itself, so that it can
+refuse what a manifest must not contain: duplicate keys, tags beyond YAML's
+plain types, alias expansion that explodes ("billion laughs"), and nesting
+deep enough to exhaust the stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from hifly_batch.manifest.diagnostics import (
+    Collector,
+    Diagnostic,
+    FieldPath,
+    Location,
+    ManifestInvalid,
+    format_path,
+)
+
+MAX_DEPTH = 64
+MAX_ALIAS_EXPANSION = 100_000
+
+_T = "tag:yaml.org,2002:"
+_SCALAR_TAGS = {f"{_T}{n}" for n in ("null", "bool", "int", "float", "str", "timestamp")}
+_MERGE_TAG = f"{_T}merge"
+_SEQ_TAG = f"{_T}seq"
+_MAP_TAG = f"{_T}map"
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass
+class YamlDocument:
+    """Plain values of one YAML file, with the position of every value and key."""
+
+    file: str
+    data: Any
+    marks: dict[FieldPath, tuple[int, int]] = field(default_factory=dict)
+    key_marks: dict[FieldPath, tuple[int, int]] = field(default_factory=dict)
+    block_scalars: set[FieldPath] = field(default_factory=set)
+
+    def locate(self, path: FieldPath, *, key: bool = False) -> Location:
+        """Where ``path`` is; the nearest enclosing value when it is absent."""
+        if key and path in self.key_marks:
+            return Location(self.file, *self.key_marks[path])
+        for end in range(len(path), -1, -1):
+            mark = self.marks.get(path[:end])
+            if mark is not None:
+                return Location(self.file, *mark)
+        return Location(self.file, 1, 1)
+
+
+def load_yaml(text: str, file: str) -> YamlDocument:
+    """Parse ``text`` (the contents of ``file``); raise :class:`ManifestInvalid` on faults."""
+    _check_depth(text, file)
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        raise ManifestInvalid([_syntax_diagnostic(exc, file)]) from None
+    except yaml.YAMLError as exc:
+        raise ManifestInvalid([Diagnostic(Location(file), "", f"YAML error: {exc}")]) from None
+    if root is None:
+        raise ManifestInvalid([Diagnostic(Location(file), "", "the file is empty")])
+    _check_expansion(root, file)
+    builder = _Builder(file)
+    data = builder.build(root, ())
+    builder.errors.raise_if_any()
+    return YamlDocument(file, data, builder.marks, builder.key_marks, builder.block_scalars)
+
+
+def _tag_name(tag: str) -> str:
+    return "!!" + tag[len(_T) :] if tag.startswith(_T) else tag
+
+
+def _mark(node: Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _syntax_diagnostic(exc: yaml.MarkedYAMLError, file: str) -> Diagnostic:
+    mark = exc.problem_mark or exc.context_mark
+    where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
+    parts = [p for p in (exc.context, exc.problem) if p]
+    return Diagnostic(where, "", "YAML syntax error: " + ", ".join(parts))
+
+
+def _check_depth(text: str, file: str) -> None:
+    """Refuse deep nesting from the event stream, before any recursive composing."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    where = Location(file, event.start_mark.line + 1, event.start_mark.column + 1)
+                    msg = f"nested more than {MAX_DEPTH} levels deep"
+                    raise ManifestInvalid([Diagnostic(where, "", msg)])
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.MarkedYAMLError as exc:
+        raise ManifestInvalid([_syntax_diagnostic(exc, file)]) from None
+    except yaml.YAMLError as exc:
+        raise ManifestInvalid([Diagnostic(Location(file), "", f"YAML error: {exc}")]) from None
+
+
+def _check_expansion(root: Node, file: str) -> None:
+    """Refuse recursive aliases and documents whose aliases expand too far or too deep."""
+    sizes: dict[int, tuple[int, int]] = {}
+    active: set[int] = set()
+
+    def measure(node: Node) -> tuple[int, int]:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in active:
+            msg = "an alias refers to a node that contains it (recursive alias)"
+            raise ManifestInvalid([Diagnostic(Location(file, *_mark(node)), "", msg)])
+        active.add(id(node))
+        size, depth = 1, 1
+        for child in _children(node):
+            child_size, child_depth = measure(child)
+            size += child_size
+            depth = max(depth, child_depth + 1)
+        active.discard(id(node))
+        sizes[id(node)] = (size, depth)
+        return size, depth
+
+    total, depth = measure(root)
+    if total - len(sizes) > MAX_ALIAS_EXPANSION or depth > MAX_DEPTH:
+        msg = (
+            f"aliases expand this document beyond {MAX_ALIAS_EXPANSION} extra values "
+            f"or {MAX_DEPTH} levels; refused"
+        )
+        raise ManifestInvalid([Diagnostic(Location(file, *_mark(root)), "", msg)])
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+class _Builder:
+    """Builds plain values from nodes, recording marks and collecting faults."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.errors = Collector()
+        self.marks: dict[FieldPath, tuple[int, int]] = {}
+        self.key_marks: dict[FieldPath, tuple[int, int]] = {}
+        self.block_scalars: set[FieldPath] = set()
+        self._constructor = SafeConstructor()
+
+    def _error(self, node: Node, path: FieldPath, message: str) -> None:
+        self.errors.add(Location(self.file, *_mark(node)), format_path(path), message)
+
+    def _tag_error(self, node: Node, path: FieldPath, tag: str) -> None:
+        self._error(node, path, f"tag {_tag_name(tag)} is not allowed (only plain YAML types)")
+
+    def build(self, node: Node, path: FieldPath) -> Any:
+        self.marks[path] = _mark(node)
+        if isinstance(node, ScalarNode):
+            if node.style in ("|", ">"):
+                self.block_scalars.add(path)
+            return self._scalar(node, path)
+        if node.tag not in (_SEQ_TAG, _MAP_TAG):
+            self._tag_error(node, path, node.tag)
+            return None
+        if isinstance(node, SequenceNode):
+            return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
+        return self._mapping(node, path)
+
+    def _scalar(self, node: ScalarNode, path: FieldPath) -> Any:
+        tag = node.tag
+        if tag not in _SCALAR_TAGS:
+            self._tag_error(node, path, tag)
+            return None
+        if tag.endswith(("str", "timestamp")):
+            return node.value
+        method = getattr(self._constructor, "construct_yaml_" + tag[len(_T) :])
+        try:
+            return method(node)
+        except (ValueError, yaml.YAMLError) as exc:
+            self._error(node, path, f"not a valid {tag[len(_T) :]}: {exc}")
+            return None
+
+    def _mapping(self, node: MappingNode, path: FieldPath) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        pairs = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                self._merge(result, value_node, path)
+            else:
+                pairs.append((key_node, value_node))
+        # Merged keys come first so that keys written in place overwrite them
+        # (values and recorded positions alike).
+        written: set[str] = set()
+        for key_node, value_node in pairs:
+            key = self._key(key_node, path)
+            if key is None:
+                continue
+            if key in written:
+                first = self.key_marks[(*path, key)][0]
+                self._error(
+                    key_node, (*path, key), f"duplicate key {key!r} (first at line {first})"
+                )
+                continue
+            written.add(key)
+            self.key_marks[(*path, key)] = _mark(key_node)
+            result[key] = self.build(value_node, (*path, key))
+        return result
+
+    def _key(self, node: Node, path: FieldPath) -> str | None:
+        if not isinstance(node, ScalarNode):
+            self._error(node, path, "a mapping key must be a plain scalar")
+            return None
+        if node.tag not in _SCALAR_TAGS:
+            self._tag_error(node, path, node.tag)
+            return None
+        return str(node.value)
+
+    def _merge(self, result: dict[str, Any], node: Node, path: FieldPath) -> None:
+        """``<<: *anchor`` (or a list of them): keys written in place win."""
+        sources = node.value if isinstance(node, SequenceNode) else [node]
+        for source in sources:
+            if not isinstance(source, MappingNode):
+                self._error(source, path, "'<<' must merge a mapping or a list of mappings")
+                continue
+            merged = self._mapping(source, path)
+            for key, value in merged.items():
+                result.setdefault(key, value)
