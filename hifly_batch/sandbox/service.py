@@ -74,7 +74,7 @@ class Sandbox:
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": 0.05},
             name="sandbox-http",
             daemon=True,
         )
