@@ -1,0 +1,95 @@
+"""The CSV report (SPEC §6): one row per item, written from the state file.
+
+UTF-8 with a BOM so spreadsheet programs show Chinese correctly; cells a
+spreadsheet would evaluate as a formula get a leading ``'``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hifly_batch.state import Record, Status
+
+COLUMNS = (
+    "item", "kind", "section", "key", "status", "task_id", "resource_id", "output",
+    "duration_s", "attempts", "error_code", "error_message", "started_at", "finished_at",
+    "fingerprint",
+)  # fmt: skip
+
+# The report speaks of where items ended, not of the runner's inner steps.
+REPORT_STATUS = {
+    Status.PENDING: "pending",
+    Status.RUNNING: "pending",
+    Status.SUBMITTING: "uncertain",
+    Status.UNCERTAIN: "uncertain",
+    Status.DONE: "done",
+    Status.FAILED: "failed",
+    Status.BLOCKED: "blocked",
+    Status.SKIPPED: "skipped",
+}
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def report_status(status: Status) -> str:
+    return REPORT_STATUS[status]
+
+
+def row(record: Record) -> list[str]:
+    """One report row; every cell a string, safe to open in a spreadsheet."""
+    values = {
+        "item": record.item,
+        "kind": record.kind,
+        "section": record.section,
+        "key": record.key,
+        "status": report_status(record.status),
+        "task_id": record.task_id,
+        "resource_id": record.resource_id,
+        "output": record.output,
+        "duration_s": _number(record.duration_s),
+        "attempts": str(record.attempts),
+        "error_code": record.error_code,
+        "error_message": record.error_message,
+        "started_at": _timestamp(record.started_at),
+        "finished_at": _timestamp(record.finished_at),
+        "fingerprint": record.fingerprint,
+    }
+    return [escape_cell("" if values[c] is None else str(values[c])) for c in COLUMNS]
+
+
+def escape_cell(text: str) -> str:
+    """Defuse spreadsheet formulas (``=cmd|...``): such a cell is shown, never run."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def render(records: Iterable[Record]) -> str:
+    """The whole CSV text, header first, rows in the order given."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    writer.writerows(row(r) for r in records)
+    return buffer.getvalue()
+
+
+def write(records: Iterable[Record], path: Path) -> None:
+    """Write the report atomically: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(render(records), encoding="utf-8-sig", newline="")
+    os.replace(tmp, path)
+
+
+def _number(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+
+def _timestamp(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
