@@ -1,0 +1,69 @@
+"""``hifly-batch validate MANIFEST...``: every static check of SPEC §3, no network."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+
+from hifly_batch import console
+from hifly_batch.errors import ExitStatus
+from hifly_batch.graph import Graph, build_graph
+from hifly_batch.manifest.diagnostics import ManifestInvalid
+from hifly_batch.manifest.loader import load_campaign
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "validate",
+        parents=[common],
+        help="check manifests without sending anything",
+        description=(
+            "Check manifests completely: YAML, schema, names and references, data files, "
+            "templates rendered for every row, API limits, local media. Every error is "
+            "shown at once as FILE:LINE:COL: path.to.field: message. No network."
+        ),
+        epilog="example:\n  hifly-batch validate campaign.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("manifests", nargs="+", type=Path, metavar="MANIFEST")
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    return validate(args.manifests)
+
+
+def validate(manifests: list[Path]) -> int:
+    """Validate each manifest; 0 when all are valid, 2 when any is not."""
+    status = ExitStatus.OK
+    for path in manifests:
+        try:
+            graph = load_graph(path)
+        except ManifestInvalid as exc:
+            report_invalid(exc, path)
+            status = ExitStatus.INVALID
+            continue
+        console.out(f"{path}: valid ({summary(graph)})")
+    return int(status)
+
+
+def load_graph(path: Path) -> Graph:
+    """The manifest's item graph; :class:`ManifestInvalid` carrying every fault otherwise."""
+    return build_graph(load_campaign(path))
+
+
+def report_invalid(exc: ManifestInvalid, path: Path) -> None:
+    """Each diagnostic on its own stderr line, then the count."""
+    for diagnostic in exc.diagnostics:
+        console.err(str(diagnostic))
+    count = len(exc.diagnostics)
+    console.err(f"{path}: {count} error{'s' if count != 1 else ''}")
+
+
+def summary(graph: Graph) -> str:
+    """``9 items: 2 assets, 1 avatars, ...``."""
+    sections = Counter(item.section for item in graph)
+    parts = ", ".join(f"{n} {section}" for section, n in sections.items())
+    return f"{len(graph)} items: {parts}" if parts else "no items"

@@ -1,0 +1,166 @@
+"""The plan (SPEC §5): what a run would do with each item, given what earlier runs did.
+
+:func:`make_plan` is pure: the graph and the prior state of each item (as the
+state store last recorded it) in, one action per item out. With no prior
+state every item is ``create``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from hifly_batch.graph import Graph, Item, Ref
+
+
+class PriorStatus(str, enum.Enum):
+    """An item's status as the state store records it (same values)."""
+
+    PENDING = "pending"
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    UNCERTAIN = "uncertain"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class PriorState:
+    """What an earlier run left for one item.
+
+    ``settings`` (a voice's last applied rate/volume/pitch) and ``field_digests``
+    (the item's :attr:`~hifly_batch.graph.Item.field_digests` when it was made)
+    are optional: with them the plan says exactly what changed.
+    """
+
+    status: PriorStatus
+    fingerprint: str = ""
+    settings_fingerprint: str | None = None
+    task_id: str | None = None
+    settings: Mapping[str, str] | None = None
+    field_digests: Mapping[str, str] | None = None
+
+
+class Action(str, enum.Enum):
+    CREATE = "create"  # never made
+    SKIP = "skip"  # done, unchanged
+    RECREATE = "recreate"  # done or tried before, but its inputs changed
+    EDIT = "edit"  # a voice whose rate/volume/pitch changed: voice/edit, no new clone
+    RETRY = "retry"  # failed last time, unchanged
+    RESUME = "resume"  # submitted, task id known: poll it
+    UNCERTAIN = "uncertain"  # may have been submitted, task id unknown: not sent again
+    BLOCKED = "blocked"  # waits for an item that will not run
+
+
+CHANGED = frozenset({Action.RECREATE, Action.EDIT})
+_WILL_SUBMIT = frozenset({Action.CREATE, Action.RECREATE, Action.RETRY})
+_STOPS_DEPENDENTS = frozenset({Action.UNCERTAIN, Action.BLOCKED})
+
+
+@dataclass(frozen=True)
+class Step:
+    item: Item
+    action: Action
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One step per graph item, in dependency order."""
+
+    steps: tuple[Step, ...]
+
+    def listing(self) -> tuple[Step, ...]:
+        """Steps for display: changed items first, each group in dependency order."""
+        changed = tuple(s for s in self.steps if s.action in CHANGED)
+        return changed + tuple(s for s in self.steps if s.action not in CHANGED)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """section -> action -> number of items (actions with none are left out)."""
+        table: dict[str, Counter[str]] = {}
+        for step in self.steps:
+            table.setdefault(step.item.section, Counter())[step.action.value] += 1
+        return {section: dict(counter) for section, counter in table.items()}
+
+    def totals(self) -> dict[str, int]:
+        """action -> number of items, in :class:`Action` order."""
+        counter = Counter(step.action for step in self.steps)
+        return {a.value: counter[a] for a in Action if counter[a]}
+
+
+def make_plan(
+    graph: Graph, prior: Mapping[str, PriorState], *, resubmit_uncertain: bool = False
+) -> Plan:
+    """Decide every item's action from its prior state and its dependencies' actions."""
+    decided: dict[str, Step] = {}
+    for item in graph:
+        step = _decide(item, prior.get(item.id), decided, resubmit_uncertain)
+        decided[item.id] = _blocked(step, decided)
+    return Plan(tuple(decided.values()))
+
+
+def _decide(
+    item: Item, state: PriorState | None, decided: Mapping[str, Step], resubmit: bool
+) -> Step:
+    if state is None or state.status in (PriorStatus.PENDING, PriorStatus.SKIPPED):
+        return Step(item, Action.CREATE, "new")
+    if state.fingerprint != item.fingerprint:
+        return Step(item, Action.RECREATE, _why_changed(item, state, decided))
+    status = state.status
+    if status is PriorStatus.DONE:
+        if item.settings_fingerprint != state.settings_fingerprint:
+            return Step(item, Action.EDIT, _settings_change(item, state))
+        return Step(item, Action.SKIP, "done, unchanged")
+    if status is PriorStatus.FAILED:
+        return Step(item, Action.RETRY, "failed last run")
+    if status is PriorStatus.RUNNING and state.task_id:
+        return Step(item, Action.RESUME, f"task {state.task_id} submitted")
+    if status is PriorStatus.BLOCKED:
+        return Step(item, Action.CREATE, "was blocked")
+    if resubmit:
+        return Step(item, Action.CREATE, "uncertain: submitting again as asked")
+    return Step(item, Action.UNCERTAIN, "may have been submitted (answer lost); not sent again")
+
+
+def _blocked(step: Step, decided: Mapping[str, Step]) -> Step:
+    if step.action not in _WILL_SUBMIT:
+        return step
+    for dep in step.item.deps:
+        upstream = decided[dep]
+        if upstream.action in _STOPS_DEPENDENTS:
+            return Step(step.item, Action.BLOCKED, f"waits for {dep} ({upstream.action.value})")
+    return step
+
+
+def _why_changed(item: Item, state: PriorState, decided: Mapping[str, Step]) -> str:
+    """Name what changed: upstream items first, then the item's own fields."""
+    reasons = []
+    for dep in item.deps:
+        upstream = decided[dep]
+        if upstream.action is Action.EDIT:
+            reasons.append(f"{upstream.reason} ({dep})")
+        elif upstream.action in (Action.RECREATE, Action.CREATE):
+            reasons.append(f"{dep} changed")
+    if state.field_digests is not None:
+        for name, value in item.field_digests.items():
+            if state.field_digests.get(name) != value and not isinstance(item.request[name], Ref):
+                reasons.append(f"{name} changed")
+        reasons += [f"{name} removed" for name in state.field_digests if name not in item.request]
+    return "; ".join(reasons) or "inputs changed"
+
+
+def _settings_change(item: Item, state: PriorState) -> str:
+    new = item.settings or {}
+    old = state.settings
+    if old is None:
+        return "voice settings changed"
+    parts = [
+        f"{name} {old.get(name, '1.0')} → {new.get(name, '1.0')}"
+        for name in ("rate", "volume", "pitch")
+        if old.get(name, "1.0") != new.get(name, "1.0")
+    ]
+    return "voice settings changed: " + ", ".join(parts)
