@@ -146,8 +146,8 @@ class Api:
         content_type = apispec.UPLOAD_CONTENT_TYPES.get(ext)
         if content_type is None:
             raise ApiError(apispec.FILE_TYPE_NOT_SUPPORTED, f"不支持 {ext} 文件")
-        key = secrets.token_hex(12)
-        row = FileRow(f"file_{key}", "upload", ext, content_type, False, None, f"up_{key}.{ext}")
+        file_id, stored = f"file_{secrets.token_hex(12)}", f"up_{secrets.token_hex(12)}.{ext}"
+        row = FileRow(file_id, "upload", ext, content_type, False, None, stored)
         now = self.clock()
         self.world.add_file(row, now)
         url = signing.signed_url(

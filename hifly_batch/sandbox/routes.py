@@ -33,6 +33,9 @@ JSON_TYPE = "application/json; charset=utf-8"
 UPLOAD_MAX_BYTES = 200 * 1024 * 1024
 API_BODY_MAX_BYTES = 2 * 1024 * 1024
 _BY_PATH = {e.value: e for e in Endpoint}
+# The document's success answer of create_upload_url (response table and
+# example alike) has no code and no message; its errors have both.
+_BARE_SUCCESS = frozenset({Endpoint.CREATE_UPLOAD_URL})
 _ID = re.compile(r"[A-Za-z0-9_]{1,64}")
 _FILE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}\.[a-z0-9]{1,8}")
 
@@ -71,8 +74,11 @@ def _json(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _answer(fields: dict[str, Any], code: int = 0, message: str = "") -> dict[str, Any]:
-    payload: dict[str, Any] = {"code": code, "message": message}
+def _answer(
+    fields: dict[str, Any], code: int = 0, message: str = "", *, bare: bool = False
+) -> dict[str, Any]:
+    """The JSON answer; ``bare`` leaves out code and message (create_upload_url's success)."""
+    payload: dict[str, Any] = {} if bare else {"code": code, "message": message}
     payload.update(fields)
     payload["request_id"] = f"req_{secrets.token_hex(12)}"
     return payload
@@ -168,7 +174,7 @@ class App:
             self.world.bump("creates", route.name)
             if faults.drop_after_create:
                 return 0, {}
-        return 200, _answer(result.fields)
+        return 200, _answer(result.fields, bare=route.endpoint in _BARE_SUCCESS)
 
     def _authorized(self, http: Handler) -> bool:
         scheme, _, given = http.headers.get("Authorization", "").partition(" ")

@@ -1,0 +1,219 @@
+"""Callbacks: the 消息回调 messages, received by a small HTTP server in the test."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from hifly_batch.sandbox.callbacks import CallbackSender, retry_interval
+from tests.sandbox_fixtures import Client, running
+
+
+class Receiver:
+    """Collects POSTed JSON; answers each with the next status from ``statuses`` (then 200)."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.attempts = 0
+        self.statuses = list(statuses or [])
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.lock:
+                    receiver.attempts += 1
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    if status == 200:
+                        receiver.messages.append(json.loads(body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.messages
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def test_each_kind_of_task_calls_back(tmp_path: Path, receiver: Receiver) -> None:
+    with running(tmp_path, callback_url=receiver.url) as sandbox:
+        client = Client(sandbox)
+        avatar_task = client.created("avatar/create_by_video", {"video_url": "https://x/a.mp4"})
+        voice_task = client.created(
+            "voice/create", {"title": "t", "voice_type": 8, "audio_url": "https://x/v.wav"}
+        )
+        work = client.created(
+            "audio/create_by_tts", {"voice": "voice_pub_01", "text": "你好", "title": "问候"}
+        )
+        messages = {m["task_id"]: m for m in receiver.wait_for(3)}
+        assert set(messages) == {avatar_task, voice_task, work}
+        avatar = messages[avatar_task]
+        assert avatar == {
+            "task_id": avatar_task,
+            "message": "",
+            "code": 0,
+            "type": 2,
+            "status": 3,
+            "avatar": avatar["avatar"],
+        }
+        assert avatar["avatar"].startswith("av_")
+        voice = messages[voice_task]
+        assert (voice["type"], voice["status"], voice["code"]) == (3, 3, 0)
+        assert voice["voice"].startswith("voice_")
+        assert requests.get(voice["demo_url"]).status_code == 200
+        done = messages[work]
+        assert set(done) == {
+            "task_id",
+            "status",
+            "video_Url",
+            "type",
+            "duration",
+            "message",
+            "code",
+            "title",
+        }
+        assert (done["type"], done["status"], done["title"], done["duration"]) == (1, 3, "问候", 1)
+        assert requests.get(done["video_Url"]).status_code == 200
+
+
+def test_failed_tasks_call_back_with_status_4(tmp_path: Path, receiver: Receiver) -> None:
+    from hifly_batch.sandbox import Faults
+
+    with running(tmp_path, callback_url=receiver.url, faults=Faults(task_fail=1.0)) as sandbox:
+        client = Client(sandbox)
+        task = client.created("avatar/create_by_image", {"image_url": "https://x/a.png"})
+        [message] = receiver.wait_for(1)
+    assert (message["task_id"], message["status"], message["code"]) == (task, 4, 2015)
+    assert message["message"] and message["avatar"] == ""
+
+
+def test_a_non_200_answer_is_retried(tmp_path: Path) -> None:
+    receiver = Receiver(statuses=[500, 503])
+    try:
+        with running(tmp_path, callback_url=receiver.url, callback_retry_seconds=2.0) as sandbox:
+            client = Client(sandbox)
+            task = client.created("audio/create_by_tts", {"voice": "voice_pub_01", "text": "你"})
+            [message] = receiver.wait_for(1)
+            assert message["task_id"] == task
+            assert receiver.attempts == 3
+    finally:
+        receiver.close()
+
+
+def test_retries_stop_after_the_window() -> None:
+    sent: list[float] = []
+    delivered: list[str] = []
+    start = time.monotonic()
+
+    def post(url: str, body: bytes) -> int:
+        sent.append(time.monotonic() - start)
+        return 500
+
+    sender = CallbackSender(
+        "http://127.0.0.1:9/x",
+        1.0,
+        time.monotonic,
+        lambda task_id: {"task_id": task_id},
+        delivered.append,
+        post=post,
+    )
+    sender.start()
+    try:
+        sender.schedule("t1", start)
+        time.sleep(1.3)
+        tries = len(sent)
+        time.sleep(0.3)
+    finally:
+        sender.stop()
+    # Window 1 s, a try every 0.1 s: about ten tries, none after the window.
+    assert 5 <= tries <= 11
+    assert len(sent) == tries
+    assert max(sent) <= 1.05
+    assert delivered == []
+
+
+def test_callbacks_wait_for_the_finish_time() -> None:
+    clock = [0.0]
+    sent: list[float] = []
+    sender = CallbackSender(
+        "http://127.0.0.1:9/x",
+        10.0,
+        lambda: clock[0],
+        lambda task_id: {},
+        lambda task_id: None,
+        post=lambda url, body: sent.append(clock[0]) or 200,
+    )
+    sender.start()
+    try:
+        sender.schedule("late", 5.0)
+        sender.schedule("early", 1.0)
+        time.sleep(0.3)
+        assert sent == []
+        clock[0] = 1.0
+        time.sleep(0.3)
+        assert sent == [1.0]
+        clock[0] = 6.0
+        time.sleep(0.3)
+        assert sent == [1.0, 6.0]
+    finally:
+        sender.stop()
+
+
+def test_one_thread_serves_every_callback(tmp_path: Path, receiver: Receiver) -> None:
+    with running(tmp_path, callback_url=receiver.url, task_seconds=0.3) as sandbox:
+        client = Client(sandbox)
+        before = threading.active_count()
+        for _ in range(8):
+            client.created("audio/create_by_tts", {"voice": "voice_pub_01", "text": "你好"})
+        assert threading.active_count() <= before + 1
+        assert len(receiver.wait_for(8)) == 8
+
+
+def test_undelivered_callbacks_are_sent_by_the_next_sandbox(tmp_path: Path) -> None:
+    receiver = Receiver()
+    receiver.close()  # nothing listens: every try fails
+    with running(tmp_path, callback_url=receiver.url, callback_retry_seconds=30) as sandbox:
+        Client(sandbox).created("audio/create_by_tts", {"voice": "voice_pub_01", "text": "你"})
+        time.sleep(0.2)
+    listening = Receiver()
+    try:
+        with running(tmp_path, callback_url=listening.url, callback_retry_seconds=30):
+            assert len(listening.wait_for(1)) == 1
+    finally:
+        listening.close()
+
+
+@pytest.mark.parametrize(("window", "interval"), [(300, 3.0), (2, 0.2), (0.1, 0.05)])
+def test_retry_interval(window: float, interval: float) -> None:
+    assert retry_interval(window) == pytest.approx(interval)
