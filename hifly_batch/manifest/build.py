@@ -48,6 +48,9 @@ class Builder:
         self.errors = errors
         self.bad = bad
         self.data: dict[str, Any] = doc.data if isinstance(doc.data, dict) else {}
+        # Names whose entries the schema refused: references to them are not
+        # reported again as unknown.
+        self.refused_names = {p[1] for p in bad if len(p) == 2 and isinstance(p[1], str)}
 
     def error(self, path: FieldPath, message: str, *, key: bool = False) -> None:
         self.errors.add(self.doc.locate(path, key=key), format_path(path), message)
@@ -252,15 +255,13 @@ class Builder:
     ) -> None:
         asset = assets.get(name)
         if asset is None:
-            self.unknown_ref(path, name, "assets", f"a {wanted.value} asset")
-        elif asset.media is not wanted and not (asset.media is MediaKind.UNKNOWN and asset.url):
+            if name not in self.refused_names:
+                self.unknown_ref(path, name, "assets", f"a {wanted.value} asset")
+        elif asset.url and asset.media not in (wanted, MediaKind.UNKNOWN):
+            # Local files are checked for their use (type, size, duration) in media.py.
             exts = ", ".join(sorted(_EXTENSIONS[wanted]))
-            what = (
-                "a file of an unsupported type"
-                if asset.media is MediaKind.UNKNOWN
-                else (_a(asset.media.value) + " file")
-            )
-            self.error(path, f"assets.{name} is {what}; this needs {_a(wanted.value)} ({exts})")
+            what = a_or_an(asset.media.value)
+            self.error(path, f"assets.{name} is {what} URL; this needs {a_or_an(wanted.value)} ({exts})")
 
     def check_audio_ref(
         self, path: FieldPath, name: str, assets: Mapping[str, Asset], works: Mapping[str, WorkSpec]
@@ -311,7 +312,7 @@ def _is_json(value: Any) -> bool:
     return value is None or isinstance(value, str | int | bool)
 
 
-def _a(word: str) -> str:
+def a_or_an(word: str) -> str:
     return f"an {word}" if word[0] in "aeiou" else f"a {word}"
 
 

@@ -28,11 +28,15 @@ class _RowFault(Exception):
 class Expander:
     """Renders every videos/audios entry of a manifest, reporting into ``errors``."""
 
-    def __init__(self, manifest: Manifest, errors: Collector) -> None:
+    def __init__(
+        self, manifest: Manifest, errors: Collector, refused_names: frozenset[str] = frozenset()
+    ) -> None:
         self.manifest = manifest
+        self.refused_names = refused_names
         self.errors = errors
         self.base: dict[str, Any] = {"vars": manifest.vars, "campaign": manifest.name}
         self._files: dict[Path, Template | TemplateFault] = {}
+        self._reported: set[tuple[str, Path]] = set()
 
     def expand_all(self) -> list[Work]:
         works: list[Work] = []
@@ -83,6 +87,8 @@ class Expander:
         field = spec.fields.get(name)
         if field is None or field.is_template:
             return True
+        if field.text in self.refused_names:
+            return False  # its entry was refused by the schema and reported there
         problem = self._reference_problem(name, field.text)
         if problem:
             self.errors.add(field.location, item_path(spec.section, spec.name, None, name), problem)
@@ -169,13 +175,13 @@ class Expander:
         if asset is None:
             names = list(m.assets) + [w for w, s in m.works.items() if s.section == "audios"]
             return f"{value!r} is not an audio asset or audios item" + did_you_mean(value, names)
-        if asset.media not in (MediaKind.AUDIO, MediaKind.UNKNOWN) or (
-            asset.media is MediaKind.UNKNOWN and asset.file is not None
-        ):
-            return f"assets.{value} is not an audio file (mp3, m4a, wav)"
-        return None
+        if asset.url and asset.media not in (MediaKind.AUDIO, MediaKind.UNKNOWN):
+            return f"assets.{value} is not an audio URL (mp3, m4a, wav)"
+        return None  # local files are checked for their use in media.py
 
     def _check_reference(self, spec: WorkSpec, name: str, value: str, row: Row | None) -> None:
+        if value in self.refused_names:
+            raise _RowFault
         problem = self._reference_problem(name, value)
         if problem:
             self._row_error(spec, name, row, spec.fields[name].location, problem)
@@ -229,19 +235,26 @@ class Expander:
         relative = self._render(spec, "text_file", template, row, context).strip()
         path = (self.manifest.root / relative).absolute()
         loaded = self._load_file(path)
-        field = spec.fields["text_file"]
-        if isinstance(loaded, TemplateFault) and loaded.line is None:
-            self._row_error(spec, "text_file", row, field.location, loaded.message)
+        if isinstance(loaded, TemplateFault):
+            # A file that cannot be read or compiled is reported once, not per row.
+            if (spec.name, path) not in self._reported:
+                self._reported.add((spec.name, path))
+                self._file_error(spec, row, path, loaded)
             raise _RowFault
         try:
-            if isinstance(loaded, TemplateFault):
-                raise loaded
             return loaded.render(context)
         except TemplateFault as exc:
-            where = Location(self.manifest.display(path), exc.line or 1, 1)
-            message = f"{exc.message}; text_file at {field.location}"
-            self._row_error(spec, "text_file", row, where, message)
+            self._file_error(spec, row, path, exc)
             raise _RowFault from None
+
+    def _file_error(self, spec: WorkSpec, row: Row | None, path: Path, exc: TemplateFault) -> None:
+        """At the template file's line when known, naming the manifest field; else at the field."""
+        field = spec.fields["text_file"]
+        if exc.line is None:
+            self._row_error(spec, "text_file", row, field.location, exc.message)
+            return
+        where = Location(self.manifest.display(path), exc.line, 1)
+        self._row_error(spec, "text_file", row, where, f"{exc.message}; text_file at {field.location}")
 
     def _load_file(self, path: Path) -> Template | TemplateFault:
         if path not in self._files:

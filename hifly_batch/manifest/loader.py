@@ -49,7 +49,8 @@ def load_campaign(path: Path, shown: str | None = None) -> Campaign:
     diagnostics, refused = schema_diagnostics(doc)
     errors.diagnostics.extend(diagnostics)
     manifest = _build_manifest(doc, path.absolute(), errors, refused)
-    works = Expander(manifest, errors).expand_all()
+    refused_names = frozenset(p[1] for p in refused if len(p) == 2 and isinstance(p[1], str))
+    works = Expander(manifest, errors, refused_names).expand_all()
     works = _pair_audio(manifest, works, errors)
     _check_voice_samples(manifest, works, errors)
     _check_outputs(manifest, works, errors)
@@ -140,7 +141,7 @@ def _check_voice_samples(manifest: Manifest, works: list[Work], errors: Collecto
     made = {w.item_id for w in works}
     for voice in manifest.voices.values():
         spec = manifest.works.get(voice.ref) if voice.source is VoiceSource.AUDIO else None
-        if spec is None:
+        if spec is None or spec.section != "audios":
             continue
         where = voice.audio_location or voice.location
         path = f"voices.{voice.name}.audio"
@@ -165,15 +166,15 @@ def _check_outputs(manifest: Manifest, works: list[Work], errors: Collector) -> 
         errors.add(where, item_path(work.section, work.name, work.key, "output"), message)
 
 
-def _uses(manifest: Manifest, works: list[Work]) -> Iterator[tuple[Asset, Purpose]]:
-    """Every (asset, purpose) pair the campaign needs."""
+def _uses(manifest: Manifest, works: list[Work]) -> Iterator[tuple[Asset, Purpose, str]]:
+    """Every (asset, purpose, user) the campaign needs."""
     for avatar in manifest.avatars.values():
         if avatar.source is not AvatarSource.ID and avatar.ref in manifest.assets:
             purpose = AVATAR_VIDEO if avatar.source is AvatarSource.VIDEO else AVATAR_IMAGE
-            yield manifest.assets[avatar.ref], purpose
+            yield manifest.assets[avatar.ref], purpose, avatar.item_id
     for voice in manifest.voices.values():
         if voice.source is VoiceSource.AUDIO and voice.ref in manifest.assets:
-            yield manifest.assets[voice.ref], VOICE_SAMPLE
+            yield manifest.assets[voice.ref], VOICE_SAMPLE, voice.item_id
     for work in works:
         if work.audio is not None and work.audio.startswith("assets."):
-            yield manifest.assets[work.audio.split(".", 1)[1]], DRIVING_AUDIO
+            yield manifest.assets[work.audio.split(".", 1)[1]], DRIVING_AUDIO, work.item_id

@@ -20,6 +20,7 @@ from hifly_batch.apispec import (
     VOICE_SAMPLE_MAX_BYTES,
     VOICE_SAMPLE_SECONDS,
 )
+from hifly_batch.manifest.build import a_or_an
 from hifly_batch.manifest.diagnostics import Collector, format_path
 from hifly_batch.manifest.model import Asset
 
@@ -44,18 +45,20 @@ AVATAR_VIDEO = Purpose("avatar video", VIDEO_EXTENSIONS)
 AVATAR_IMAGE = Purpose("avatar image", IMAGE_EXTENSIONS)
 
 
-def check_uses(uses: Iterable[tuple[Asset, Purpose]], errors: Collector) -> dict[str, str]:
-    """Check each used local file for its purpose; return asset name -> sha256."""
+def check_uses(uses: Iterable[tuple[Asset, Purpose, str]], errors: Collector) -> dict[str, str]:
+    """Check each used local file for its purpose (``user`` names the item using it);
+    return asset name -> sha256 of the bytes."""
     hashes: dict[str, str] = {}
     checked: set[tuple[str, str]] = set()
-    for asset, purpose in uses:
+    for asset, purpose, user in uses:
         if asset.file is None or (asset.name, purpose.name) in checked:
             continue
         checked.add((asset.name, purpose.name))
         if not asset.file.is_file():
             continue  # reported when the asset was read
         for problem in file_problems(asset.file, purpose):
-            errors.add(asset.location, format_path(("assets", asset.name, "file")), problem)
+            path = format_path(("assets", asset.name, "file"))
+            errors.add(asset.location, path, f"{problem} (used by {user})")
         if asset.name not in hashes:
             hashes[asset.name] = file_sha256(asset.file)
     return hashes
@@ -66,13 +69,14 @@ def file_problems(path: Path, purpose: Purpose) -> list[str]:
     extension = path.suffix.lower().lstrip(".")
     if extension not in purpose.extensions or extension not in UPLOAD_CONTENT_TYPES:
         wanted = ", ".join(sorted(purpose.extensions))
-        return [f"a {purpose.name} must be one of {wanted}, not {path.suffix or 'no extension'}"]
+        found = path.suffix or "no extension"
+        return [f"{a_or_an(purpose.name)} must be one of {wanted}, not {found}"]
     size = path.stat().st_size
     if size == 0:
         return [f"{path.name} is empty"]
     if purpose.max_bytes is not None and size > purpose.max_bytes:
         limit = purpose.max_bytes // (1024 * 1024)
-        return [f"{path.name} is {size / 1048576:.1f} MB; a {purpose.name} is at most {limit} MB"]
+        return [f"{path.name} is {size / 1048576:.1f} MB; {a_or_an(purpose.name)} is at most {limit} MB"]
     if purpose.seconds is not None:
         return _duration_problems(path, purpose)
     return []
@@ -86,7 +90,7 @@ def _duration_problems(path: Path, purpose: Purpose) -> list[str]:
     low, high = purpose.seconds
     if not low <= seconds <= high:
         return [
-            f"{path.name} lasts {seconds:.1f} s; a {purpose.name} lasts "
+            f"{path.name} lasts {seconds:.1f} s; {a_or_an(purpose.name)} lasts "
             f"{_span(low)} to {_span(high)}"
         ]
     return []

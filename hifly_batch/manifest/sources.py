@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from hifly_batch.manifest.data import RawRow, csv_rows, inline_rows, jsonl_rows, read_text_utf8
@@ -89,8 +88,6 @@ def _keyed_rows(
             errors.add(raw.location, path, message)
             continue
         first_seen[key] = raw
-        rows.append(Row(raw.index, key, MappingProxyType(dict(raw.values)), raw.location))
+        rows.append(Row(raw.index, key, dict(raw.values), raw.location))
     return rows
 
-
-__all__ = ["Location", "build_sources", "display"]

@@ -217,6 +217,10 @@ class _Builder:
             written.add(key)
             self.key_marks[(*path, key)] = _mark(key_node)
             result[key] = self.build(value_node, (*path, key))
+            if not isinstance(value_node, ScalarNode):
+                # A block collection starts on the line after its key: faults of
+                # the whole entry are shown at the key, where the reader looks.
+                self.marks[(*path, key)] = _mark(key_node)
         return result
 
     def _key(self, node: Node, path: FieldPath) -> str | None:
