@@ -117,3 +117,18 @@ def test_files_are_stored_under_generated_names(tmp_path: Path) -> None:
     assert len(names) == 1
     assert names[0].startswith("up_") and names[0].endswith(".jpg")
     assert file_id.removeprefix("file_") not in names[0]
+
+
+def test_uploaded_and_output_bytes_for_tests(tmp_path: Path) -> None:
+    with Sandbox(tmp_path, FAST) as sandbox:
+        client = Client(sandbox)
+        file_id = client.upload("mp3", b"sound bytes")
+        assert sandbox.uploaded_bytes(file_id) == b"sound bytes"
+        pending = client.post("tool/create_upload_url", {"file_extension": "mp3"})["file_id"]
+        with pytest.raises(KeyError):
+            sandbox.uploaded_bytes(pending)
+        task = client.created("audio/create_by_tts", {"voice": "voice_pub_01", "text": "你好"})
+        with pytest.raises(KeyError):
+            sandbox.output_bytes(task)
+        url = client.wait("video/task", task)["video_Url"]
+        assert sandbox.output_bytes(task) == requests.get(url).content

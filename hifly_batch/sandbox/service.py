@@ -178,6 +178,22 @@ class Sandbox:
         with self._reading() as world:
             return world.task(task_id)
 
+    def uploaded_bytes(self, file_id: str) -> bytes:
+        """The bytes PUT for ``file_id`` (KeyError when unknown or never uploaded)."""
+        with self._reading() as world:
+            row = world.file(file_id)
+            if row is None or row.kind != "upload" or not row.uploaded:
+                raise KeyError(f"no uploaded file {file_id!r}")
+            return (world.files_dir / row.stored_name).read_bytes()
+
+    def output_bytes(self, task_id: str) -> bytes:
+        """The output file of a finished task (KeyError when it has none yet)."""
+        with self._reading() as world:
+            task = world.task(task_id)
+            if task is None or task.output_file is None:
+                raise KeyError(f"task {task_id!r} has no output yet")
+            return (world.files_dir / task.output_file).read_bytes()
+
     @staticmethod
     def read_counters(data_dir: Path) -> Counters:
         """The counters of the world in ``data_dir``, without starting a server."""
