@@ -1,0 +1,86 @@
+"""Data sources: CSV and JSON Lines (UTF-8 with or without BOM), inline rows, keys, when."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hifly_batch.commands.validate import validate
+from hifly_batch.manifest.diagnostics import Collector
+from hifly_batch.manifest.data import csv_rows, jsonl_rows, read_text_utf8
+from hifly_batch.manifest.loader import load_campaign
+from tests.manifest_helpers import campaign, run
+
+
+def test_csv_with_bom_and_multiline_fields(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_bytes('\ufeffid,text\n1,"two\nlines"\n\n2,x\n'.encode())
+    errors = Collector()
+    text = read_text_utf8(path, "d.csv", "data.d.csv", errors)
+    assert text is not None
+    rows = csv_rows(text, "d.csv", "data.d.csv", errors)
+    assert not errors
+    assert [(r.index, r.location.line, r.values["id"]) for r in rows] == [(1, 2, "1"), (2, 5, "2")]
+
+
+def test_not_utf8_is_located(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_bytes("id,name\n1,ok\n2,".encode() + "张".encode("gbk") + b"\n")
+    errors = Collector()
+    assert read_text_utf8(path, "d.csv", "data.d.csv", errors) is None
+    (diagnostic,) = errors.diagnostics
+    assert (diagnostic.location.line, diagnostic.location.col) == (3, 3)
+    assert "save it as UTF-8" in diagnostic.message
+
+
+def test_jsonl_rows_and_errors() -> None:
+    errors = Collector()
+    rows = jsonl_rows('{"a": 1}\n\n[1]\n{"a": \n', "d.jsonl", "f", errors)
+    assert [r.location.line for r in rows] == [1]
+    assert [d.location.line for d in errors.diagnostics] == [3, 4]
+
+
+def test_inline_rows_and_when(tmp_path: Path) -> None:
+    manifest = """\
+version: 1
+data:
+  people:
+    rows:
+      - {id: a, go: "yes"}
+      - {id: b, go: "no"}
+      - {id: c, go: "  FALSE "}
+      - {id: d, go: "1"}
+    key: "{{ row.id }}"
+voices:
+  v: {public: 公共声音1}
+audios:
+  hello:
+    for_each: people
+    when: "{{ row.go }}"
+    voice: v
+    text: "你好 {{ key }} {{ index }}"
+"""
+    path = tmp_path / "inline.yaml"
+    path.write_text(manifest, encoding="utf-8")
+    loaded = load_campaign(path)
+    assert [(w.key, w.index, w.text) for w in loaded.works] == [
+        ("a", 1, "你好 a 1"),
+        ("d", 4, "你好 d 4"),
+    ]
+    assert [w.output for w in loaded.works] == ["audios/hello/a.mp3", "audios/hello/d.mp3"]
+
+
+def test_duplicate_keys_name_both_rows(tmp_path: Path) -> None:
+    csv = "customer_id,name,city\nc1,A,x\nc2,B,y\nc1,C,z\n"
+    path = campaign(tmp_path, csv=csv)
+    result = run(validate, [path])
+    assert result.code == 2
+    line = result.err.splitlines()[0]
+    assert line.startswith(f"{tmp_path / 'customers.csv'}:4:1: data.customers.key: duplicate key")
+    assert "row 1 at line 2" in line
+
+
+def test_keys_are_computed_before_when(tmp_path: Path) -> None:
+    csv = "customer_id,name,city\nc1,A,x\nc1,B,y\n"
+    path = campaign(tmp_path, csv=csv, replace={"    for_each: customers\n": (
+        "    for_each: customers\n    when: \"{{ row.name == 'A' }}\"\n")})
+    assert run(validate, [path]).code == 2

@@ -1,0 +1,81 @@
+"""Templates: sandboxed, strict, plain text, faults with their template line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hifly_batch.commands.validate import validate
+from hifly_batch.manifest.templates import TemplateFault, compile_template
+from tests.manifest_helpers import campaign, run
+
+ESCAPES = [
+    "{{ ''.__class__.__mro__ }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ cycler.__init__.__globals__.os }}",
+    "{{ joiner.__init__.__globals__ }}",
+    "{{ namespace.__init__.__globals__ }}",
+    "{{ lipsum.__globals__['os'].popen('id').read() }}",
+    "{{ row.__class__ }}",
+    "{{ ().__class__.__base__.__subclasses__() }}",
+    "{% set x = ''.__class__ %}{{ x.__mro__ }}",
+    "{{ 'x' * 100000000 }}",
+    "{{ 9 ** 999999 }}",
+    "{{ range(10**9) | list }}",
+    "{{ ''.format.__self__ }}",
+]
+
+
+@pytest.mark.parametrize("source", ESCAPES)
+def test_sandbox_escapes_are_refused(source: str) -> None:
+    template = compile_template("line one\n" + source, "t.j2")
+    with pytest.raises(TemplateFault) as caught:
+        template.render({"row": {"name": "x"}})
+    assert caught.value.line == 2
+
+
+@pytest.mark.parametrize("source", ESCAPES[:4])
+def test_sandbox_escape_in_a_manifest_is_a_located_error(tmp_path: Path, source: str) -> None:
+    path = campaign(tmp_path, replace={'title: "欢迎{{ row.name }}"': f'title: "{source}"'})
+    result = run(validate, [path])
+    assert result.code == 2
+    assert f"{path}:22:12: videos.welcome[c1].title: " in result.err
+    assert "Traceback" not in result.err
+
+
+def test_undefined_is_an_error_with_its_line() -> None:
+    template = compile_template("a\nb\n{{ row.nope }}", "t.j2")
+    with pytest.raises(TemplateFault) as caught:
+        template.render({"row": {}})
+    assert caught.value.line == 3
+    assert "nope" in caught.value.message
+
+
+def test_syntax_error_line() -> None:
+    with pytest.raises(TemplateFault) as caught:
+        compile_template("ok\n{{ x ", "t.j2")
+    assert caught.value.line == 2
+
+
+def test_plain_text_no_autoescape() -> None:
+    assert compile_template("{{ x }}", "t").render({"x": "a & b < c"}) == "a & b < c"
+
+
+def test_text_file_fault_names_file_line_and_field(tmp_path: Path) -> None:
+    path = campaign(tmp_path, template="{{ row.name }}\n\n{{ row.missing }}\n")
+    result = run(validate, [path])
+    assert result.code == 2
+    first = result.err.splitlines()[0]
+    assert first.startswith(f"{tmp_path / 'welcome.txt.j2'}:3:1: videos.welcome[c1].text_file: ")
+    assert f"text_file at {path}:21:16" in first
+    assert "row 'c1' at" in first
+
+
+def test_context_has_row_key_index_vars_campaign(tmp_path: Path) -> None:
+    from hifly_batch.manifest.loader import load_campaign
+
+    template = "{{ row.name }}|{{ key }}|{{ index }}|{{ vars.brand }}|{{ campaign }}"
+    loaded = load_campaign(campaign(tmp_path, template=template))
+    texts = [w.text for w in loaded.works if w.section == "videos"]
+    assert texts == ["张伟|c1|1|飞影|case", "Alice|c2|2|飞影|case", "李娜|c3|3|飞影|case"]
