@@ -17,9 +17,10 @@ from collections.abc import Mapping, Sequence
 
 from hifly_batch import __version__, console
 from hifly_batch.errors import ExitStatus, HiflyBatchError
+from hifly_batch.manifest.diagnostics import ManifestInvalid
 
 # Order of appearance in --help.
-COMMANDS = ("voices", "credit", "sandbox")
+COMMANDS = ("validate", "plan", "run", "status", "report", "voices", "credit", "sandbox")
 
 
 def global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -96,6 +97,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except KeyboardInterrupt:
         console.err("hifly-batch: interrupted")
         return ExitStatus.INTERRUPTED
+    except ManifestInvalid as exc:
+        console.err(exc.render())
+        return exc.exit_status
     except HiflyBatchError as exc:
         console.err(f"hifly-batch: error: {exc}")
         return exc.exit_status

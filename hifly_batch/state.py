@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import fcntl
+import json
 import os
 import sqlite3
 import threading
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hifly_batch.errors import ConfigError, HiflyBatchError
+from hifly_batch.plan import PriorState, PriorStatus
 
 FORMAT_VERSION = 1
 
@@ -63,6 +65,7 @@ class Record:
     error_message: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    details: str | None = None  # JSON: what was applied (voice settings, field digests)
 
 
 _COLUMNS = tuple(f.name for f in fields(Record))
@@ -212,3 +215,20 @@ def run_lock(state_path: Path) -> Iterator[None]:
 def _holder(fd: int) -> str:
     text = os.pread(fd, 200, 0).decode(errors="replace").strip()
     return text or "pid unknown"
+
+
+def prior_states(records: dict[str, Record]) -> dict[str, PriorState]:
+    """What the plan needs to know of each recorded item."""
+    return {item: prior_state(r) for item, r in records.items()}
+
+
+def prior_state(record: Record) -> PriorState:
+    details = json.loads(record.details) if record.details else {}
+    return PriorState(
+        status=PriorStatus(record.status.value),
+        fingerprint=record.fingerprint,
+        settings_fingerprint=record.settings_fingerprint or None,
+        task_id=record.task_id,
+        settings=details.get("settings"),
+        field_digests=details.get("field_digests"),
+    )

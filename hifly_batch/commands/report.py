@@ -1,0 +1,47 @@
+"""``hifly-batch report MANIFEST``: write the CSV report again from the state file."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from pathlib import Path
+
+from hifly_batch import console, report
+from hifly_batch.commands.run import report_records
+from hifly_batch.state import StateStore
+from hifly_batch.workspace import open_workspace
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        parents=[common],
+        help="write the CSV report again from the state file",
+        description=(
+            "Write the CSV report (one row per item, UTF-8 with BOM) from the state file, "
+            "without touching the API. Default: report.csv in the output folder."
+        ),
+        epilog=(
+            "examples:\n  hifly-batch report campaign.yaml\n"
+            "  hifly-batch report campaign.yaml -o /tmp/r.csv"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("manifest", type=Path, metavar="MANIFEST")
+    parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="where to write it")
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    return write_report(args.manifest, state=args.state, output=args.output)
+
+
+def write_report(manifest: Path, *, state: str | None = None, output: Path | None = None) -> int:
+    """Write the report; prints where."""
+    workspace = open_workspace(manifest, state)
+    with StateStore(workspace.state_path, readonly=True) as store:
+        records = report_records(workspace.graph, store.records())
+    path = output or workspace.report_path
+    report.write(records, path)
+    console.out(str(path))
+    return 0

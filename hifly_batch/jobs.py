@@ -1,0 +1,383 @@
+"""The work done in the HTTP worker pool, one job per step of an item.
+
+A job talks to the API, writes its item's state the moment something
+happens (above all: the task id the instant a create is answered, to keep
+the at-most-once window as short as the store allows), and posts an event
+for the runner's loop. Jobs make no decisions about other items.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from hifly_batch.apispec import BACK_PRESSURE_CODES, INSUFFICIENT_CREDITS, TaskStatus
+from hifly_batch.client import HiflyClient, Task, WorkTask
+from hifly_batch.errors import HiflyBatchError
+from hifly_batch.graph import Item, ItemKind
+from hifly_batch.requests_out import resolve, send_create
+from hifly_batch.state import Record, StateStore, Status
+from hifly_batch.transfer import UrlExpiredError
+from hifly_batch.transport import ApiError, SubmissionUncertain, TransportError
+
+DOWNLOAD_REFRESHES = 3  # fresh URLs asked for when a download link has expired
+
+
+@dataclass(frozen=True)
+class Event:
+    item_id: str
+
+
+@dataclass(frozen=True)
+class Submitted(Event):
+    record: Record
+
+
+@dataclass(frozen=True)
+class StillRunning(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class TaskEnded(Event):
+    """The remote task finished (either way): its generating slot is free."""
+
+
+@dataclass(frozen=True)
+class Finished(Event):
+    """The item reached a final status for this run (done, failed, uncertain)."""
+
+    record: Record
+    transient: bool = False  # a failure that another attempt may mend
+
+
+@dataclass(frozen=True)
+class Deferred(Event):
+    """Not submitted: the service asked to wait (1001/1015) or credits ran out (1002)."""
+
+    code: int
+    record: Record
+
+
+@dataclass(frozen=True)
+class PollFailed(Event):
+    error: str
+
+
+@dataclass(frozen=True)
+class Fatal(Event):
+    """A job hit an error that ends the run (bad token, a bug)."""
+
+    error: BaseException
+
+
+@dataclass
+class JobContext:
+    client: HiflyClient
+    store: StateStore
+    output_dir: Path
+    post: Callable[[Event], None]
+    stopping: threading.Event
+    wall: Callable[[], float] = time.time
+    public_voices: dict[str, str] | None = None
+    _voices_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def guarded(job: Callable[..., None]) -> Callable[..., None]:
+    """Run a job so that any escape reaches the loop as ``Fatal`` instead of vanishing."""
+
+    def run(ctx: JobContext, item: Item, *args: Any) -> None:
+        try:
+            job(ctx, item, *args)
+        except Exception as exc:
+            ctx.post(Fatal(item.id, exc))
+
+    return run
+
+
+# Submitting ----------------------------------------------------------------
+
+
+@guarded
+def submit(ctx: JobContext, item: Item, record: Record, deps: Mapping[str, Record]) -> None:
+    """Do an item's first step: an upload, a lookup, or a create request."""
+    if item.kind in _NO_TASK:
+        _finish_without_task(ctx, item, record)
+        return
+    try:
+        request = resolve(item.request, lambda name, dep: _value_of(ctx, name, deps[dep]))
+    except (TransportError, ApiError, UrlExpiredError) as exc:
+        ctx.post(Finished(item.id, _fail(ctx, record, exc), transient=True))
+        return
+    record = ctx.store.update(
+        record,
+        status=Status.SUBMITTING,
+        attempts=record.attempts + 1,
+        task_id=None,
+        resource_id=None,
+        error_code=None,
+        error_message=None,
+        started_at=ctx.wall(),
+        finished_at=None,
+        fingerprint=item.fingerprint,
+    )
+    _create(ctx, item, record, request)
+
+
+def _create(ctx: JobContext, item: Item, record: Record, request: dict[str, Any]) -> None:
+    try:
+        task_id = send_create(ctx.client, item.kind, request)
+    except SubmissionUncertain as exc:
+        message = f"may have been submitted, answer lost ({exc.detail})"
+        uncertain = ctx.store.update(record, status=Status.UNCERTAIN, error_message=message)
+        ctx.post(Finished(item.id, uncertain))
+        return
+    except ApiError as exc:
+        if exc.code in BACK_PRESSURE_CODES or exc.code == INSUFFICIENT_CREDITS:
+            waiting = ctx.store.update(
+                record,
+                status=Status.PENDING,
+                attempts=record.attempts - 1,
+                error_code=exc.code,
+                error_message=str(exc),
+            )
+            ctx.post(Deferred(item.id, exc.code, waiting))
+            return
+        ctx.post(Finished(item.id, _fail(ctx, record, exc)))
+        return
+    except TransportError as exc:  # provably not created: not sent, or answered 5xx
+        ctx.post(Finished(item.id, _fail(ctx, record, exc), transient=True))
+        return
+    ctx.post(Submitted(item.id, ctx.store.update(record, status=Status.RUNNING, task_id=task_id)))
+
+
+def _value_of(ctx: JobContext, name: str, dep: Record) -> tuple[str, Any]:
+    """The value a reference stands for; an audios item's output is re-queried to be fresh."""
+    if dep.section != "audios":
+        return name, dep.resource_id
+    assert dep.task_id is not None
+    try:
+        url = ctx.client.video_task(dep.task_id).url
+    except (ApiError, TransportError):
+        url = ""
+    if url:
+        return name, url
+    # No fresh link: send the downloaded file instead.
+    assert dep.output is not None
+    return "file_id", ctx.client.upload_file(ctx.output_dir / dep.output)
+
+
+_NO_TASK = frozenset(
+    {ItemKind.UPLOAD, ItemKind.REMOTE_ASSET, ItemKind.EXISTING_AVATAR,
+     ItemKind.EXISTING_VOICE, ItemKind.PUBLIC_VOICE}
+)  # fmt: skip
+
+
+def _finish_without_task(ctx: JobContext, item: Item, record: Record) -> None:
+    record = ctx.store.update(
+        record,
+        attempts=record.attempts + 1,
+        started_at=ctx.wall(),
+        error_code=None,
+        error_message=None,
+        fingerprint=item.fingerprint,
+    )
+    try:
+        resource = _resource_without_task(ctx, item)
+        if item.settings:
+            _edit(ctx, resource, item.settings)
+    except (ApiError, TransportError, UrlExpiredError, LookupError) as exc:
+        transient = isinstance(exc, TransportError)
+        ctx.post(Finished(item.id, _fail(ctx, record, exc), transient=transient))
+        return
+    ctx.post(Finished(item.id, _done(ctx, item, record, resource_id=resource)))
+
+
+def _resource_without_task(ctx: JobContext, item: Item) -> str:
+    if item.kind is ItemKind.UPLOAD:
+        assert item.file is not None
+        return ctx.client.upload_file(item.file)
+    if item.kind is ItemKind.PUBLIC_VOICE:
+        return _public_voice(ctx, item.request["title"])
+    field_name = {ItemKind.REMOTE_ASSET: "url", ItemKind.EXISTING_AVATAR: "avatar"}
+    return str(item.request[field_name.get(item.kind, "voice")])
+
+
+def _public_voice(ctx: JobContext, title: str) -> str:
+    with ctx._voices_lock:  # one listing per run, however many items ask
+        if ctx.public_voices is None:
+            ctx.public_voices = {v.title: v.voice for v in ctx.client.all_voices(public=True)}
+    if title not in ctx.public_voices:
+        known = ", ".join(sorted(ctx.public_voices)[:10])
+        raise LookupError(f"no public voice is titled {title!r} (some that are: {known})")
+    return ctx.public_voices[title]
+
+
+# Voice settings --------------------------------------------------------------
+
+
+@guarded
+def edit_voice(ctx: JobContext, item: Item, record: Record) -> None:
+    """Apply changed rate/volume/pitch to an existing voice (no new clone)."""
+    assert item.settings is not None and record.resource_id is not None
+    try:
+        _edit(ctx, record.resource_id, item.settings)
+    except (ApiError, TransportError) as exc:
+        transient = isinstance(exc, TransportError)
+        ctx.post(Finished(item.id, _fail(ctx, record, exc), transient=transient))
+        return
+    ctx.post(Finished(item.id, _done(ctx, item, record, resource_id=record.resource_id)))
+
+
+def _edit(ctx: JobContext, voice: str, settings: Mapping[str, str]) -> None:
+    ctx.client.edit_voice(
+        voice, rate=settings["rate"], volume=settings["volume"], pitch=settings["pitch"]
+    )
+
+
+# Polling and finishing --------------------------------------------------------
+
+
+@guarded
+def poll(ctx: JobContext, item: Item, record: Record) -> None:
+    """Ask how a task is doing; when it has ended, free its slot, then finish the item."""
+    if ctx.stopping.is_set():
+        return
+    assert record.task_id is not None
+    try:
+        task = _query(ctx.client, item.kind, record.task_id)
+    except (TransportError, ApiError) as exc:
+        if isinstance(exc, ApiError) and exc.code not in BACK_PRESSURE_CODES:
+            ctx.post(TaskEnded(item.id))
+            ctx.post(Finished(item.id, _fail(ctx, record, exc)))
+        else:
+            ctx.post(PollFailed(item.id, str(exc)))
+        return
+    if not task.finished:
+        ctx.post(StillRunning(item.id))
+        return
+    ctx.post(TaskEnded(item.id))
+    if task.status is TaskStatus.FAILED:
+        message = task.error_message or "the task failed"
+        failed = ctx.store.update(
+            record,
+            status=Status.FAILED,
+            error_code=task.error_code,
+            error_message=message,
+            finished_at=ctx.wall(),
+        )
+        ctx.post(Finished(item.id, failed))
+        return
+    _finish_task(ctx, item, record, task)
+
+
+def _query(client: HiflyClient, kind: ItemKind, task_id: str) -> Task:
+    if kind in (ItemKind.AVATAR_BY_VIDEO, ItemKind.AVATAR_BY_IMAGE):
+        return client.avatar_task(task_id)
+    if kind is ItemKind.VOICE_CLONE:
+        return client.voice_task(task_id)
+    return client.video_task(task_id)
+
+
+def _finish_task(ctx: JobContext, item: Item, record: Record, task: Task) -> None:
+    try:
+        if isinstance(task, WorkTask):
+            record = _save_output(ctx, item, record, task)
+            resource = None
+        else:
+            resource = getattr(task, "avatar", "") or getattr(task, "voice", "")
+            if item.settings:
+                _edit(ctx, resource, item.settings)
+    except (ApiError, TransportError, UrlExpiredError, OSError, HiflyBatchError) as exc:
+        ctx.post(Finished(item.id, _fail(ctx, record, exc), transient=True))
+        return
+    ctx.post(Finished(item.id, _done(ctx, item, record, resource_id=resource)))
+
+
+@guarded
+def refetch(ctx: JobContext, item: Item, record: Record) -> None:
+    """A done item whose output file is gone: download it again from a fresh task URL."""
+    assert record.task_id is not None
+    try:
+        task = ctx.client.video_task(record.task_id)
+        if task.status is not TaskStatus.DONE:
+            raise LookupError(f"task {record.task_id} no longer answers with an output")
+        record = _save_output(ctx, item, record, task)
+    except (ApiError, TransportError, UrlExpiredError, OSError, LookupError) as exc:
+        message = f"output missing and could not be downloaded again: {exc}"
+        failed = ctx.store.update(record, status=Status.FAILED, error_message=message)
+        ctx.post(Finished(item.id, failed))
+        return
+    ctx.post(Finished(item.id, ctx.store.update(record, status=Status.DONE)))
+
+
+def _save_output(ctx: JobContext, item: Item, record: Record, task: WorkTask) -> Record:
+    relative = output_path(item, task.url)
+    dest = safe_destination(ctx.output_dir, relative)
+    url = task.url
+    for attempt in range(DOWNLOAD_REFRESHES + 1):
+        try:
+            ctx.client.download(url, dest)
+            break
+        except UrlExpiredError:
+            if attempt == DOWNLOAD_REFRESHES:
+                raise
+            assert record.task_id is not None
+            url = ctx.client.video_task(record.task_id).url
+    return ctx.store.update(record, output=relative, duration_s=task.duration)
+
+
+def output_path(item: Item, url: str) -> str:
+    """The item's output path; a default audio output takes the URL's extension."""
+    assert item.output is not None
+    if not item.output_default or item.kind is not ItemKind.AUDIO_BY_TTS:
+        return item.output
+    suffix = PurePosixPath(urlsplit(url).path).suffix.lower().lstrip(".")
+    return str(PurePosixPath(item.output).with_suffix("." + (suffix or "mp3")))
+
+
+def safe_destination(output_dir: Path, relative: str) -> Path:
+    """``output_dir / relative``, refused if links or ``..`` lead it outside output_dir."""
+    root = output_dir.resolve()
+    dest = (output_dir / relative).resolve()
+    if not dest.is_relative_to(root):
+        raise HiflyBatchError(f"output {relative} would be written outside {output_dir}")
+    return dest
+
+
+# Records ------------------------------------------------------------------------
+
+
+def _done(ctx: JobContext, item: Item, record: Record, *, resource_id: str | None) -> Record:
+    details = {
+        "settings": dict(item.settings) if item.settings else None,
+        "field_digests": dict(item.field_digests),
+    }
+    return ctx.store.update(
+        record,
+        status=Status.DONE,
+        resource_id=resource_id,
+        finished_at=ctx.wall(),
+        fingerprint=item.fingerprint,
+        settings_fingerprint=item.settings_fingerprint or "",
+        details=json.dumps(details, ensure_ascii=False, sort_keys=True),
+        error_code=None,
+        error_message=None,
+    )
+
+
+def _fail(ctx: JobContext, record: Record, exc: BaseException) -> Record:
+    code = getattr(exc, "code", None)
+    return ctx.store.update(
+        record,
+        status=Status.FAILED,
+        error_code=code if isinstance(code, int) else None,
+        error_message=str(exc),
+        finished_at=ctx.wall(),
+    )

@@ -1,0 +1,428 @@
+"""The run: carries a plan out in dependency order with one pool of HTTP workers.
+
+One loop thread owns every decision: which items are ready, how many
+creation tasks may be generating, when each task is polled. Workers
+(``jobs.py``) do the HTTP calls and state writes and post events back. No
+thread sleeps per task: polls sit in one heap ordered by due time, and the
+loop waits on the event queue until the next one is due.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from hifly_batch import jobs
+from hifly_batch.apispec import INSUFFICIENT_CREDITS
+from hifly_batch.client import HiflyClient
+from hifly_batch.graph import Graph, Item
+from hifly_batch.plan import Action, Plan
+from hifly_batch.polling import PollPlanner
+from hifly_batch.requests_out import CREATE_KINDS
+from hifly_batch.state import Record, StateStore, Status
+
+BACKOFF_START = 1.0  # seconds before an item refused with 1001/1015 is sent again
+BACKOFF_MAX = 30.0
+RETRY_DELAY = 2.0  # before a transient failure's next attempt (doubles per attempt)
+CREATE_GRACE = 30.0  # on interrupt, how long to wait for answers to creates already sent
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    output_dir: Path
+    concurrency: int = 4
+    poll_interval: float = 5.0
+    poll_max: float = 60.0
+    task_timeout: float = 7200.0
+    max_attempts: int = 3
+
+
+@dataclass
+class Outcome:
+    """What a run ended with; the CLI turns it into an exit code and a summary."""
+
+    counts: dict[str, int]
+    interrupted: bool = False
+    out_of_credits: bool = False
+
+
+@dataclass
+class _Task:
+    """Poll bookkeeping for one submitted task (monotonic seconds)."""
+
+    kind: str
+    created: float
+    first_poll: float
+    learned: bool
+    polled_at: float = 0.0  # since created
+    previous_gap: float | None = None
+    last_running: float = 0.0
+    learn: bool = True  # False when re-polling a task already seen finished
+
+
+@dataclass
+class _Counts:
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+    queued: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Runner:
+    graph: Graph
+    plan: Plan
+    store: StateStore
+    client: HiflyClient
+    settings: RunSettings
+    scope: set[str] | None = None
+    on_progress: Callable[[dict[str, int], int], None] | None = None
+    clock: Callable[[], float] = time.monotonic
+    records: dict[str, Record] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.events: queue.SimpleQueue[jobs.Event] = queue.SimpleQueue()
+        self.stopping = threading.Event()
+        self.planner = PollPlanner(self.settings.poll_interval, self.settings.poll_max)
+        self.limit = self.settings.concurrency
+        self.creating: set[str] = set()  # create requests sent, answer not yet recorded
+        self.generating: set[str] = set()  # tasks submitted and not yet seen ended
+        self.jobs_out = 0
+        self.no_new_submissions = False
+        self.out_of_credits = False
+        self.ready: deque[str] = deque()
+        self.later: list[tuple[float, int, str]] = []  # (due, seq, item): backed-off items
+        self.polls: list[tuple[float, int, str]] = []
+        self.tasks: dict[str, _Task] = {}
+        self.waiting: dict[str, set[str]] = {}
+        self.dependents: dict[str, list[str]] = {i.id: [] for i in self.graph}
+        self.backoff: dict[str, float] = {}
+        self.tries: dict[str, int] = {}
+        self.seq = itertools.count()
+        self.counts = _Counts()
+        self.total = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Creation tasks that count against the concurrency limit."""
+        return len(self.creating) + len(self.generating)
+
+    # Running ----------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        """Carry the plan out; returns when nothing more can happen, or on Ctrl-C."""
+        workers = max(8, 2 * self.settings.concurrency)
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="hifly-http")
+        self.ctx = jobs.JobContext(
+            self.client, self.store, self.settings.output_dir, self.events.put, self.stopping
+        )
+        interrupted = False
+        try:
+            self._start()
+            self._loop()
+        except KeyboardInterrupt:
+            interrupted = True
+            self._drain_creates()
+        finally:
+            self.stopping.set()
+            self.pool.shutdown(wait=not interrupted, cancel_futures=True)
+        return Outcome(self.counts.as_dict(), interrupted, self.out_of_credits)
+
+    def _loop(self) -> None:
+        while True:
+            self._dispatch()
+            if not self._busy():
+                return
+            try:
+                event = self.events.get(timeout=self._wait())
+            except queue.Empty:
+                continue
+            self._handle(event)
+            while True:  # take everything already there before dispatching again
+                try:
+                    self._handle(self.events.get_nowait())
+                except queue.Empty:
+                    break
+
+    def _busy(self) -> bool:
+        waiting_on_service = self.ready or self.later
+        return bool(
+            self.jobs_out or self.polls or (waiting_on_service and not self.no_new_submissions)
+        )
+
+    def _wait(self) -> float | None:
+        dues = [q[0][0] for q in (self.polls, self.later) if q]
+        if not dues:
+            return None
+        return max(0.0, min(dues) - self.clock())
+
+    def _drain_creates(self) -> None:
+        """Ctrl-C: send nothing new, but let creates already sent record their task ids."""
+        self.no_new_submissions = True
+        self.stopping.set()
+        deadline = self.clock() + CREATE_GRACE
+        while self.creating and self.clock() < deadline:
+            try:
+                self._handle(self.events.get(timeout=0.2))
+            except queue.Empty:
+                continue
+
+    # Starting -----------------------------------------------------------------
+
+    def _start(self) -> None:
+        fresh = []
+        for step in self.plan.steps:
+            item = step.item
+            if self.scope is not None and item.id not in self.scope:
+                continue
+            record = self.records.get(item.id) or _new_record(item)
+            if item.id not in self.records:
+                fresh.append(record)
+            self.records[item.id] = record
+            self.total += 1
+        self.store.put_many(fresh)
+        for step in self.plan.steps:
+            if self.scope is None or step.item.id in self.scope:
+                self._begin(step.item, step.action)
+        self._report()
+
+    def _begin(self, item: Item, action: Action) -> None:
+        record = self.records[item.id]
+        for dep in item.deps:
+            self.dependents[dep].append(item.id)
+        if action is Action.SKIP:
+            self._skip(item, record)
+            return
+        if record.status is Status.DONE:  # to be made again: its users must wait for it
+            self.records[item.id] = record = replace(record, status=Status.PENDING)
+        if action is Action.RESUME:
+            self.generating.add(item.id)
+            self._track(item, record)
+        elif action is Action.UNCERTAIN:
+            self._settle(item.id, record)
+        elif action is Action.BLOCKED:
+            self._settle(item.id, self._block(record))
+        elif action is Action.EDIT:
+            self._start_job(jobs.edit_voice, item, record)
+        else:
+            unmet = {d for d in item.deps if self.records[d].status is not Status.DONE}
+            self.waiting[item.id] = unmet
+            if not unmet:
+                self.ready.append(item.id)
+
+    def _skip(self, item: Item, record: Record) -> None:
+        if item.output and not (self.settings.output_dir / (record.output or item.output)).exists():
+            self._start_job(jobs.refetch, item, record)
+            return
+        self.counts.done += 1
+
+    # Dispatching ----------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        now = self.clock()
+        while self.later and self.later[0][0] <= now:
+            self.ready.appendleft(heapq.heappop(self.later)[2])
+        while self.polls and self.polls[0][0] <= now:
+            _, _, item_id = heapq.heappop(self.polls)
+            self._start_job(jobs.poll, self.graph[item_id], self.records[item_id])
+        while self.ready and not self.no_new_submissions:
+            item = self.graph[self.ready[0]]
+            is_create = item.kind in CREATE_KINDS
+            if is_create and self.in_flight >= self.limit:
+                break
+            self.ready.popleft()
+            if is_create:
+                self.creating.add(item.id)
+            deps = {d: self.records[d] for d in item.deps}
+            self._start_job(jobs.submit, item, self.records[item.id], deps)
+        self._report()
+
+    def _start_job(self, job: Callable[..., None], item: Item, *args: object) -> None:
+        self.jobs_out += 1
+
+        def done(_: object) -> None:
+            self.events.put(_JobDone(item.id))
+
+        self.pool.submit(job, self.ctx, item, *args).add_done_callback(done)
+
+    # Events -----------------------------------------------------------------------
+
+    def _handle(self, event: jobs.Event) -> None:
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
+    def _on_job_done(self, event: _JobDone) -> None:
+        self.jobs_out -= 1
+
+    def _on_submitted(self, event: jobs.Submitted) -> None:
+        self.creating.discard(event.item_id)
+        self.generating.add(event.item_id)
+        self.records[event.item_id] = event.record
+        self.backoff.pop(event.item_id, None)
+        if self.limit < self.settings.concurrency:
+            self.limit += 1  # the service took one: grow back toward the setting
+        self._track(self.graph[event.item_id], event.record)
+
+    def _track(self, item: Item, record: Record) -> None:
+        first, learned = self.planner.first_poll(item.kind.value)
+        created = self.clock()
+        self.tasks[item.id] = _Task(item.kind.value, created, first, learned, polled_at=first)
+        self._poll_at(item.id, created + first)
+
+    def _poll_at(self, item_id: str, due: float) -> None:
+        heapq.heappush(self.polls, (due, next(self.seq), item_id))
+
+    def _on_still_running(self, event: jobs.StillRunning) -> None:
+        task = self.tasks[event.item_id]
+        if self.clock() - task.created > self.settings.task_timeout:
+            self._timed_out(event.item_id)
+            return
+        task.last_running = task.polled_at
+        nxt = self.planner.next_poll(task.kind, task.polled_at, task.previous_gap)
+        task.previous_gap, task.polled_at = nxt - task.polled_at, nxt
+        self._poll_at(event.item_id, task.created + nxt)
+
+    def _on_poll_failed(self, event: jobs.PollFailed) -> None:
+        self._poll_at(event.item_id, self.clock() + min(self.settings.poll_max, RETRY_DELAY))
+
+    def _on_task_ended(self, event: jobs.TaskEnded) -> None:
+        self.generating.discard(event.item_id)
+        task = self.tasks.pop(event.item_id)
+        if task.learn:
+            self.planner.observe(
+                task.kind,
+                learned_first_poll=task.learned,
+                done_at_first_poll=task.previous_gap is None,
+                finished_within=(task.last_running, task.polled_at),
+            )
+
+    def _timed_out(self, item_id: str) -> None:
+        self.tasks.pop(item_id)
+        self.generating.discard(item_id)
+        minutes = self.settings.task_timeout / 60
+        record = self.store.update(
+            self.records[item_id],
+            status=Status.FAILED,
+            error_message=f"timed out: not finished after {minutes:g} min (task_timeout)",
+        )
+        self._finished(self.graph[item_id], record, transient=False)
+
+    def _on_deferred(self, event: jobs.Deferred) -> None:
+        self.creating.discard(event.item_id)
+        self.records[event.item_id] = event.record
+        if event.code == INSUFFICIENT_CREDITS:
+            self.out_of_credits = self.no_new_submissions = True
+            self.ready.appendleft(event.item_id)
+            return
+        self.limit = max(1, self.in_flight)  # the service is full: wait for a slot to free
+        delay = self.backoff.get(event.item_id, BACKOFF_START / 2) * 2
+        self.backoff[event.item_id] = min(BACKOFF_MAX, delay)
+        heapq.heappush(self.later, (self.clock() + delay, next(self.seq), event.item_id))
+
+    def _on_finished(self, event: jobs.Finished) -> None:
+        self.creating.discard(event.item_id)  # a create that failed or was lost
+        self._finished(self.graph[event.item_id], event.record, event.transient)
+
+    def _finished(self, item: Item, record: Record, transient: bool) -> None:
+        self.records[item.id] = record
+        if record.status is Status.FAILED and transient and self._retry(item, record):
+            return
+        self._settle(item.id, record)
+
+    def _retry(self, item: Item, record: Record) -> bool:
+        """Another try after a transient failure, if ``max_attempts`` allows; never a resubmit
+        of a task that exists (its output is fetched again instead)."""
+        tries = self.tries[item.id] = self.tries.get(item.id, 1) + 1
+        if tries > self.settings.max_attempts:
+            return False
+        due = self.clock() + RETRY_DELAY * 2 ** (tries - 2)
+        if record.task_id is not None and item.kind in CREATE_KINDS:
+            self.tasks[item.id] = _Task(item.kind.value, due, 0.0, False, learn=False)
+            self._poll_at(item.id, due)
+        else:
+            heapq.heappush(self.later, (due, next(self.seq), item.id))
+        return True
+
+    def _on_fatal(self, event: jobs.Fatal) -> None:
+        raise event.error
+
+    # Settling -------------------------------------------------------------------------
+
+    def _settle(self, item_id: str, record: Record) -> None:
+        """An item reached its status for this run: count it and wake or block its users."""
+        self.records[item_id] = record
+        if record.status is Status.DONE:
+            self.counts.done += 1
+            for user in self.dependents[item_id]:
+                unmet = self.waiting.get(user)
+                if unmet is not None and item_id in unmet:
+                    unmet.discard(item_id)
+                    if not unmet:
+                        self.ready.append(user)
+        else:
+            self.counts.failed += 1
+            for user in self.dependents[item_id]:
+                if user in self.waiting and self.records[user].status is not Status.BLOCKED:
+                    self.waiting.pop(user)
+                    self._settle(user, self._block(self.records[user]))
+
+    def _block(self, record: Record) -> Record:
+        return self.store.update(record, status=Status.BLOCKED)
+
+    def _report(self) -> None:
+        if self.on_progress is None:
+            return
+        self.counts.running = self.in_flight
+        self.counts.queued = len(self.ready) + len(self.later)
+        self.on_progress(self.counts.as_dict(), self.total)
+
+
+@dataclass(frozen=True)
+class _JobDone(jobs.Event):
+    pass
+
+
+def _new_record(item: Item) -> Record:
+    return Record(
+        item=item.id,
+        section=item.section,
+        kind=item.kind.value,
+        key=item.key,
+        fingerprint=item.fingerprint,
+    )
+
+
+_HANDLERS: dict[type, Callable[[Runner, jobs.Event], None]] = {
+    _JobDone: Runner._on_job_done,  # type: ignore[dict-item]
+    jobs.Submitted: Runner._on_submitted,  # type: ignore[dict-item]
+    jobs.StillRunning: Runner._on_still_running,  # type: ignore[dict-item]
+    jobs.PollFailed: Runner._on_poll_failed,  # type: ignore[dict-item]
+    jobs.TaskEnded: Runner._on_task_ended,  # type: ignore[dict-item]
+    jobs.Deferred: Runner._on_deferred,  # type: ignore[dict-item]
+    jobs.Finished: Runner._on_finished,  # type: ignore[dict-item]
+    jobs.Fatal: Runner._on_fatal,  # type: ignore[dict-item]
+}
+
+
+def expand_scope(graph: Graph, selected: Iterable[str]) -> set[str]:
+    """The selected items and everything they need."""
+    scope: set[str] = set()
+    stack = list(selected)
+    while stack:
+        item_id = stack.pop()
+        if item_id not in scope:
+            scope.add(item_id)
+            stack.extend(graph[item_id].deps)
+    return scope

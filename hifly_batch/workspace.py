@@ -1,0 +1,44 @@
+"""Where a manifest's run keeps things: its state file, outputs and sandbox world."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hifly_batch.graph import Graph, build_graph
+from hifly_batch.manifest.loader import load_campaign
+from hifly_batch.manifest.model import Manifest
+
+STATE_FOLDER = ".hifly"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A validated manifest with its graph and the paths a run uses."""
+
+    manifest: Manifest
+    graph: Graph
+    state_path: Path
+
+    @property
+    def output_dir(self) -> Path:
+        return self.manifest.settings.output_dir
+
+    @property
+    def report_path(self) -> Path:
+        return self.output_dir / "report.csv"
+
+    @property
+    def sandbox_dir(self) -> Path:
+        """The sandbox world of ``--sandbox`` runs, kept beside the manifest."""
+        return self.manifest.root / STATE_FOLDER / "sandbox"
+
+
+def open_workspace(path: Path, state: str | None = None) -> Workspace:
+    """Validate ``path`` (ManifestInvalid on faults) and work out its paths."""
+    campaign = load_campaign(path)
+    manifest = campaign.manifest
+    state_path = (
+        Path(state) if state else manifest.root / STATE_FOLDER / f"{manifest.name}.state.db"
+    )
+    return Workspace(manifest, build_graph(campaign), state_path)
