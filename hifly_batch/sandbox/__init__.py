@@ -8,8 +8,9 @@ It shares only ``hifly_batch.apispec`` with the client, so each checks the other
 from __future__ import annotations
 
 from hifly_batch.sandbox.config import Faults, SandboxConfig, parse_faults
+from hifly_batch.sandbox.records import Counters, TaskTime
 from hifly_batch.sandbox.service import Sandbox
-from hifly_batch.sandbox.world import Counters, TaskTime, WorldError
+from hifly_batch.sandbox.world import WorldError
 
 __all__ = [
     "Counters",

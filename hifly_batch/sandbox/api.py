@@ -18,6 +18,7 @@ from hifly_batch.sandbox import signing
 from hifly_batch.sandbox.config import SandboxConfig
 from hifly_batch.sandbox.faults import RequestFaults, decide_task
 from hifly_batch.sandbox.inputs import Input, InputContext, find_file, resolve
+from hifly_batch.sandbox.records import CreateOutcome, FileRow, TaskRow
 from hifly_batch.sandbox.rules import (
     DEFAULT_TITLE,
     INPUTS,
@@ -27,7 +28,7 @@ from hifly_batch.sandbox.rules import (
     validate,
 )
 from hifly_batch.sandbox.tasks import QUERY_SOURCES, TaskViews
-from hifly_batch.sandbox.world import CreateOutcome, FileRow, TaskRow, World
+from hifly_batch.sandbox.world import World
 
 PUBLIC_VOICES: tuple[dict[str, Any], ...] = tuple(
     {

@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 from hifly_batch import apispec
 from hifly_batch.sandbox import signing
 from hifly_batch.sandbox.media import read_duration
+from hifly_batch.sandbox.records import FileRow
 from hifly_batch.sandbox.rules import ApiError, InputRole, check_media, url_extension
-from hifly_batch.sandbox.world import FileRow, World
+from hifly_batch.sandbox.world import World
 
 FILES_PREFIX = "/files/"
 

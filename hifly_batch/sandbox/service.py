@@ -15,10 +15,11 @@ from hifly_batch.apispec import TaskStatus
 from hifly_batch.sandbox.api import Api
 from hifly_batch.sandbox.callbacks import CallbackSender
 from hifly_batch.sandbox.config import Faults, SandboxConfig, is_loopback_host
+from hifly_batch.sandbox.records import Counters, TaskRow, TaskTime
 from hifly_batch.sandbox.routes import App
 from hifly_batch.sandbox.server import SandboxHTTPServer
 from hifly_batch.sandbox.tasks import TaskViews
-from hifly_batch.sandbox.world import Counters, TaskRow, TaskTime, World
+from hifly_batch.sandbox.world import World
 
 
 class Sandbox:

@@ -16,8 +16,9 @@ from typing import Any
 from hifly_batch import apispec
 from hifly_batch.apispec import CallbackType, Endpoint, TaskStatus
 from hifly_batch.sandbox import media, signing
+from hifly_batch.sandbox.records import FileRow, TaskRow
 from hifly_batch.sandbox.rules import status_at
-from hifly_batch.sandbox.world import FileRow, TaskRow, World
+from hifly_batch.sandbox.world import World
 
 # Which creations each task query answers for.
 QUERY_SOURCES: dict[Endpoint, frozenset[str]] = {

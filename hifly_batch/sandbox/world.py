@@ -8,18 +8,27 @@ uploaded bytes and generated outputs under generated names only.
 from __future__ import annotations
 
 import contextlib
-import enum
 import json
 import os
 import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hifly_batch.errors import HiflyBatchError
+from hifly_batch.sandbox.records import (
+    Counters,
+    CreateOutcome,
+    FileRow,
+    TaskRow,
+    TaskTime,
+    VoiceRow,
+    file_row,
+    task_row,
+    voice_row,
+)
 
 FORMAT_VERSION = 1
 DB_NAME = "world.db"
@@ -61,70 +70,6 @@ CREATE TABLE counters (
 
 class WorldError(HiflyBatchError):
     """The world file cannot be used; the message names it and says what to do."""
-
-
-@dataclass(frozen=True)
-class Counters:
-    """Requests per endpoint short name, creates that recorded a task, injected faults."""
-
-    requests: dict[str, int] = field(default_factory=dict)
-    creates: dict[str, int] = field(default_factory=dict)
-    faults: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TaskTime:
-    """When a task was created and when it finished (or will)."""
-
-    task_id: str
-    endpoint: str
-    created_at: float
-    finished_at: float
-    seconds: float
-
-
-@dataclass(frozen=True)
-class FileRow:
-    file_id: str
-    kind: str  # "upload" or "output"
-    ext: str
-    content_type: str
-    uploaded: bool
-    size: int | None
-    stored_name: str
-
-
-@dataclass(frozen=True)
-class TaskRow:
-    task_id: str
-    endpoint: str  # short name, e.g. "video/create_by_tts"
-    params: dict[str, Any]
-    title: str
-    created_at: float
-    finish_at: float
-    fails: bool
-    fail_code: int = 0
-    fail_message: str = ""
-    result_id: str = ""  # avatar or voice id
-    input_seconds: float | None = None
-    output_file: str | None = None
-    output_seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class VoiceRow:
-    voice: str
-    task_id: str
-    title: str
-    rate: str
-    volume: str
-    pitch: str
-
-
-class CreateOutcome(enum.Enum):
-    CREATED = "created"
-    TOO_MANY_GENERATING = "too_many_generating"
-    NO_CREDITS = "no_credits"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -280,10 +225,10 @@ class World:
             db.execute("UPDATE files SET uploaded = 1, size = ? WHERE file_id = ?", (size, file_id))
 
     def file(self, file_id: str) -> FileRow | None:
-        return _file_row(self._one("SELECT * FROM files WHERE file_id = ?", (file_id,)))
+        return file_row(self._one("SELECT * FROM files WHERE file_id = ?", (file_id,)))
 
     def file_by_name(self, stored_name: str) -> FileRow | None:
-        return _file_row(self._one("SELECT * FROM files WHERE stored_name = ?", (stored_name,)))
+        return file_row(self._one("SELECT * FROM files WHERE stored_name = ?", (stored_name,)))
 
     # -- tasks ---------------------------------------------------------------
 
@@ -317,7 +262,7 @@ class World:
             return CreateOutcome.CREATED
 
     def task(self, task_id: str) -> TaskRow | None:
-        return _task_row(self._one("SELECT * FROM tasks WHERE task_id = ?", (task_id,)))
+        return task_row(self._one("SELECT * FROM tasks WHERE task_id = ?", (task_id,)))
 
     def set_output(self, task_id: str, output_file: str, seconds: float) -> None:
         with self._tx() as db:
@@ -351,7 +296,7 @@ class World:
 
     def avatar_task(self, avatar: str) -> TaskRow | None:
         """The clone task that made ``avatar``, if any."""
-        return _task_row(
+        return task_row(
             self._one(
                 "SELECT tasks.* FROM avatars JOIN tasks USING (task_id) WHERE avatar = ?", (avatar,)
             )
@@ -364,7 +309,7 @@ class World:
             return None
         task = self.task(row["task_id"])
         assert task is not None
-        return _voice_row(row), task
+        return voice_row(row), task
 
     def voices(self, now: float) -> list[VoiceRow]:
         """Own voices whose clone finished successfully by ``now``, oldest first."""
@@ -373,7 +318,7 @@ class World:
             "WHERE tasks.finish_at <= ? AND tasks.fails = 0 ORDER BY tasks.created_at, voice",
             (now,),
         )
-        return [_voice_row(r) for r in rows]
+        return [voice_row(r) for r in rows]
 
     def edit_voice(self, voice: str, rate: str, volume: str, pitch: str) -> None:
         with self._tx() as db:
@@ -426,43 +371,3 @@ def _insert_task(db: sqlite3.Connection, task: TaskRow) -> None:
             "INSERT INTO voices (voice, task_id, title) VALUES (?, ?, ?)",
             (task.result_id, task.task_id, task.title),
         )
-
-
-def _file_row(row: sqlite3.Row | None) -> FileRow | None:
-    if row is None:
-        return None
-    return FileRow(
-        row["file_id"],
-        row["kind"],
-        row["ext"],
-        row["content_type"],
-        bool(row["uploaded"]),
-        row["size"],
-        row["stored_name"],
-    )
-
-
-def _task_row(row: sqlite3.Row | None) -> TaskRow | None:
-    if row is None:
-        return None
-    return TaskRow(
-        task_id=row["task_id"],
-        endpoint=row["endpoint"],
-        params=json.loads(row["params"]),
-        title=row["title"],
-        created_at=row["created_at"],
-        finish_at=row["finish_at"],
-        fails=bool(row["fails"]),
-        fail_code=row["fail_code"],
-        fail_message=row["fail_message"],
-        result_id=row["result_id"],
-        input_seconds=row["input_seconds"],
-        output_file=row["output_file"],
-        output_seconds=row["output_seconds"],
-    )
-
-
-def _voice_row(row: sqlite3.Row) -> VoiceRow:
-    return VoiceRow(
-        row["voice"], row["task_id"], row["title"], row["rate"], row["volume"], row["pitch"]
-    )
