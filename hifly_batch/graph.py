@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import heapq
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -131,7 +131,7 @@ def build_graph(campaign: Campaign) -> Graph:
         specs.avatar(name)
     for name in campaign.manifest.voices:
         specs.voice(name)
-    order = _topological(specs.specs, specs.voice_locations)
+    order = _topological(specs.specs, specs.sort_key, specs.voice_locations)
     built: dict[str, Item] = {}
     for item_id in order:
         built[item_id] = _finish(specs.specs[item_id], built)
@@ -172,6 +172,14 @@ class _Specs:
         self.voice_locations = {
             v.item_id: v.audio_location or v.location for v in self.manifest.voices.values()
         }
+
+    def sort_key(self, spec: _Spec, met: int) -> tuple[int, int, int]:
+        """Section, then the entry's place in its section, then the order rows were met."""
+        m = self.manifest
+        section: Mapping[str, Any] = {
+            "assets": m.assets, "avatars": m.avatars, "voices": m.voices,
+        }.get(spec.section, m.works)  # fmt: skip
+        return _SECTION_RANK[spec.section], list(section).index(spec.name), met
 
     def _put(self, spec: _Spec) -> str:
         self.specs.setdefault(spec.id, spec)
@@ -302,9 +310,13 @@ def _finish(spec: _Spec, built: Mapping[str, Item]) -> Item:
     )
 
 
-def _topological(specs: Mapping[str, _Spec], voice_locations: Mapping[str, Any]) -> list[str]:
-    """Kahn's algorithm; among ready items, sections in order, then the order items were met."""
-    ranked = sorted(enumerate(specs), key=lambda p: (_SECTION_RANK[specs[p[1]].section], p[0]))
+def _topological(
+    specs: Mapping[str, _Spec],
+    sort_key: Callable[[_Spec, int], tuple[int, int, int]],
+    voice_locations: Mapping[str, Any],
+) -> list[str]:
+    """Kahn's algorithm; among ready items, manifest order (sections, entries, rows)."""
+    ranked = sorted(enumerate(specs), key=lambda p: sort_key(specs[p[1]], p[0]))
     ids = [item_id for _, item_id in ranked]
     position = {item_id: i for i, item_id in enumerate(ids)}
     waiting = {item_id: len(spec.deps) for item_id, spec in specs.items()}

@@ -1,0 +1,110 @@
+"""The plan: a pure function of the graph and the prior state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hifly_batch.graph import Graph, build_graph
+from hifly_batch.manifest.loader import load_campaign
+from hifly_batch.plan import Action, PriorState, PriorStatus, make_plan
+from tests.manifest_helpers import campaign
+
+VIDEO = "videos.welcome[c2]"
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory: pytest.TempPathFactory) -> Graph:
+    return build_graph(load_campaign(campaign(tmp_path_factory.mktemp("plan"))))
+
+
+def done_state(graph: Graph) -> dict[str, PriorState]:
+    return {
+        item.id: PriorState(
+            PriorStatus.DONE, item.fingerprint, item.settings_fingerprint, "t1",
+            item.settings, item.field_digests,
+        )  # fmt: skip
+        for item in graph
+    }
+
+
+def test_no_state_creates_everything(graph: Graph) -> None:
+    plan = make_plan(graph, {})
+    assert {s.action for s in plan.steps} == {Action.CREATE}
+    assert plan.totals() == {"create": 9}
+    assert plan.counts()["videos"] == {"create": 3}
+
+
+def test_all_done_skips_everything(graph: Graph) -> None:
+    assert make_plan(graph, done_state(graph)).totals() == {"skip": 9}
+
+
+@pytest.mark.parametrize(
+    ("status", "task_id", "action"),
+    [
+        (PriorStatus.FAILED, None, Action.RETRY),
+        (PriorStatus.RUNNING, "t9", Action.RESUME),
+        (PriorStatus.RUNNING, None, Action.UNCERTAIN),
+        (PriorStatus.SUBMITTING, None, Action.UNCERTAIN),
+        (PriorStatus.UNCERTAIN, None, Action.UNCERTAIN),
+        (PriorStatus.PENDING, None, Action.CREATE),
+        (PriorStatus.BLOCKED, None, Action.CREATE),
+        (PriorStatus.SKIPPED, None, Action.CREATE),
+    ],
+)
+def test_action_per_status(graph: Graph, status: PriorStatus, task_id: str | None, action: Action) -> None:
+    prior = done_state(graph)
+    prior[VIDEO] = PriorState(status, graph[VIDEO].fingerprint, task_id=task_id)
+    steps = {s.item.id: s for s in make_plan(graph, prior).steps}
+    assert steps[VIDEO].action is action
+
+
+def test_uncertain_can_be_resubmitted(graph: Graph) -> None:
+    prior = done_state(graph)
+    prior[VIDEO] = PriorState(PriorStatus.UNCERTAIN, graph[VIDEO].fingerprint)
+    steps = {s.item.id: s for s in make_plan(graph, prior, resubmit_uncertain=True).steps}
+    assert steps[VIDEO].action is Action.CREATE
+
+
+def test_uncertain_upstream_blocks_dependents(graph: Graph) -> None:
+    prior = {"assets.sample": PriorState(PriorStatus.SUBMITTING, graph["assets.sample"].fingerprint)}
+    steps = {s.item.id: s for s in make_plan(graph, prior).steps}
+    assert steps["voices.cloned"].action is Action.BLOCKED
+    assert steps["voices.cloned"].reason == "waits for assets.sample (uncertain)"
+    assert steps[VIDEO].action is Action.BLOCKED
+    assert steps["videos.welcome[c1]"].reason == "waits for voices.cloned (blocked)"
+    assert steps["audios.promo"].action is Action.CREATE
+
+
+def test_failed_upstream_is_retried_so_dependents_run(graph: Graph) -> None:
+    prior = done_state(graph)
+    prior["voices.cloned"] = PriorState(PriorStatus.FAILED, graph["voices.cloned"].fingerprint)
+    steps = {s.item.id: s for s in make_plan(graph, prior).steps}
+    assert steps["voices.cloned"].action is Action.RETRY
+    assert steps[VIDEO].action is Action.SKIP
+
+
+def test_voice_setting_change_edits_and_recreates_first(tmp_path: Path, graph: Graph) -> None:
+    prior = done_state(graph)
+    faster = build_graph(load_campaign(campaign(tmp_path, replace={"rate: 1.1": "rate: 1.25"})))
+    plan = make_plan(faster, prior)
+    listing = plan.listing()
+    assert [s.action for s in listing[:4]] == [Action.EDIT] + [Action.RECREATE] * 3
+    assert listing[0].reason == "voice settings changed: rate 1.1 → 1.25"
+    assert listing[1].reason == "voice settings changed: rate 1.1 → 1.25 (voices.cloned)"
+    assert plan.totals() == {"skip": 5, "recreate": 3, "edit": 1}
+
+
+def test_text_change_reason(tmp_path: Path, graph: Graph) -> None:
+    prior = done_state(graph)
+    csv = "customer_id,name,city\nc1,张伟,上海\nc2,Alicia,London\nc3,李娜,成都\n"
+    changed = build_graph(load_campaign(campaign(tmp_path, csv=csv)))
+    steps = {s.item.id: s for s in make_plan(changed, prior).steps}
+    assert steps[VIDEO].action is Action.RECREATE
+    assert steps[VIDEO].reason == "title changed; text changed"
+
+
+def test_plan_is_pure(graph: Graph) -> None:
+    prior = done_state(graph)
+    assert make_plan(graph, prior) == make_plan(graph, prior)
