@@ -72,6 +72,7 @@ class CallbackSender:
         self._thread = threading.Thread(target=self._run, name="sandbox-callbacks", daemon=True)
 
     def start(self) -> None:
+        """Start the sender thread."""
         self._thread.start()
 
     def stop(self) -> None:

@@ -31,6 +31,8 @@ class TaskTime:
 
 @dataclass(frozen=True)
 class FileRow:
+    """An uploaded file or a generated output, as stored."""
+
     file_id: str
     kind: str  # "upload" or "output"
     ext: str
@@ -42,6 +44,8 @@ class FileRow:
 
 @dataclass(frozen=True)
 class TaskRow:
+    """A recorded task: its request, timing, fate and results."""
+
     task_id: str
     endpoint: str  # short name, e.g. "video/create_by_tts"
     params: dict[str, Any]
@@ -59,6 +63,8 @@ class TaskRow:
 
 @dataclass(frozen=True)
 class VoiceRow:
+    """An own (cloned) voice with its current edit values."""
+
     voice: str
     task_id: str
     title: str
@@ -68,12 +74,15 @@ class VoiceRow:
 
 
 class CreateOutcome(enum.Enum):
+    """What recording a task came to."""
+
     CREATED = "created"
     TOO_MANY_GENERATING = "too_many_generating"
     NO_CREDITS = "no_credits"
 
 
 def file_row(row: sqlite3.Row | None) -> FileRow | None:
+    """The record of a ``files`` row."""
     if row is None:
         return None
     return FileRow(
@@ -88,6 +97,7 @@ def file_row(row: sqlite3.Row | None) -> FileRow | None:
 
 
 def task_row(row: sqlite3.Row | None) -> TaskRow | None:
+    """The record of a ``tasks`` row."""
     if row is None:
         return None
     return TaskRow(
@@ -108,6 +118,7 @@ def task_row(row: sqlite3.Row | None) -> TaskRow | None:
 
 
 def voice_row(row: sqlite3.Row) -> VoiceRow:
+    """The record of a ``voices`` row."""
     return VoiceRow(
         row["voice"], row["task_id"], row["title"], row["rate"], row["volume"], row["pitch"]
     )

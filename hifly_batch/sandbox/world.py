@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hifly_batch.errors import HiflyBatchError
+from hifly_batch.errors import ConfigError
 from hifly_batch.sandbox.records import (
     Counters,
     CreateOutcome,
@@ -68,7 +68,7 @@ CREATE TABLE counters (
 """
 
 
-class WorldError(HiflyBatchError):
+class WorldError(ConfigError):
     """The world file cannot be used; the message names it and says what to do."""
 
 
@@ -165,21 +165,25 @@ class World:
     # -- account ---------------------------------------------------------
 
     def token(self) -> str:
+        """The world's own API token."""
         row = self._one("SELECT token FROM account")
         assert row is not None
         return str(row[0])
 
     def secret(self) -> str:
+        """The HMAC key that signs upload and download URLs."""
         row = self._one("SELECT secret FROM account")
         assert row is not None
         return str(row[0])
 
     def credits(self) -> int:
+        """The credit balance."""
         row = self._one("SELECT credits FROM account")
         assert row is not None
         return int(row[0])
 
     def set_credits(self, n: int) -> None:
+        """Set the credit balance."""
         with self._tx() as db:
             db.execute("UPDATE account SET credits = ?", (n,))
 
@@ -196,6 +200,7 @@ class World:
             return int(row[0])
 
     def counters(self) -> Counters:
+        """All counters, by kind."""
         found: dict[str, dict[str, int]] = {"requests": {}, "creates": {}, "faults": {}}
         for row in self._all("SELECT kind, name, n FROM counters ORDER BY kind, name"):
             if row["kind"] in found:
@@ -205,6 +210,7 @@ class World:
     # -- files -------------------------------------------------------------
 
     def add_file(self, row: FileRow, now: float) -> None:
+        """Record a file (its bytes are written by the caller)."""
         with self._tx() as db:
             db.execute(
                 "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -221,13 +227,16 @@ class World:
             )
 
     def mark_uploaded(self, file_id: str, size: int) -> None:
+        """Note that a file's bytes arrived."""
         with self._tx() as db:
             db.execute("UPDATE files SET uploaded = 1, size = ? WHERE file_id = ?", (size, file_id))
 
     def file(self, file_id: str) -> FileRow | None:
+        """A file by id."""
         return file_row(self._one("SELECT * FROM files WHERE file_id = ?", (file_id,)))
 
     def file_by_name(self, stored_name: str) -> FileRow | None:
+        """A file by its stored name."""
         return file_row(self._one("SELECT * FROM files WHERE stored_name = ?", (stored_name,)))
 
     # -- tasks ---------------------------------------------------------------
@@ -262,9 +271,11 @@ class World:
             return CreateOutcome.CREATED
 
     def task(self, task_id: str) -> TaskRow | None:
+        """A task by id."""
         return task_row(self._one("SELECT * FROM tasks WHERE task_id = ?", (task_id,)))
 
     def set_output(self, task_id: str, output_file: str, seconds: float) -> None:
+        """Record a task's generated output."""
         with self._tx() as db:
             db.execute(
                 "UPDATE tasks SET output_file = ?, output_seconds = ? WHERE task_id = ?",
@@ -272,6 +283,7 @@ class World:
             )
 
     def task_times(self) -> list[TaskTime]:
+        """Creation and finish times of every task, oldest first."""
         return [
             TaskTime(
                 r["task_id"],
@@ -289,6 +301,7 @@ class World:
         return [(r[0], r[1]) for r in rows]
 
     def mark_callback_sent(self, task_id: str) -> None:
+        """Note that a task's callback was delivered."""
         with self._tx() as db:
             db.execute("UPDATE tasks SET callback_sent = 1 WHERE task_id = ?", (task_id,))
 
@@ -321,6 +334,7 @@ class World:
         return [voice_row(r) for r in rows]
 
     def edit_voice(self, voice: str, rate: str, volume: str, pitch: str) -> None:
+        """Store a voice's new edit values."""
         with self._tx() as db:
             db.execute(
                 "UPDATE voices SET rate = ?, volume = ?, pitch = ? WHERE voice = ?",
