@@ -249,3 +249,12 @@ def test_answer_is_one_write(sandbox: Sandbox) -> None:
     head, _, body = data.partition(b"\r\n\r\n")
     assert b"Content-Length: %d" % len(body) in head
     assert json.loads(body)["left"] == 100_000
+
+
+def test_a_large_output_streams_whole(sandbox: Sandbox) -> None:
+    client = Client(sandbox)
+    body = {"voice": "voice_pub_01", "text": "长" * 2000}  # about 444 s: a 7 MB WAV
+    task = client.created("audio/create_by_tts", body)
+    download = requests.get(client.wait("video/task", task)["video_Url"])
+    assert int(download.headers["Content-Length"]) == len(download.content) > 4 * 1024 * 1024
+    assert download.content == sandbox.output_bytes(task)
