@@ -97,7 +97,6 @@ class Item:
     file_sha256: str | None = None  # uploads: the hash of its bytes (in the fingerprint)
     settings: Mapping[str, str] | None = None
     settings_fingerprint: str | None = None
-    field_digests: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def dependent_fingerprint(self) -> str:
@@ -120,6 +119,11 @@ class Graph:
 
     def __getitem__(self, item_id: str) -> Item:
         return self.by_id[item_id]
+
+    def field_digests(self, item_id: str) -> dict[str, str]:
+        """One digest per request field of the item (references by their fingerprints),
+        for the state to keep so that a later plan can say which fields changed."""
+        return field_digests(self[item_id].request, lambda d: self[d].dependent_fingerprint)
 
 
 def build_graph(campaign: Campaign) -> Graph:
@@ -148,10 +152,10 @@ class _Spec:
     kind: ItemKind
     request: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+    deps: tuple[str, ...] = ()
 
-    @property
-    def deps(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(_refs(self.request)))
+    def __post_init__(self) -> None:
+        self.deps = tuple(dict.fromkeys(_refs(self.request)))
 
 
 def _refs(value: Any) -> Iterator[str]:
@@ -235,6 +239,7 @@ class _Specs:
 
     def _voice_spec(self, voice: Voice) -> _Spec:
         extra = {"settings": voice.settings.as_request() if voice.settings else None}
+        request: dict[str, Any]
         if voice.source is VoiceSource.ID:
             kind, request = ItemKind.EXISTING_VOICE, {"voice": voice.ref}
         elif voice.source is VoiceSource.PUBLIC:
@@ -305,7 +310,6 @@ def _finish(spec: _Spec, built: Mapping[str, Item]) -> Item:
         deps=spec.deps,
         settings=MappingProxyType(settings) if settings else None,
         settings_fingerprint=settings_fp,
-        field_digests=MappingProxyType(field_digests(spec.request, fingerprint_of)),
         **extra,
     )
 

@@ -33,7 +33,7 @@ class PriorState:
     """What an earlier run left for one item.
 
     ``settings`` (a voice's last applied rate/volume/pitch) and ``field_digests``
-    (the item's :attr:`~hifly_batch.graph.Item.field_digests` when it was made)
+    (:meth:`~hifly_batch.graph.Graph.field_digests` when the item was made)
     are optional: with them the plan says exactly what changed.
     """
 
@@ -98,18 +98,18 @@ def make_plan(
     """Decide every item's action from its prior state and its dependencies' actions."""
     decided: dict[str, Step] = {}
     for item in graph:
-        step = _decide(item, prior.get(item.id), decided, resubmit_uncertain)
+        step = _decide(graph, item, prior.get(item.id), decided, resubmit_uncertain)
         decided[item.id] = _blocked(step, decided)
     return Plan(tuple(decided.values()))
 
 
 def _decide(
-    item: Item, state: PriorState | None, decided: Mapping[str, Step], resubmit: bool
+    graph: Graph, item: Item, state: PriorState | None, decided: Mapping[str, Step], resubmit: bool
 ) -> Step:
     if state is None or state.status in (PriorStatus.PENDING, PriorStatus.SKIPPED):
         return Step(item, Action.CREATE, "new")
     if state.fingerprint != item.fingerprint:
-        return Step(item, Action.RECREATE, _why_changed(item, state, decided))
+        return Step(item, Action.RECREATE, _why_changed(graph, item, state, decided))
     status = state.status
     if status is PriorStatus.DONE:
         if item.settings_fingerprint != state.settings_fingerprint:
@@ -136,7 +136,7 @@ def _blocked(step: Step, decided: Mapping[str, Step]) -> Step:
     return step
 
 
-def _why_changed(item: Item, state: PriorState, decided: Mapping[str, Step]) -> str:
+def _why_changed(graph: Graph, item: Item, state: PriorState, decided: Mapping[str, Step]) -> str:
     """Name what changed: upstream items first, then the item's own fields."""
     reasons = []
     for dep in item.deps:
@@ -146,7 +146,7 @@ def _why_changed(item: Item, state: PriorState, decided: Mapping[str, Step]) -> 
         elif upstream.action in (Action.RECREATE, Action.CREATE):
             reasons.append(f"{dep} changed")
     if state.field_digests is not None:
-        for name, value in item.field_digests.items():
+        for name, value in graph.field_digests(item.id).items():
             if state.field_digests.get(name) != value and not isinstance(item.request[name], Ref):
                 reasons.append(f"{name} changed")
         reasons += [f"{name} removed" for name in state.field_digests if name not in item.request]

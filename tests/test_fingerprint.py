@@ -62,7 +62,9 @@ def test_voice_sample_bytes_change_the_clone_and_its_users(tmp_path: Path) -> No
 
 def test_voice_setting_changes_users_not_the_clone(tmp_path: Path) -> None:
     graph_a = build_graph(load_campaign(campaign(tmp_path / "a")))
-    graph_b = build_graph(load_campaign(campaign(tmp_path / "b", replace={"rate: 1.1": "rate: 1.2"})))
+    graph_b = build_graph(
+        load_campaign(campaign(tmp_path / "b", replace={"rate: 1.1": "rate: 1.2"}))
+    )
     voice_a, voice_b = graph_a["voices.cloned"], graph_b["voices.cloned"]
     assert voice_a.fingerprint == voice_b.fingerprint
     assert voice_a.settings_fingerprint != voice_b.settings_fingerprint
@@ -83,8 +85,11 @@ def test_upstream_avatar_title_changes_dependents(tmp_path: Path) -> None:
 
 def test_output_path_is_not_part_of_the_fingerprint(tmp_path: Path) -> None:
     before = fingerprints(campaign(tmp_path / "a"))
-    after = fingerprints(campaign(tmp_path / "b", replace={
-        "    title:": "    output: 'w/{{ key }}.mp4'\n    title:"}))
+    after = fingerprints(
+        campaign(
+            tmp_path / "b", replace={"    title:": "    output: 'w/{{ key }}.mp4'\n    title:"}
+        )
+    )
     assert before == after
 
 

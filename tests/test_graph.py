@@ -89,8 +89,10 @@ def test_audios_item_drives_videos_per_row(tmp_path: Path) -> None:
 
 
 def test_voice_from_audios_item_and_cycle(tmp_path: Path) -> None:
-    ok = campaign(tmp_path / "ok", replace={"cloned: {audio: sample, rate: 1.1}": (
-        "cloned: {audio: promo, rate: 1.1}")})
+    ok = campaign(
+        tmp_path / "ok",
+        replace={"cloned: {audio: sample, rate: 1.1}": ("cloned: {audio: promo, rate: 1.1}")},
+    )
     graph = graph_of(ok)
     assert graph["voices.cloned"].request["audio_url"] == Ref("audios.promo")
     ids = [i.id for i in graph]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from hifly_batch.commands.validate import validate
-from hifly_batch.manifest.diagnostics import Collector
 from hifly_batch.manifest.data import csv_rows, jsonl_rows, read_text_utf8
+from hifly_batch.manifest.diagnostics import Collector
 from hifly_batch.manifest.loader import load_campaign
 from tests.manifest_helpers import campaign, run
 
@@ -24,7 +24,7 @@ def test_csv_with_bom_and_multiline_fields(tmp_path: Path) -> None:
 
 def test_not_utf8_is_located(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
-    path.write_bytes("id,name\n1,ok\n2,".encode() + "张".encode("gbk") + b"\n")
+    path.write_bytes(b"id,name\n1,ok\n2," + "张".encode("gbk") + b"\n")
     errors = Collector()
     assert read_text_utf8(path, "d.csv", "data.d.csv", errors) is None
     (diagnostic,) = errors.diagnostics
@@ -81,6 +81,13 @@ def test_duplicate_keys_name_both_rows(tmp_path: Path) -> None:
 
 def test_keys_are_computed_before_when(tmp_path: Path) -> None:
     csv = "customer_id,name,city\nc1,A,x\nc1,B,y\n"
-    path = campaign(tmp_path, csv=csv, replace={"    for_each: customers\n": (
-        "    for_each: customers\n    when: \"{{ row.name == 'A' }}\"\n")})
+    path = campaign(
+        tmp_path,
+        csv=csv,
+        replace={
+            "    for_each: customers\n": (
+                "    for_each: customers\n    when: \"{{ row.name == 'A' }}\"\n"
+            )
+        },
+    )
     assert run(validate, [path]).code == 2

@@ -86,5 +86,7 @@ def test_all_errors_are_reported_at_once(tmp_path: Path) -> None:
     assert result.code == 2
     assert "setings: unknown key" in result.err
     assert "voices.cloned.rate: must be at most 2.0" in result.err
-    assert "videos.welcome.avatar: 'fonder' is not an avatar (did you mean 'founder'?)" in result.err
+    assert (
+        "videos.welcome.avatar: 'fonder' is not an avatar (did you mean 'founder'?)" in result.err
+    )
     assert result.err.rstrip().endswith("3 errors")

@@ -22,9 +22,13 @@ def graph(tmp_path_factory: pytest.TempPathFactory) -> Graph:
 def done_state(graph: Graph) -> dict[str, PriorState]:
     return {
         item.id: PriorState(
-            PriorStatus.DONE, item.fingerprint, item.settings_fingerprint, "t1",
-            item.settings, item.field_digests,
-        )  # fmt: skip
+            status=PriorStatus.DONE,
+            fingerprint=item.fingerprint,
+            settings_fingerprint=item.settings_fingerprint,
+            task_id="t1",
+            settings=item.settings,
+            field_digests=graph.field_digests(item.id),
+        )
         for item in graph
     }
 
@@ -53,7 +57,9 @@ def test_all_done_skips_everything(graph: Graph) -> None:
         (PriorStatus.SKIPPED, None, Action.CREATE),
     ],
 )
-def test_action_per_status(graph: Graph, status: PriorStatus, task_id: str | None, action: Action) -> None:
+def test_action_per_status(
+    graph: Graph, status: PriorStatus, task_id: str | None, action: Action
+) -> None:
     prior = done_state(graph)
     prior[VIDEO] = PriorState(status, graph[VIDEO].fingerprint, task_id=task_id)
     steps = {s.item.id: s for s in make_plan(graph, prior).steps}
@@ -68,7 +74,9 @@ def test_uncertain_can_be_resubmitted(graph: Graph) -> None:
 
 
 def test_uncertain_upstream_blocks_dependents(graph: Graph) -> None:
-    prior = {"assets.sample": PriorState(PriorStatus.SUBMITTING, graph["assets.sample"].fingerprint)}
+    prior = {
+        "assets.sample": PriorState(PriorStatus.SUBMITTING, graph["assets.sample"].fingerprint)
+    }
     steps = {s.item.id: s for s in make_plan(graph, prior).steps}
     assert steps["voices.cloned"].action is Action.BLOCKED
     assert steps["voices.cloned"].reason == "waits for assets.sample (uncertain)"

@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
             "would do to it (create, skip, recreate, edit, retry, resume, uncertain, blocked), "
             "changed items first, then counts per section and per action. No network."
         ),
-        epilog="example:\n  hifly-batch plan campaign.yaml\n  hifly-batch plan --json campaign.yaml",
+        epilog=(
+            "example:\n  hifly-batch plan campaign.yaml\n  hifly-batch plan --json campaign.yaml"
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("manifest", type=Path, metavar="MANIFEST")

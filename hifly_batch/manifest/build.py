@@ -261,7 +261,9 @@ class Builder:
             # Local files are checked for their use (type, size, duration) in media.py.
             exts = ", ".join(sorted(_EXTENSIONS[wanted]))
             what = a_or_an(asset.media.value)
-            self.error(path, f"assets.{name} is {what} URL; this needs {a_or_an(wanted.value)} ({exts})")
+            self.error(
+                path, f"assets.{name} is {what} URL; this needs {a_or_an(wanted.value)} ({exts})"
+            )
 
     def check_audio_ref(
         self, path: FieldPath, name: str, assets: Mapping[str, Asset], works: Mapping[str, WorkSpec]

@@ -10,7 +10,12 @@ from hifly_batch.apispec import TEXT_MAX_CHARS, TITLE_MAX_CHARS
 from hifly_batch.manifest.build import did_you_mean
 from hifly_batch.manifest.diagnostics import Collector, Location, item_path
 from hifly_batch.manifest.model import Field, Manifest, MediaKind, Row, Work, WorkSpec
-from hifly_batch.manifest.templates import Template, TemplateFault, compile_template
+from hifly_batch.manifest.templates import (
+    Template,
+    TemplateFault,
+    base_context,
+    compile_template,
+)
 from hifly_batch.manifest.values import (
     find_html_tag,
     is_truthy,
@@ -34,7 +39,7 @@ class Expander:
         self.manifest = manifest
         self.refused_names = refused_names
         self.errors = errors
-        self.base: dict[str, Any] = {"vars": manifest.vars, "campaign": manifest.name}
+        self.base = base_context(vars=manifest.vars, campaign=manifest.name)
         self._files: dict[Path, Template | TemplateFault] = {}
         self._reported: set[tuple[str, Path]] = set()
 
@@ -254,7 +259,9 @@ class Expander:
             self._row_error(spec, "text_file", row, field.location, exc.message)
             return
         where = Location(self.manifest.display(path), exc.line, 1)
-        self._row_error(spec, "text_file", row, where, f"{exc.message}; text_file at {field.location}")
+        self._row_error(
+            spec, "text_file", row, where, f"{exc.message}; text_file at {field.location}"
+        )
 
     def _load_file(self, path: Path) -> Template | TemplateFault:
         if path not in self._files:

@@ -38,6 +38,7 @@ from hifly_batch.manifest.model import (
 )
 from hifly_batch.manifest.schema import schema_diagnostics
 from hifly_batch.manifest.sources import build_sources
+from hifly_batch.manifest.templates import base_context
 from hifly_batch.manifest.yamlload import YamlDocument, load_yaml
 
 
@@ -83,7 +84,7 @@ def _build_manifest(
     assets = builder.assets()
     works = builder.works()
     variables = builder.data.get("vars") if isinstance(builder.data.get("vars"), dict) else {}
-    context = {"vars": variables, "campaign": name}
+    context = base_context(vars=variables, campaign=name)
     return Manifest(
         path=path,
         file=doc.file,

@@ -76,7 +76,9 @@ def file_problems(path: Path, purpose: Purpose) -> list[str]:
         return [f"{path.name} is empty"]
     if purpose.max_bytes is not None and size > purpose.max_bytes:
         limit = purpose.max_bytes // (1024 * 1024)
-        return [f"{path.name} is {size / 1048576:.1f} MB; {a_or_an(purpose.name)} is at most {limit} MB"]
+        return [
+            f"{path.name} is {size / 1048576:.1f} MB; {a_or_an(purpose.name)} is at most {limit} MB"
+        ]
     if purpose.seconds is not None:
         return _duration_problems(path, purpose)
     return []

@@ -122,8 +122,9 @@ def _message(error: ValidationError) -> str:
     value, expected = error.instance, error.validator_value
     kind = error.validator
     if kind == "type":
-        names = expected if isinstance(expected, list) else [expected]
-        return f"expected {' or '.join(_TYPE_NAMES.get(n, n) for n in names)}, got {_show(value)}"
+        names = [str(n) for n in (expected if isinstance(expected, list) else [expected])]
+        wanted = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
+        return f"expected {wanted}, got {_show(value)}"
     if kind in ("enum", "const"):
         options = expected if kind == "enum" else [expected]
         return f"must be {' or '.join(json.dumps(o, ensure_ascii=False) for o in options)}"

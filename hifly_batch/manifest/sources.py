@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hifly_batch.manifest.data import RawRow, csv_rows, inline_rows, jsonl_rows, read_text_utf8
-from hifly_batch.manifest.diagnostics import Collector, Location, format_path
+from hifly_batch.manifest.diagnostics import Collector, format_path
 from hifly_batch.manifest.model import DataSource, Field, Row
 from hifly_batch.manifest.templates import TemplateFault, compile_template
 from hifly_batch.manifest.yamlload import YamlDocument
@@ -83,11 +83,11 @@ def _keyed_rows(
             errors.add(raw.location, path, f"the key is empty for {where}")
             continue
         if key in first_seen:
-            first = first_seen[key].location
-            message = f"duplicate key {key!r}: {where} and row {first_seen[key].index} at line {first.line}"
+            first = first_seen[key]
+            message = f"duplicate key {key!r}: {where} and row {first.index} at line "
+            message += str(first.location.line)
             errors.add(raw.location, path, message)
             continue
         first_seen[key] = raw
         rows.append(Row(raw.index, key, dict(raw.values), raw.location))
     return rows
-

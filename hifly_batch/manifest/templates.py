@@ -60,11 +60,21 @@ class Template:
     source: str
     name: str
     compiled: jinja2.Template
+    literal: bool = False  # no template syntax: renders to itself
 
     def render(self, context: Mapping[str, Any]) -> str:
-        """Render with ``context``; raise :class:`TemplateFault` on any fault."""
+        """Render with ``context`` (made by :func:`base_context`); raise
+        :class:`TemplateFault` on any fault."""
+        if self.literal:
+            return self.source
         try:
-            return self.compiled.render(context)
+            # Template.render would copy the globals (a ChainMap) into a new
+            # dict for every row; the context already holds them.
+            ctx = self.compiled.new_context(dict(context), shared=True)
+            try:
+                return _ENV.concat(self.compiled.root_render_func(ctx))  # type: ignore[attr-defined]
+            except Exception:
+                _ENV.handle_exception()  # re-raises with template line numbers
         except TemplateFault as exc:
             raise TemplateFault(exc.message, _template_line(exc, self.name)) from None
         except jinja2.TemplateSyntaxError as exc:
@@ -89,7 +99,13 @@ def compile_template(source: str, name: str) -> Template:
         raise TemplateFault(f"template syntax error: {exc.message}", exc.lineno) from None
     except Exception as exc:  # the compiler may reject odd input in other ways
         raise TemplateFault(f"template error: {exc}") from None
-    return Template(source, name, compiled)
+    literal = not any(mark in source for mark in ("{{", "{%", "{#"))
+    return Template(source, name, compiled, literal)
+
+
+def base_context(**values: Any) -> dict[str, Any]:
+    """A render context: the sandbox's globals (range, dict, ...) and ``values``."""
+    return {**_ENV.globals, **values}
 
 
 def _template_line(exc: BaseException, name: str) -> int | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([smh]?)$")
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -65,10 +64,10 @@ def output_path_problem(path: str) -> str | None:
         return f"{path!r}: write output paths with '/' and without a drive letter"
     if path.startswith("/"):
         return f"{path!r} is absolute; write a path relative to output_dir"
-    parts = PurePosixPath(path).parts
+    parts = [part for part in path.split("/") if part not in ("", ".")]
     if ".." in parts:
         return f"{path!r} leaves output_dir"
-    if not parts or path.endswith("/"):
+    if not parts or path.endswith(("/", "/.")) or path == ".":
         return f"{path!r} names a folder, not a file"
     if any(part != part.strip() for part in parts):
         return f"{path!r}: a path segment starts or ends with a space"
@@ -77,7 +76,7 @@ def output_path_problem(path: str) -> str | None:
 
 def normalize_output(path: str) -> str:
     """``./a//b.mp4`` -> ``a/b.mp4`` (call after :func:`output_path_problem` passed)."""
-    return PurePosixPath(path).as_posix()
+    return "/".join(part for part in path.split("/") if part not in ("", "."))
 
 
 def api_string(value: float) -> str:

@@ -1,0 +1,88 @@
+"""The validate and plan commands, in-process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hifly_batch.commands import plan as plan_command
+from hifly_batch.commands import validate as validate_command
+from hifly_batch.commands.plan import plan
+from hifly_batch.commands.validate import validate
+from hifly_batch.graph import build_graph
+from hifly_batch.manifest.loader import load_campaign
+from hifly_batch.plan import PriorState, PriorStatus
+from tests.manifest_helpers import INVALID, REPO, campaign, run
+
+QUICKSTART = REPO / "manifests" / "quickstart.yaml"
+
+
+def test_validate_valid_manifests() -> None:
+    result = run(validate, [QUICKSTART])
+    assert result.code == 0
+    assert result.out.startswith(f"{QUICKSTART}: valid (9 items: 2 assets")
+    assert result.err == ""
+
+
+def test_validate_many_reports_each() -> None:
+    bad = INVALID / "schema_version.yaml"
+    result = run(validate, [QUICKSTART, bad])
+    assert result.code == 2
+    assert "valid" in result.out
+    assert f"{bad}: 1 error" in result.err
+
+
+def test_plan_text_lists_dependency_order_and_counts() -> None:
+    result = run(plan, QUICKSTART)
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert lines[0] == f"plan for {QUICKSTART}: 9 items"
+    assert lines[1].split()[:3] == ["create", "assets.founder_clip", "upload"]
+    assert lines[-1].split() == ["total", "9"]
+    assert any(line.split()[:2] == ["videos", "3"] for line in lines)
+
+
+def test_plan_json_and_prior_state(tmp_path: Path) -> None:
+    path = campaign(tmp_path)
+    graph = build_graph(load_campaign(path))
+    prior = {
+        item.id: PriorState(PriorStatus.DONE, item.fingerprint, item.settings_fingerprint)
+        for item in graph
+    }
+    prior["videos.welcome[c1]"] = PriorState(PriorStatus.FAILED, "old")
+    result = run(plan, path, as_json=True, prior=prior)
+    document = json.loads(result.out)
+    assert document["totals"] == {"skip": 8, "recreate": 1}
+    assert document["counts"]["videos"] == {"recreate": 1, "skip": 2}
+    assert [i["id"] for i in document["items"]][:2] == ["assets.clip", "assets.sample"]
+    text = run(plan, path, prior=prior).out.splitlines()
+    assert text[1].split()[:2] == ["recreate", "videos.welcome[c1]"]
+
+
+def test_plan_invalid_manifest_exits_2() -> None:
+    result = run(plan, INVALID / "voice_cycle.yaml")
+    assert result.code == 2
+    assert "cycle: voices.cloned → audios.speech → voices.cloned" in result.err
+
+
+def test_commands_register_with_the_cli_contract() -> None:
+    parser = argparse.ArgumentParser()
+    common = argparse.ArgumentParser(add_help=False)
+    subparsers = parser.add_subparsers(dest="command")
+    validate_command.register(subparsers, common)
+    plan_command.register(subparsers, common)
+    args = parser.parse_args(["validate", str(QUICKSTART)])
+    assert run(args.handler, args, {}).code == 0
+    args = parser.parse_args(["plan", "--json", str(QUICKSTART)])
+    assert json.loads(run(args.handler, args, {}).out)["totals"] == {"create": 9}
+
+
+def test_quickstart_media_is_small_and_real() -> None:
+    from hifly_batch.manifest.media import audio_seconds
+
+    media = REPO / "examples" / "quickstart" / "media"
+    for file in media.iterdir():
+        assert file.stat().st_size < 200_000
+    seconds = audio_seconds(media / "voice.wav")
+    assert seconds is not None and 6 <= seconds <= 10
