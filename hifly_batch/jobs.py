@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from hifly_batch.apispec import BACK_PRESSURE_CODES, INSUFFICIENT_CREDITS, TaskStatus
 from hifly_batch.client import HiflyClient, Task, WorkTask
 from hifly_batch.errors import HiflyBatchError
-from hifly_batch.graph import Item, ItemKind
+from hifly_batch.graph import Graph, Item, ItemKind
 from hifly_batch.requests_out import resolve, send_create
 from hifly_batch.state import Record, StateStore, Status
 from hifly_batch.transfer import UrlExpiredError
@@ -79,6 +79,7 @@ class Fatal(Event):
 
 @dataclass
 class JobContext:
+    graph: Graph
     client: HiflyClient
     store: StateStore
     output_dir: Path
@@ -357,7 +358,7 @@ def safe_destination(output_dir: Path, relative: str) -> Path:
 def _done(ctx: JobContext, item: Item, record: Record, *, resource_id: str | None) -> Record:
     details = {
         "settings": dict(item.settings) if item.settings else None,
-        "field_digests": dict(item.field_digests),
+        "field_digests": ctx.graph.field_digests(item.id),
     }
     return ctx.store.update(
         record,

@@ -125,7 +125,12 @@ class Runner:
         workers = max(8, 2 * self.settings.concurrency)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="hifly-http")
         self.ctx = jobs.JobContext(
-            self.client, self.store, self.settings.output_dir, self.events.put, self.stopping
+            self.graph,
+            self.client,
+            self.store,
+            self.settings.output_dir,
+            self.events.put,
+            self.stopping,
         )
         interrupted = False
         try:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
-from hifly_batch.commands import plan as plan_command
-from hifly_batch.commands import validate as validate_command
+from hifly_batch.cli import build_parser
 from hifly_batch.commands.plan import plan
 from hifly_batch.commands.validate import validate
 from hifly_batch.graph import build_graph
 from hifly_batch.manifest.loader import load_campaign
-from hifly_batch.plan import PriorState, PriorStatus
+from hifly_batch.state import Record, StateStore, Status
 from tests.manifest_helpers import INVALID, REPO, campaign, run
 
 QUICKSTART = REPO / "manifests" / "quickstart.yaml"
@@ -46,17 +45,29 @@ def test_plan_text_lists_dependency_order_and_counts() -> None:
 def test_plan_json_and_prior_state(tmp_path: Path) -> None:
     path = campaign(tmp_path)
     graph = build_graph(load_campaign(path))
-    prior = {
-        item.id: PriorState(PriorStatus.DONE, item.fingerprint, item.settings_fingerprint)
+    records = [
+        Record(
+            item.id,
+            item.section,
+            item.kind.value,
+            status=Status.DONE,
+            fingerprint=item.fingerprint,
+            settings_fingerprint=item.settings_fingerprint or "",
+        )
         for item in graph
-    }
-    prior["videos.welcome[c1]"] = PriorState(PriorStatus.FAILED, "old")
-    result = run(plan, path, as_json=True, prior=prior)
+    ]
+    records = [
+        replace(r, status=Status.FAILED, fingerprint="old") if r.item == "videos.welcome[c1]" else r
+        for r in records
+    ]
+    with StateStore(tmp_path / ".hifly" / "case.state.db") as store:
+        store.put_many(records)
+    result = run(plan, path, as_json=True)
     document = json.loads(result.out)
     assert document["totals"] == {"skip": 8, "recreate": 1}
     assert document["counts"]["videos"] == {"recreate": 1, "skip": 2}
     assert [i["id"] for i in document["items"]][:2] == ["assets.clip", "assets.sample"]
-    text = run(plan, path, prior=prior).out.splitlines()
+    text = run(plan, path).out.splitlines()
     assert text[1].split()[:2] == ["recreate", "videos.welcome[c1]"]
 
 
@@ -67,11 +78,7 @@ def test_plan_invalid_manifest_exits_2() -> None:
 
 
 def test_commands_register_with_the_cli_contract() -> None:
-    parser = argparse.ArgumentParser()
-    common = argparse.ArgumentParser(add_help=False)
-    subparsers = parser.add_subparsers(dest="command")
-    validate_command.register(subparsers, common)
-    plan_command.register(subparsers, common)
+    parser = build_parser()
     args = parser.parse_args(["validate", str(QUICKSTART)])
     assert run(args.handler, args, {}).code == 0
     args = parser.parse_args(["plan", "--json", str(QUICKSTART)])

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from hifly_batch import console
-from hifly_batch.commands.validate import load_graph, report_invalid
+from hifly_batch.commands.validate import report_invalid
 from hifly_batch.errors import ExitStatus
 from hifly_batch.graph import Item
 from hifly_batch.manifest.diagnostics import ManifestInvalid
 from hifly_batch.plan import Action, Plan, PriorState, Step, make_plan
+from hifly_batch.state import StateStore, prior_states
+from hifly_batch.workspace import open_workspace
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -37,19 +39,17 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    return plan(args.manifest, as_json=args.json)
+    return plan(args.manifest, as_json=args.json, state=args.state)
 
 
-def plan(
-    manifest: Path, *, as_json: bool = False, prior: Mapping[str, PriorState] | None = None
-) -> int:
-    """Print the plan for ``manifest`` given the ``prior`` state of its items (none yet)."""
+def plan(manifest: Path, *, as_json: bool = False, state: str | None = None) -> int:
+    """Print the plan for ``manifest`` given what the state file says of its items."""
     try:
-        graph = load_graph(manifest)
+        workspace = open_workspace(manifest, state)
     except ManifestInvalid as exc:
         report_invalid(exc, manifest)
         return int(ExitStatus.INVALID)
-    result = make_plan(graph, prior or {})
+    result = make_plan(workspace.graph, recorded_prior(workspace.state_path))
     console.out(render_json(manifest, result) if as_json else render_text(manifest, result))
     return int(ExitStatus.OK)
 
@@ -113,3 +113,11 @@ def _step_json(step: Step) -> dict[str, Any]:
         "output": item.output,
         "title": item.request.get("title"),
     }
+
+
+def recorded_prior(state_path: Path) -> dict[str, PriorState]:
+    """The prior state of every item the state file knows; empty before the first run."""
+    if not state_path.exists():
+        return {}
+    with StateStore(state_path, readonly=True) as store:
+        return prior_states(store.records())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import fnmatch
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -180,7 +180,8 @@ def select(
         return None
     chosen = [item.id for item in graph]
     if options.only:
-        chosen = [i for i in chosen if any(fnmatch.fnmatchcase(i, p) for p in options.only)]
+        patterns = [id_pattern(p) for p in options.only]
+        chosen = [i for i in chosen if any(p.fullmatch(i) for p in patterns)]
         if not chosen:
             raise UsageError(f"--only {' '.join(options.only)}: no item id matches")
     if options.retry_failed:
@@ -189,6 +190,13 @@ def select(
     steps = {s.item.id: s.action for s in plan.steps}
     needed = expand_scope(graph, chosen)
     return {i for i in needed if i in chosen or steps[i] is not Action.SKIP} | set(chosen)
+
+
+def id_pattern(glob: str) -> re.Pattern[str]:
+    """An item-id glob: ``*`` and ``?`` are wildcards, brackets are the id's own."""
+    return re.compile(
+        ".*".join(".".join(map(re.escape, part.split("?"))) for part in glob.split("*"))
+    )
 
 
 def report_records(

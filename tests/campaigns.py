@@ -1,0 +1,131 @@
+"""Real campaigns on disk for end-to-end tests, and the CLI run as a subprocess."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hifly_batch.sandbox import Sandbox
+from hifly_batch.sandbox.media import make_mp4, make_wav
+
+TEMPLATE = "{{ row.name }}您好，感谢您选择{{ vars.brand }}。您所在的城市是{{ row.city }}。"
+
+
+@dataclass
+class Campaign:
+    """A personalized campaign: cloned avatar and voice, one video per CSV row."""
+
+    root: Path
+    rows: int = 5
+    rate: str = "1.0"
+    template: str = TEMPLATE
+    concurrency: int = 4
+    extra_yaml: str = ""
+    names: list[str] = field(default_factory=list)
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "campaign.yaml"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.root / "out" / "campaign"
+
+    def write(self) -> Campaign:
+        media = self.root / "media"
+        media.mkdir(parents=True, exist_ok=True)
+        if not (media / "founder.mp4").exists():
+            (media / "founder.mp4").write_bytes(make_mp4(3.0, "founder"))
+            (media / "voice.wav").write_bytes(make_wav(8.0, "voice"))
+        (self.root / "welcome.txt.j2").write_text(self.template, encoding="utf-8")
+        self._write_rows()
+        self.manifest.write_text(self._yaml(), encoding="utf-8")
+        return self
+
+    def _write_rows(self) -> None:
+        with (self.root / "customers.csv").open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["customer_id", "name", "city"])
+            for n in range(1, self.rows + 1):
+                writer.writerow([f"c{n:04d}", f"客户{n}", "上海"])
+
+    def _yaml(self) -> str:
+        return f"""\
+version: 1
+name: campaign
+settings:
+  concurrency: {self.concurrency}
+  poll_interval: 0.05s
+  poll_max: 0.5s
+  max_attempts: 2
+vars:
+  brand: 飞影
+assets:
+  founder_clip: {{file: media/founder.mp4}}
+  voice_sample: {{file: media/voice.wav}}
+data:
+  customers:
+    csv: customers.csv
+    key: "{{{{ row.customer_id }}}}"
+avatars:
+  founder: {{video: founder_clip, title: 创始人}}
+voices:
+  founder_voice: {{audio: voice_sample, title: 创始人声音, rate: {self.rate}}}
+videos:
+  welcome:
+    for_each: customers
+    avatar: founder
+    voice: founder_voice
+    text_file: welcome.txt.j2
+    title: "欢迎{{{{ row.name }}}}"
+{self.extra_yaml}"""
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def cli(
+    *args: str, sandbox: Sandbox | None = None, cwd: Path | None = None, timeout: float = 120
+) -> Result:
+    """Run ``python -m hifly_batch ARGS`` pointed at ``sandbox``; returns code and output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIFLY_")}
+    if sandbox is not None:
+        env["HIFLY_BASE_URL"], env["HIFLY_TOKEN"] = sandbox.base_url, sandbox.token
+    proc = subprocess.run(
+        [sys.executable, "-m", "hifly_batch", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def popen(*args: str, sandbox: Sandbox) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIFLY_")}
+    env["HIFLY_BASE_URL"], env["HIFLY_TOKEN"] = sandbox.base_url, sandbox.token
+    return subprocess.Popen(
+        [sys.executable, "-m", "hifly_batch", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def report_rows(campaign: Campaign) -> list[dict[str, str]]:
+    with (campaign.output_dir / "report.csv").open(encoding="utf-8-sig", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def creates(sandbox: Sandbox) -> dict[str, int]:
+    return dict(sandbox.counters().creates)

@@ -1,0 +1,261 @@
+"""``hifly-batch run`` end to end: the real CLI in a subprocess against the sandbox."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
+from tests.campaigns import Campaign, cli, creates, popen, report_rows
+from tests.conftest import SECRET_TOKEN
+
+
+def run(campaign: Campaign, sandbox: Sandbox, *extra: str):  # type: ignore[no-untyped-def]
+    return cli("run", "--no-progress", str(campaign.manifest), *extra, sandbox=sandbox)
+
+
+def statuses(campaign: Campaign) -> Counter[str]:
+    return Counter(row["status"] for row in report_rows(campaign))
+
+
+def test_personalized_campaign_completes_with_the_sandbox_bytes(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=100, concurrency=8).write()
+    result = run(campaign, sandbox)
+    assert result.code == 0, result.stderr
+    rows = report_rows(campaign)
+    assert statuses(campaign) == {"done": 104}  # 2 uploads, avatar, voice, 100 videos
+    videos = [r for r in rows if r["section"] == "videos"]
+    assert sorted(r["key"] for r in videos) == [f"c{n:04d}" for n in range(1, 101)]
+    for row in videos:
+        output = campaign.output_dir / row["output"]
+        assert output.read_bytes() == sandbox.output_bytes(row["task_id"]), row["item"]
+    assert creates(sandbox)["video/create_by_tts"] == 100
+
+
+def test_rerun_makes_nothing_and_new_rows_make_exactly_theirs(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=20).write()
+    assert run(campaign, sandbox).code == 0
+    before = creates(sandbox)
+    assert run(campaign, sandbox).code == 0
+    assert creates(sandbox) == before
+    campaign.rows = 30
+    campaign.write()
+    assert run(campaign, sandbox).code == 0
+    after = creates(sandbox)
+    assert after["video/create_by_tts"] - before["video/create_by_tts"] == 10
+    assert {k: v for k, v in after.items() if k != "video/create_by_tts"} == {
+        k: v for k, v in before.items() if k != "video/create_by_tts"
+    }
+
+
+def test_editing_the_template_recreates_exactly_its_items(sandbox: Sandbox, tmp_path: Path) -> None:
+    other = """\
+  farewell:
+    for_each: customers
+    avatar: founder
+    voice: founder_voice
+    text: "再见，{{ row.name }}。期待下次与您见面，祝您生活愉快。"
+    output: "farewell/{{ key }}.mp4"
+"""
+    campaign = Campaign(tmp_path / "c", rows=6, extra_yaml=other).write()
+    assert run(campaign, sandbox).code == 0
+    before = creates(sandbox)
+    campaign.template = "{{ row.name }}，新年快乐！这是一段新的问候语，感谢您一直以来的支持。"
+    campaign.write()
+    plan = cli("plan", str(campaign.manifest), sandbox=sandbox).stdout
+    recreated = [line for line in plan.splitlines() if line.startswith("  recreate")]
+    assert len(recreated) == 6 and all("text changed" in line for line in recreated)
+    assert run(campaign, sandbox).code == 0
+    assert creates(sandbox)["video/create_by_tts"] - before["video/create_by_tts"] == 6
+    rows = {r["item"]: r for r in report_rows(campaign)}
+    assert all(rows[f"videos.farewell[c{n:04d}]"]["attempts"] == "1" for n in range(1, 7))
+
+
+def test_changing_only_the_rate_edits_the_voice_and_recreates_its_speakers(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=4).write()
+    assert run(campaign, sandbox).code == 0
+    before, edits = creates(sandbox), sandbox.counters().requests.get("voice/edit", 0)
+    campaign.rate = "1.2"
+    campaign.write()
+    plan = cli("plan", str(campaign.manifest), sandbox=sandbox).stdout.splitlines()
+    listed = [line.split()[:2] for line in plan[1:6]]
+    assert listed[0] == ["edit", "voices.founder_voice"]
+    assert all(action == "recreate" for action, _ in listed[1:5])
+    assert "rate 1.0 → 1.2" in plan[1]
+    assert run(campaign, sandbox).code == 0
+    after = creates(sandbox)
+    assert after["voice/create"] == before["voice/create"]
+    assert sandbox.counters().requests["voice/edit"] == edits + 1
+    assert after["video/create_by_tts"] - before["video/create_by_tts"] == 4
+
+
+def test_failed_tasks_block_their_users_and_the_rerun_retries_only_them(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=5).write()
+    sandbox.set_faults(Faults(task_fail=1.0))
+    result = run(campaign, sandbox)
+    assert result.code == 1
+    assert statuses(campaign) == {"done": 2, "failed": 2, "blocked": 5}
+    sandbox.set_faults(Faults())
+    before = creates(sandbox)
+    assert run(campaign, sandbox).code == 0
+    after = creates(sandbox)
+    assert after["avatar/create_by_video"] - before["avatar/create_by_video"] == 1
+    assert after["voice/create"] - before["voice/create"] == 1
+    assert after["video/create_by_tts"] == 5 and statuses(campaign) == {"done": 9}
+
+
+def test_some_failed_videos_are_retried_alone(sandbox: Sandbox, tmp_path: Path) -> None:
+    campaign = Campaign(tmp_path / "c", rows=30).write()
+    assert run(campaign, sandbox).code == 0  # clones done, nothing to fail there
+    campaign.template = "第二版：{{ row.name }}您好，欢迎再次光临我们的门店，祝您购物愉快。"
+    campaign.write()
+    sandbox.set_faults(Faults(task_fail=0.3, seed=11))
+    assert run(campaign, sandbox).code == 1
+    failed = {r["item"] for r in report_rows(campaign) if r["status"] == "failed"}
+    assert 0 < len(failed) < 30
+    sandbox.set_faults(Faults())
+    before = creates(sandbox)["video/create_by_tts"]
+    assert run(campaign, sandbox, "--retry-failed").code == 0
+    assert creates(sandbox)["video/create_by_tts"] - before == len(failed)
+
+
+def test_back_pressure_never_fails_an_item(tmp_path: Path) -> None:
+    config = SandboxConfig(task_seconds=0.2, task_jitter=0.1, max_generating=3, token=SECRET_TOKEN)
+    with Sandbox(tmp_path / "w", config) as sandbox:
+        campaign = Campaign(tmp_path / "c", rows=24, concurrency=8).write()
+        result = run(campaign, sandbox)
+        assert result.code == 0, result.stderr
+        assert statuses(campaign) == {"done": 28}
+        assert creates(sandbox)["video/create_by_tts"] == 24
+
+
+def test_credits_running_out_drains_then_the_rerun_completes(tmp_path: Path) -> None:
+    config = SandboxConfig(
+        task_seconds=0.3, task_jitter=0.0, credits=50, credit_cost=10, token=SECRET_TOKEN
+    )
+    with Sandbox(tmp_path / "w", config) as sandbox:
+        campaign = Campaign(tmp_path / "c", rows=12, concurrency=3).write()
+        result = run(campaign, sandbox)
+        assert result.code == 1 and "1002" in result.stderr
+        rows = report_rows(campaign)
+        done = [r for r in rows if r["section"] == "videos" and r["status"] == "done"]
+        assert len(done) == 5 and all((campaign.output_dir / r["output"]).exists() for r in done)
+        assert Counter(r["status"] for r in rows if r["section"] == "videos")["pending"] == 7
+        sandbox.set_credits(1000)
+        assert run(campaign, sandbox).code == 0
+        assert creates(sandbox)["video/create_by_tts"] == 12
+
+
+def test_a_second_run_on_the_same_state_is_refused(tmp_path: Path) -> None:
+    config = SandboxConfig(task_seconds=2.0, task_jitter=0.0, token=SECRET_TOKEN)
+    with Sandbox(tmp_path / "w", config) as sandbox:
+        campaign = Campaign(tmp_path / "c", rows=3).write()
+        first = popen("run", "--no-progress", str(campaign.manifest), sandbox=sandbox)
+        try:
+            _wait_for(lambda: sandbox.counters().creates)
+            second = run(campaign, sandbox)
+            assert second.code == 3 and "another hifly-batch run is using" in second.stderr
+        finally:
+            assert first.wait(timeout=60) == 0
+        assert statuses(campaign) == {"done": 7}
+
+
+def test_ctrl_c_saves_state_and_the_rerun_resumes(tmp_path: Path) -> None:
+    config = SandboxConfig(task_seconds=1.5, task_jitter=0.0, token=SECRET_TOKEN)
+    with Sandbox(tmp_path / "w", config) as sandbox:
+        campaign = Campaign(tmp_path / "c", rows=6).write()
+        proc = popen("run", "--no-progress", str(campaign.manifest), sandbox=sandbox)
+        _wait_for(lambda: creates(sandbox).get("video/create_by_tts"))
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, stderr
+        assert "run again to resume" in stderr
+        assert statuses(campaign)["done"] < 10
+        made = creates(sandbox)
+        assert run(campaign, sandbox).code == 0
+        resumed = creates(sandbox)
+        assert resumed["avatar/create_by_video"] == made["avatar/create_by_video"] == 1
+        assert resumed["video/create_by_tts"] == 6
+
+
+def test_lost_create_answers_are_uncertain_until_resubmitted(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=8).write()
+    sandbox.set_faults(Faults(drop_after_create=0.5, seed=3))
+    result = run(campaign, sandbox)
+    assert result.code == 1
+    uncertain = statuses(campaign)["uncertain"]
+    assert uncertain > 0
+    sandbox.set_faults(Faults())
+    before = creates(sandbox)
+    assert run(campaign, sandbox).code == 1
+    assert statuses(campaign)["uncertain"] == uncertain
+    again = creates(sandbox)
+    assert sum(again.values()) - sum(before.values()) <= statuses(campaign)["done"]
+    assert run(campaign, sandbox, "--resubmit-uncertain").code == 0
+    assert statuses(campaign) == {"done": 12}
+
+
+def test_dry_run_sends_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+    campaign = Campaign(tmp_path / "c", rows=3).write()
+    result = run(campaign, sandbox, "--dry-run")
+    assert result.code == 0 and "create" in result.stdout
+    assert sum(sandbox.counters().requests.values()) == 0
+
+
+def test_only_runs_matching_items_and_what_they_need(sandbox: Sandbox, tmp_path: Path) -> None:
+    campaign = Campaign(tmp_path / "c", rows=5).write()
+    result = run(campaign, sandbox, "--only", "videos.welcome[c0002]")
+    assert result.code == 0, result.stderr
+    assert statuses(campaign) == {"done": 5, "skipped": 4}
+    assert creates(sandbox)["video/create_by_tts"] == 1
+    nothing = run(campaign, sandbox, "--only", "videos.nope*")
+    assert nothing.code == 2 and "no item id matches" in nothing.stderr
+
+
+def test_deleted_output_is_downloaded_again(sandbox: Sandbox, tmp_path: Path) -> None:
+    campaign = Campaign(tmp_path / "c", rows=2).write()
+    assert run(campaign, sandbox).code == 0
+    gone = campaign.output_dir / "videos" / "welcome" / "c0001.mp4"
+    original = gone.read_bytes()
+    gone.unlink()
+    before = creates(sandbox)
+    assert run(campaign, sandbox).code == 0
+    assert gone.read_bytes() == original and creates(sandbox) == before
+
+
+def test_status_json_and_report_rewrite(sandbox: Sandbox, tmp_path: Path) -> None:
+    import json
+
+    campaign = Campaign(tmp_path / "c", rows=2).write()
+    assert run(campaign, sandbox).code == 0
+    status = cli("status", "--json", str(campaign.manifest))
+    assert status.code == 0
+    assert {item["status"] for item in json.loads(status.stdout)} == {"done"}
+    target = tmp_path / "again.csv"
+    assert cli("report", str(campaign.manifest), "-o", str(target)).code == 0
+    assert target.read_bytes() == (campaign.output_dir / "report.csv").read_bytes()
+
+
+def test_no_token_is_exit_3(tmp_path: Path) -> None:
+    campaign = Campaign(tmp_path / "c", rows=1).write()
+    result = cli("run", str(campaign.manifest))
+    assert result.code == 3 and "HIFLY_TOKEN" in result.stderr
+
+
+def _wait_for(condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
