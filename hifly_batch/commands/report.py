@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Mapping
 from pathlib import Path
 
-from hifly_batch import console, report
+from hifly_batch import console, report, review
 from hifly_batch.commands.run import report_records
 from hifly_batch.state import StateStore
 from hifly_batch.workspace import open_workspace
@@ -43,5 +43,14 @@ def write_report(manifest: Path, *, state: str | None = None, output: Path | Non
         records = report_records(workspace.graph, store.records())
     path = output or workspace.report_path
     report.write(records, path)
+    page = review.review_path(path)
+    review.write(
+        records,
+        workspace.graph.by_id,
+        page,
+        output_dir=workspace.output_dir,
+        title=workspace.manifest.name,
+    )
     console.out(str(path))
+    console.out(str(page))
     return 0

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hifly_batch import console, report
+from hifly_batch import console, report, review
 from hifly_batch.commands.plan import plan as show_plan
 from hifly_batch.connect import api_client
 from hifly_batch.errors import ExitStatus, UsageError
@@ -112,8 +112,16 @@ def run(manifest: Path, options: RunOptions, env: Mapping[str, str]) -> int:
         outcome = _execute(workspace, plan, store, records, scope, options, env)
         final = report_records(workspace.graph, store.records(), scope)
         report.write(final, workspace.report_path)
+        review.write(
+            final,
+            workspace.graph.by_id,
+            review.review_path(workspace.report_path),
+            output_dir=workspace.output_dir,
+            title=workspace.manifest.name,
+        )
     console.out(summary_table(final))
     console.out(f"report: {workspace.report_path}")
+    console.out(f"review: {review.review_path(workspace.report_path)}")
     return _exit_status(outcome, final, scope)
 
 

@@ -1,0 +1,207 @@
+"""The review page: ``report.html`` beside ``report.csv``, one self-contained file.
+
+A reviewer opens it in a browser: a summary (items per status, total duration)
+and one card per item with its key, status, rendered script, error and a
+player for its downloaded output. Media are linked by paths relative to the
+page, so the output folder can be zipped and sent whole. Rendering is pure
+(records and graph items in, HTML text out); only :func:`write` touches disk.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import posixpath
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from urllib.parse import quote
+
+from hifly_batch.graph import Item, ItemKind
+from hifly_batch.report import report_status
+from hifly_batch.state import Record
+
+STATUSES = ("done", "failed", "uncertain", "blocked", "pending", "skipped")
+# Works first: they are what a reviewer came for; the inputs follow.
+SECTION_ORDER = ("videos", "audios", "avatars", "voices", "assets")
+PLAYERS = {
+    ItemKind.VIDEO_BY_TTS.value: "video",
+    ItemKind.VIDEO_BY_AUDIO.value: "video",
+    ItemKind.AUDIO_BY_TTS.value: "audio",
+}
+
+STYLE = """
+:root { color-scheme: light; --ink: #1d2430; --muted: #5b6575; --line: #d9dee7; }
+* { box-sizing: border-box; }
+body { margin: 0; padding: 24px; font: 15px/1.5 system-ui, -apple-system, "Segoe UI",
+  "PingFang SC", "Noto Sans CJK SC", "Microsoft YaHei", sans-serif; color: var(--ink);
+  background: #f4f6fa; }
+h1 { margin: 0 0 4px; font-size: 24px; }
+h2 { margin: 28px 0 12px; font-size: 18px; }
+.summary { display: flex; flex-wrap: wrap; gap: 8px; margin: 12px 0; padding: 0; }
+.summary li { list-style: none; padding: 6px 12px; border-radius: 8px; background: #fff;
+  border: 1px solid var(--line); }
+.summary b { font-size: 18px; margin-right: 4px; }
+.muted { color: var(--muted); }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr));
+  gap: 16px; align-items: start; }
+.card { background: #fff; border: 1px solid var(--line); border-left-width: 6px;
+  border-radius: 10px; padding: 12px 14px; min-width: 0; }
+.card header { display: flex; justify-content: space-between; gap: 8px;
+  align-items: baseline; }
+.card h3 { margin: 0; font-size: 16px; overflow-wrap: anywhere; }
+.badge { flex: none; font-size: 12px; font-weight: 600; padding: 2px 8px;
+  border-radius: 999px; text-transform: uppercase; letter-spacing: .03em; }
+.meta { margin: 4px 0 8px; font-size: 13px; color: var(--muted); overflow-wrap: anywhere; }
+.script { white-space: pre-wrap; margin: 8px 0; padding: 8px 10px; background: #f7f8fb;
+  border-radius: 6px; font-size: 14px; }
+.error { margin: 8px 0; padding: 8px 10px; border-radius: 6px; background: #fdecec;
+  color: #8a1c1c; overflow-wrap: anywhere; }
+video { display: block; width: 100%; max-height: 320px; background: #000;
+  border-radius: 6px; }
+audio { display: block; width: 100%; }
+.done { border-left-color: #2e9d5b; } .done .badge { background: #e3f5ea; color: #1e6e3f; }
+.failed { border-left-color: #d23b3b; } .failed .badge { background: #fde4e4; color: #9c1f1f; }
+.uncertain { border-left-color: #d9941a; }
+.uncertain .badge { background: #fdf1dc; color: #8a5a07; }
+.blocked { border-left-color: #8a6fd1; } .blocked .badge { background: #eee8fb; color: #5130a8; }
+.pending, .skipped { border-left-color: #9aa3b2; }
+.pending .badge, .skipped .badge { background: #eceff4; color: #4a5263; }
+"""
+
+
+def render(
+    records: Iterable[Record],
+    items: Mapping[str, Item],
+    *,
+    title: str,
+    media_prefix: str = "",
+) -> str:
+    """The whole page; ``media_prefix`` leads from the page's folder to the output folder."""
+    rows = list(records)
+    body = [f"<h1>{_e(title)}</h1>", _summary(rows)]
+    for section, members in _by_section(rows):
+        body.append(f"<h2>{_e(section)} <span class='muted'>({len(members)})</span></h2>")
+        cards = (card(r, items.get(r.item), media_prefix) for r in members)
+        body.append("<div class='cards'>" + "".join(cards) + "</div>")
+    return (
+        "<!DOCTYPE html>\n<html lang='zh'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{_e(title)} · review</title><style>{STYLE}</style></head>"
+        f"<body>{''.join(body)}</body></html>\n"
+    )
+
+
+def _summary(records: list[Record]) -> str:
+    """Items per status, then the total duration of the outputs and of the run."""
+    counts = Counter(report_status(r.status) for r in records)
+    cells = [
+        f"<li class='count' data-status='{s}'><b>{counts[s]}</b>{s}</li>"
+        for s in STATUSES
+        if counts[s]
+    ]
+    cells.append(f"<li class='count' data-status='total'><b>{len(records)}</b>items</li>")
+    media = sum(r.duration_s or 0.0 for r in records)
+    started = [r.started_at for r in records if r.started_at is not None]
+    finished = [r.finished_at for r in records if r.finished_at is not None]
+    span = max(finished) - min(started) if started and finished else 0.0
+    cells.append(f"<li class='duration'><b>{format_seconds(media)}</b>of video and audio</li>")
+    cells.append(f"<li class='elapsed'><b>{format_seconds(max(span, 0.0))}</b>run time</li>")
+    return "<ul class='summary'>" + "".join(cells) + "</ul>"
+
+
+def _by_section(records: list[Record]) -> list[tuple[str, list[Record]]]:
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        groups.setdefault(record.section, []).append(record)
+    rank = {name: n for n, name in enumerate(SECTION_ORDER)}
+    return sorted(groups.items(), key=lambda group: rank.get(group[0], len(rank)))
+
+
+def card(record: Record, item: Item | None, media_prefix: str = "") -> str:
+    """One item: heading, status badge, facts, script, error and player."""
+    status = report_status(record.status)
+    heading = record.key or (item.name if item else record.item)
+    parts = [
+        f"<header><h3>{_e(heading)}</h3><span class='badge'>{status}</span></header>",
+        f"<div class='meta'>{_e(' · '.join(_facts(record, item)))}</div>",
+    ]
+    if item is not None and item.text:
+        parts.append(f"<div class='script'>{_e(item.text)}</div>")
+    if record.error_message or record.error_code is not None:
+        code = f"[{record.error_code}] " if record.error_code is not None else ""
+        parts.append(f"<div class='error'>{_e(code + (record.error_message or ''))}</div>")
+    parts.append(player(record, media_prefix))
+    return (
+        f"<article class='card {status}' data-item='{_e(record.item)}' "
+        f"data-status='{status}'>{''.join(parts)}</article>"
+    )
+
+
+def _facts(record: Record, item: Item | None) -> list[str]:
+    facts = [record.item]
+    title = item.request.get("title") if item is not None else None
+    if isinstance(title, str) and title:
+        facts.append(f"title {title}")
+    if record.resource_id:
+        facts.append(record.resource_id)
+    if record.duration_s:
+        facts.append(format_seconds(record.duration_s))
+    if record.attempts > 1:
+        facts.append(f"{record.attempts} attempts")
+    return facts
+
+
+def player(record: Record, media_prefix: str = "") -> str:
+    """A ``<video>`` or ``<audio>`` for a downloaded output; empty when there is none."""
+    tag = PLAYERS.get(record.kind)
+    if tag is None or not record.output:
+        return ""
+    src = media_src(record.output, media_prefix)
+    link = f"<a href='{src}'>{_e(record.output)}</a>"
+    return f"<{tag} controls preload='metadata' src='{src}'></{tag}><div class='meta'>{link}</div>"
+
+
+def media_src(output: str, media_prefix: str = "") -> str:
+    """A relative URL for an output path: percent-encoded, then escaped for an attribute."""
+    path = posixpath.join(media_prefix, output) if media_prefix else output
+    return _e(quote(path, safe="/"))
+
+
+def format_seconds(seconds: float) -> str:
+    """``7 s``, ``2 min 5 s``, ``1 h 3 min``."""
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def review_path(csv_path: Path) -> Path:
+    """The page's place: beside the CSV report, same name, ``.html``."""
+    return csv_path.with_suffix(".html")
+
+
+def write(
+    records: Iterable[Record],
+    items: Mapping[str, Item],
+    path: Path,
+    *,
+    output_dir: Path,
+    title: str,
+) -> None:
+    """Write the page atomically; media links lead from ``path``'s folder to ``output_dir``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = os.path.relpath(output_dir.resolve(), path.parent.resolve())
+    prefix = "" if prefix == "." else Path(prefix).as_posix()
+    text = render(records, items, title=title, media_prefix=prefix)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
