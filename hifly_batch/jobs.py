@@ -9,6 +9,7 @@ for the runner's loop. Jobs make no decisions about other items.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -289,16 +290,15 @@ def _query(client: HiflyClient, kind: ItemKind, task_id: str) -> Task:
 def _finish_task(ctx: JobContext, item: Item, record: Record, task: Task) -> None:
     try:
         if isinstance(task, WorkTask):
-            record = _save_output(ctx, item, record, task)
-            resource = None
+            resource, saved = None, _save_output(ctx, item, record, task)
         else:
-            resource = getattr(task, "avatar", "") or getattr(task, "voice", "")
+            resource, saved = getattr(task, "avatar", "") or getattr(task, "voice", ""), {}
             if item.settings:
                 _edit(ctx, resource, item.settings)
     except (ApiError, TransportError, UrlExpiredError, OSError, HiflyBatchError) as exc:
         ctx.post(Finished(item.id, _fail(ctx, record, exc), transient=True))
         return
-    ctx.post(Finished(item.id, _done(ctx, item, record, resource_id=resource)))
+    ctx.post(Finished(item.id, _done(ctx, item, record, resource_id=resource, **saved)))
 
 
 @guarded
@@ -309,29 +309,30 @@ def refetch(ctx: JobContext, item: Item, record: Record) -> None:
         task = ctx.client.video_task(record.task_id)
         if task.status is not TaskStatus.DONE:
             raise LookupError(f"task {record.task_id} no longer answers with an output")
-        record = _save_output(ctx, item, record, task)
+        saved = _save_output(ctx, item, record, task)
     except (ApiError, TransportError, UrlExpiredError, OSError, LookupError) as exc:
         message = f"output missing and could not be downloaded again: {exc}"
         failed = ctx.store.update(record, status=Status.FAILED, error_message=message)
         ctx.post(Finished(item.id, failed))
         return
-    ctx.post(Finished(item.id, ctx.store.update(record, status=Status.DONE)))
+    ctx.post(Finished(item.id, ctx.store.update(record, status=Status.DONE, **saved)))
 
 
-def _save_output(ctx: JobContext, item: Item, record: Record, task: WorkTask) -> Record:
+def _save_output(ctx: JobContext, item: Item, record: Record, task: WorkTask) -> dict[str, Any]:
+    """Download a finished work's output; returns the record fields that describe it."""
     relative = output_path(item, task.url)
     dest = safe_destination(ctx.output_dir, relative)
     url = task.url
     for attempt in range(DOWNLOAD_REFRESHES + 1):
         try:
-            ctx.client.download(url, dest)
+            size = ctx.client.download(url, dest)
             break
         except UrlExpiredError:
             if attempt == DOWNLOAD_REFRESHES:
                 raise
             assert record.task_id is not None
             url = ctx.client.video_task(record.task_id).url
-    return ctx.store.update(record, output=relative, duration_s=task.duration)
+    return {"output": relative, "output_size": size, "duration_s": task.duration}
 
 
 def output_path(item: Item, url: str) -> str:
@@ -345,8 +346,8 @@ def output_path(item: Item, url: str) -> str:
 
 def safe_destination(output_dir: Path, relative: str) -> Path:
     """``output_dir / relative``, refused if links or ``..`` lead it outside output_dir."""
-    root = output_dir.resolve()
-    dest = (output_dir / relative).resolve()
+    root = Path(os.path.realpath(output_dir))
+    dest = Path(os.path.realpath(root / relative))
     if not dest.is_relative_to(root):
         raise HiflyBatchError(f"output {relative} would be written outside {output_dir}")
     return dest
@@ -355,7 +356,9 @@ def safe_destination(output_dir: Path, relative: str) -> Path:
 # Records ------------------------------------------------------------------------
 
 
-def _done(ctx: JobContext, item: Item, record: Record, *, resource_id: str | None) -> Record:
+def _done(
+    ctx: JobContext, item: Item, record: Record, *, resource_id: str | None, **saved: Any
+) -> Record:
     details = {
         "settings": dict(item.settings) if item.settings else None,
         "field_digests": ctx.graph.field_digests(item.id),
@@ -370,6 +373,7 @@ def _done(ctx: JobContext, item: Item, record: Record, *, resource_id: str | Non
         details=json.dumps(details, ensure_ascii=False, sort_keys=True),
         error_code=None,
         error_message=None,
+        **saved,
     )
 
 

@@ -227,10 +227,18 @@ class Runner:
                 self.ready.append(item.id)
 
     def _skip(self, item: Item, record: Record) -> None:
-        if item.output and not (self.settings.output_dir / (record.output or item.output)).exists():
+        if item.output and not self._output_whole(record):
             self._start_job(jobs.refetch, item, record)
             return
         self.counts.done += 1
+
+    def _output_whole(self, record: Record) -> bool:
+        """The output is at its place with the size it was downloaded with."""
+        try:
+            size = (self.settings.output_dir / (record.output or "")).stat().st_size
+        except OSError:
+            return False
+        return record.output is not None and record.output_size in (None, size)
 
     # Dispatching ----------------------------------------------------------------
 

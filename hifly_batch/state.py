@@ -59,6 +59,7 @@ class Record:
     task_id: str | None = None
     resource_id: str | None = None
     output: str | None = None
+    output_size: int | None = None  # bytes, to tell a whole output from a damaged one
     duration_s: float | None = None
     attempts: int = 0
     error_code: int | None = None
@@ -73,7 +74,7 @@ _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     item TEXT PRIMARY KEY, {", ".join(c + " ANY" for c in _COLUMNS[1:])}
-) STRICT;
+) STRICT, WITHOUT ROWID;
 """
 
 

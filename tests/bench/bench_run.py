@@ -1,0 +1,192 @@
+"""Runner benchmarks against the sandbox, each run of the real CLI in its own process.
+
+``throughput`` (default 10,000 videos, instant tasks): items per second, API
+calls per finished item, runner CPU seconds per item, peak RSS of the runner.
+Targets: peak RSS <= 300 MB, CPU <= 2 ms per item.
+
+``makespan`` (default 300 videos, a cap of C=10 works generating, task times
+drawn between 1.0 and 1.2 s, poll_interval 0.25s, poll_max 2s, concurrency
+10): the command's wall time from start to exit divided by the floor
+max(longest task, sum of task times / C) read from the sandbox's own record of
+each task, and API calls per finished item (creates + polls + retries;
+uploads and downloads counted apart). Targets, in the same run: ratio <= 1.15
+and <= 3.0 calls per item.
+
+    python tests/bench/bench_run.py throughput [--items 10000]
+    python tests/bench/bench_run.py makespan [--items 300]
+
+The sandbox serves from another process so that its work is not counted as
+the runner's; the runner's CPU and RSS come from ``wait4`` on its process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hifly_batch.client import HiflyClient
+from hifly_batch.sandbox import Sandbox
+from hifly_batch.sandbox.media import make_mp4
+
+TRANSFERS = ("upload", "download", "tool/create_upload_url")
+
+
+@dataclass
+class Measured:
+    wall: float
+    cpu: float
+    max_rss_mb: float
+    code: int
+
+
+def serve(data: Path, *options: str) -> tuple[subprocess.Popen[str], str, str]:
+    """``hifly-batch sandbox serve`` in its own process; returns it, its URL and token."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hifly_batch", "sandbox", "serve", "--data", str(data), *options],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    assert proc.stdout is not None
+    exports = dict(proc.stdout.readline().split(" ", 1)[1].strip().split("=", 1) for _ in "ab")
+    return proc, exports["HIFLY_BASE_URL"], exports["HIFLY_TOKEN"]
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+
+
+def existing_avatar(base_url: str, token: str, folder: Path) -> str:
+    """An avatar made before the measured run, so the run is videos only."""
+    client = HiflyClient(token, base_url)
+    clip = folder / "clip.mp4"
+    clip.write_bytes(make_mp4(3.0, "bench"))
+    task_id = client.create_avatar_by_video(file_id=client.upload_file(clip))
+    while not (task := client.avatar_task(task_id)).finished:
+        time.sleep(0.05)
+    return task.avatar
+
+
+def write_campaign(folder: Path, items: int, avatar: str, settings: str) -> Path:
+    rows = "\n".join(f"c{n:05d},客户{n}" for n in range(items))
+    (folder / "customers.csv").write_text("customer_id,name\n" + rows + "\n", encoding="utf-8")
+    manifest = folder / "bench.yaml"
+    manifest.write_text(
+        f"""\
+version: 1
+name: bench
+settings:
+{settings}
+data:
+  customers: {{csv: customers.csv, key: "{{{{ row.customer_id }}}}"}}
+avatars:
+  host: {{id: {avatar}}}
+voices:
+  narrator: {{public: 公共声音1}}
+videos:
+  hello:
+    for_each: customers
+    avatar: host
+    voice: narrator
+    text: "{{{{ row.name }}}}您好，欢迎光临。"
+""",
+        encoding="utf-8",
+    )
+    return manifest
+
+
+def run_cli(manifest: Path, base_url: str, token: str) -> Measured:
+    env = {**os.environ, "HIFLY_BASE_URL": base_url, "HIFLY_TOKEN": token}
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hifly_batch", "-q", "run", "--no-progress", str(manifest)],
+        env=env, stdout=subprocess.DEVNULL,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode)
+
+
+def api_calls(data: Path) -> tuple[int, int]:
+    """(API calls, transfer calls) the sandbox counted."""
+    requests = Sandbox.read_counters(data).requests
+    transfers = sum(n for name, n in requests.items() if name in TRANSFERS)
+    return sum(requests.values()) - transfers, transfers
+
+
+def throughput(items: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, data = Path(tmp), Path(tmp) / "world"
+        proc, url, token = serve(
+            data, "--task-seconds", "0", "--task-jitter", "0",
+            "--max-generating", "1000000", "--credits", "1000000000",
+        )
+        try:
+            avatar = existing_avatar(url, token, folder)
+            before, _ = api_calls(data)
+            settings = "  concurrency: 16\n  poll_interval: 0.05s\n  poll_max: 1s"
+            m = run_cli(write_campaign(folder, items, avatar, settings), url, token)
+        finally:
+            stop(proc)
+        calls, transfers = api_calls(data)
+    calls -= before
+    print(f"throughput: {items} videos, instant tasks, concurrency 16 (exit {m.code})")
+    print(f"  items per second        : {items / m.wall:8.1f}   ({m.wall:.1f} s wall)")
+    print(f"  API calls per item      : {calls / items:8.2f}   (+ {transfers / items:.2f} transfers)")
+    print(f"  runner CPU per item     : {1000 * m.cpu / items:8.2f} ms   (target <= 2.0)")
+    print(f"  runner peak RSS         : {m.max_rss_mb:8.1f} MB   (target <= 300)")
+    ok = m.code == 0 and m.cpu / items <= 0.002 and m.max_rss_mb <= 300
+    print("verdict:", "PASS" if ok else "FAIL")
+
+
+def makespan(items: int, cap: int = 10) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, data = Path(tmp), Path(tmp) / "world"
+        proc, url, token = serve(
+            data, "--task-seconds", "1.0", "--task-jitter", "0.2",
+            "--max-generating", str(cap), "--credits", "1000000000",
+        )
+        try:
+            avatar = existing_avatar(url, token, folder)
+            before, _ = api_calls(data)
+            settings = f"  concurrency: {cap}\n  poll_interval: 0.25s\n  poll_max: 2s"
+            m = run_cli(write_campaign(folder, items, avatar, settings), url, token)
+        finally:
+            stop(proc)
+        calls, transfers = api_calls(data)
+        works = [t for t in Sandbox(data).task_times() if t.endpoint == "video/create_by_tts"]
+    calls -= before
+    seconds = [t.seconds for t in works]
+    floor = max(max(seconds), sum(seconds) / cap)
+    ratio, per_item = m.wall / floor, calls / items
+    print(f"makespan: {items} videos, cap C={cap}, tasks {min(seconds):.2f}-{max(seconds):.2f} s "
+          f"(exit {m.code})")
+    print(f"  floor max(longest, sum/C) : {floor:7.2f} s  (from the sandbox's task record)")
+    print(f"  makespan (start to exit)  : {m.wall:7.2f} s")
+    print(f"  ratio                     : {ratio:7.3f}    (target <= 1.15)")
+    print(f"  API calls per item        : {per_item:7.2f}    (target <= 3.0; "
+          f"+ {transfers / items:.2f} transfers)")
+    print(f"  runner CPU                : {m.cpu:7.2f} s")
+    print("verdict:", "PASS" if m.code == 0 and ratio <= 1.15 and per_item <= 3.0 else "FAIL")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("scenario", choices=["throughput", "makespan"])
+    parser.add_argument("--items", type=int)
+    args = parser.parse_args()
+    if args.scenario == "throughput":
+        throughput(args.items or 10_000)
+    else:
+        makespan(args.items or 300)
+
+
+if __name__ == "__main__":
+    main()
