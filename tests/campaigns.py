@@ -9,8 +9,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hifly_batch.graph import ItemKind
+from hifly_batch.requests_out import CREATE_KINDS
 from hifly_batch.sandbox import Sandbox
 from hifly_batch.sandbox.media import make_mp4, make_wav
+from hifly_batch.state import Record, StateStore
 
 TEMPLATE = "{{ row.name }}您好，感谢您选择{{ vars.brand }}。您所在的城市是{{ row.city }}。"
 
@@ -129,3 +132,45 @@ def report_rows(campaign: Campaign) -> list[dict[str, str]]:
 
 def creates(sandbox: Sandbox) -> dict[str, int]:
     return dict(sandbox.counters().creates)
+
+
+# Helpers for the reliability tests (crash, soak, disk) -------------------------
+
+
+def state_path(campaign: Campaign) -> Path:
+    """Where a run keeps the campaign's state: ``.hifly/<name>.state.db`` beside the manifest."""
+    return campaign.root / ".hifly" / "campaign.state.db"
+
+
+def read_state(campaign: Campaign) -> dict[str, Record]:
+    """Every record, read through a read-only store as ``status`` reads it ({} before any)."""
+    if not state_path(campaign).exists():
+        return {}
+    with StateStore(state_path(campaign), readonly=True) as store:
+        return store.records()
+
+
+def is_temporary(path: Path) -> bool:
+    """A download's temporary file (``.name.XXXX.part``) or the report's (``.name.tmp``)."""
+    return path.name.startswith(".")
+
+
+def output_files(campaign: Campaign) -> list[Path]:
+    """Files under the output folder at a final (not hidden) name."""
+    if not campaign.output_dir.exists():
+        return []
+    return sorted(p for p in campaign.output_dir.rglob("*") if p.is_file() and not is_temporary(p))
+
+
+def temporary_files(campaign: Campaign) -> list[Path]:
+    """Hidden temporary files left under the output folder."""
+    if not campaign.output_dir.exists():
+        return []
+    return sorted(p for p in campaign.output_dir.rglob(".*") if p.is_file())
+
+
+def create_endpoint(record: Record) -> str | None:
+    """The create endpoint (short name) an item's kind uses; None for items without one."""
+    kind = ItemKind(record.kind)
+    endpoint = kind.endpoint
+    return endpoint.short if endpoint is not None and kind in CREATE_KINDS else None
