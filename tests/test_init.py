@@ -1,0 +1,89 @@
+"""``hifly-batch init``: the scaffold validates and runs on the sandbox as created, and an
+occupied folder is refused without writing anything."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from hifly_batch.commands.init import campaign_name, scaffold
+from hifly_batch.sandbox.media import read_duration
+from tests.campaigns import cli
+
+
+def test_scaffold_validates_and_runs_on_the_sandbox(tmp_path: Path) -> None:
+    folder = tmp_path / "spring-welcome"
+    created = cli("init", str(folder))
+    assert created.code == 0, created.stderr
+    assert "hifly-batch run --sandbox campaign.yaml" in created.stdout
+    assert cli("validate", "campaign.yaml", cwd=folder).code == 0
+    result = cli("run", "--sandbox", "--no-progress", "campaign.yaml", cwd=folder, timeout=180)
+    assert result.code == 0, result.stdout + result.stderr
+    out = folder / "out" / "spring-welcome"
+    with (out / "report.csv").open(encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["status"] for r in rows} == {"done"}
+    videos = [r for r in rows if r["section"] == "videos"]
+    assert [r["key"] for r in videos] == ["c001", "c002"]  # c003 opted out
+    assert all((out / r["output"]).stat().st_size > 0 for r in videos)
+    assert (out / "report.html").is_file()
+
+
+def test_gitignore_keeps_state_and_outputs_out_of_git(tmp_path: Path) -> None:
+    assert cli("init", str(tmp_path / "c")).code == 0
+    ignored = (tmp_path / "c" / ".gitignore").read_text().split()
+    assert ".hifly/" in ignored and "out/" in ignored
+
+
+def test_scaffold_files_and_media(tmp_path: Path) -> None:
+    assert cli("init", str(tmp_path / "c")).code == 0
+    folder = tmp_path / "c"
+    for name in ("campaign.yaml", "data/customers.csv", "templates/welcome.txt.j2"):
+        assert (folder / name).read_text(encoding="utf-8").strip(), name
+    assert 5.0 <= (read_duration(folder / "media" / "voice.wav") or 0) <= 180.0
+    assert read_duration(folder / "media" / "presenter.mp4")
+    schema = json.loads((folder / "manifest.schema.json").read_text(encoding="utf-8"))
+    assert schema["title"] == "hifly-batch manifest"
+    first = (folder / "campaign.yaml").read_text(encoding="utf-8").splitlines()[0]
+    assert first == "# yaml-language-server: $schema=manifest.schema.json"
+
+
+def test_an_existing_empty_folder_is_fine(tmp_path: Path) -> None:
+    assert cli("init", str(tmp_path)).code == 0
+    assert (tmp_path / "campaign.yaml").is_file()
+
+
+def test_a_non_empty_folder_is_refused_and_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    result = cli("init", str(tmp_path))
+    assert result.code == 2
+    assert f"{tmp_path} is not empty; nothing was written" in result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_a_file_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "campaign"
+    target.write_text("x")
+    result = cli("init", str(target))
+    assert result.code == 2 and "is a file" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("folder", "name"),
+    [
+        ("spring-welcome", "spring-welcome"),
+        ("夏季促销", "夏季促销"),
+        ("my campaign!", "my-campaign-"),
+        (".hidden", "hidden"),
+        ("...", "campaign"),
+    ],
+)
+def test_campaign_name_is_a_valid_manifest_name(tmp_path: Path, folder: str, name: str) -> None:
+    assert campaign_name(tmp_path / folder) == name
+
+
+def test_scaffold_is_the_same_each_time() -> None:
+    assert scaffold("x") == scaffold("x")
