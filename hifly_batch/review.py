@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import os
 import posixpath
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -129,13 +130,21 @@ def card(record: Record, item: Item | None, media_prefix: str = "") -> str:
     if item is not None and item.text:
         parts.append(f"<div class='script'>{_e(item.text)}</div>")
     if record.error_message or record.error_code is not None:
-        code = f"[{record.error_code}] " if record.error_code is not None else ""
-        parts.append(f"<div class='error'>{_e(code + (record.error_message or ''))}</div>")
+        parts.append(f"<div class='error'>{_e(error_text(record))}</div>")
     parts.append(player(record, media_prefix))
     return (
         f"<article class='card {status}' data-item='{_e(record.item)}' "
         f"data-status='{status}'>{''.join(parts)}</article>"
     )
+
+
+def error_text(record: Record) -> str:
+    """The error message, led by its code unless the message already names it."""
+    message = record.error_message or ""
+    code = record.error_code
+    if code is None or re.search(rf"\b{code}\b", message):
+        return message
+    return f"[{code}] {message}".strip()
 
 
 def _facts(record: Record, item: Item | None) -> list[str]:
