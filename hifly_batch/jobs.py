@@ -28,6 +28,7 @@ from hifly_batch.transfer import UrlExpiredError
 from hifly_batch.transport import ApiError, SubmissionUncertain, TransportError
 
 DOWNLOAD_REFRESHES = 3  # fresh URLs asked for when a download link has expired
+WORK_EXISTS = "work_exists"  # a details key: see work_exists()
 
 
 @dataclass(frozen=True)
@@ -78,27 +79,52 @@ class Fatal(Event):
     error: BaseException
 
 
+@dataclass(frozen=True)
+class JobEnded(Event):
+    """The last event of every job."""
+
+
 @dataclass
 class JobContext:
+    """What jobs share. Events a job posts reach the loop together when it ends (one
+    wake-up of the loop per job); ``post_now`` sends one at once."""
+
     graph: Graph
     client: HiflyClient
     store: StateStore
     output_dir: Path
-    post: Callable[[Event], None]
+    deliver: Callable[[list[Event]], None]
     stopping: threading.Event
     wall: Callable[[], float] = time.time
     public_voices: dict[str, str] | None = None
     _voices_lock: threading.Lock = field(default_factory=threading.Lock)
+    _local: threading.local = field(default_factory=threading.local)
+
+    def post(self, event: Event) -> None:
+        outbox = getattr(self._local, "outbox", None)
+        if outbox is None:
+            self.deliver([event])
+        else:
+            outbox.append(event)
+
+    def post_now(self, event: Event) -> None:
+        self.deliver([event])
 
 
 def guarded(job: Callable[..., None]) -> Callable[..., None]:
-    """Run a job so that any escape reaches the loop as ``Fatal`` instead of vanishing."""
+    """Run a job so that any escape reaches the loop as ``Fatal`` instead of vanishing,
+    and deliver what it posted, ending with ``JobEnded``."""
 
     def run(ctx: JobContext, item: Item, *args: Any) -> None:
+        outbox: list[Event] = []
+        ctx._local.outbox = outbox
         try:
             job(ctx, item, *args)
         except Exception as exc:
-            ctx.post(Fatal(item.id, exc))
+            outbox.append(Fatal(item.id, exc))
+        finally:
+            ctx._local.outbox = None
+            ctx.deliver([*outbox, JobEnded(item.id)])
 
     return run
 
@@ -264,7 +290,7 @@ def poll(ctx: JobContext, item: Item, record: Record) -> None:
     if not task.finished:
         ctx.post(StillRunning(item.id))
         return
-    ctx.post(TaskEnded(item.id))
+    ctx.post_now(TaskEnded(item.id))  # the slot frees now, before the download
     if task.status is TaskStatus.FAILED:
         message = task.error_message or "the task failed"
         failed = ctx.store.update(
@@ -296,7 +322,8 @@ def _finish_task(ctx: JobContext, item: Item, record: Record, task: Task) -> Non
             if item.settings:
                 _edit(ctx, resource, item.settings)
     except (ApiError, TransportError, UrlExpiredError, OSError, HiflyBatchError) as exc:
-        ctx.post(Finished(item.id, _fail(ctx, record, exc), transient=True))
+        failed = _fail(ctx, record, exc, work_exists=True)
+        ctx.post(Finished(item.id, failed, transient=True))
         return
     ctx.post(Finished(item.id, _done(ctx, item, record, resource_id=resource, **saved)))
 
@@ -377,12 +404,31 @@ def _done(
     )
 
 
-def _fail(ctx: JobContext, record: Record, exc: BaseException) -> Record:
+def _fail(
+    ctx: JobContext, record: Record, exc: BaseException, *, work_exists: bool = False
+) -> Record:
+    """Record a failure; ``work_exists``: the task finished, only keeping its result failed."""
     code = getattr(exc, "code", None)
+    details = record.details
+    if work_exists or (details and WORK_EXISTS in details):
+        kept = {k: v for k, v in json.loads(details or "{}").items() if k != WORK_EXISTS}
+        details = json.dumps({**kept, WORK_EXISTS: True} if work_exists else kept, sort_keys=True)
     return ctx.store.update(
         record,
         status=Status.FAILED,
         error_code=code if isinstance(code, int) else None,
         error_message=str(exc),
         finished_at=ctx.wall(),
+        details=details,
     )
+
+
+def work_exists(record: Record) -> bool:
+    """A failed item whose task finished remotely: a retry fetches its result, never re-creates
+    it (that would pay twice); only saving the output (or editing the voice) failed."""
+    if record.status is not Status.FAILED or record.task_id is None or not record.details:
+        return False
+    try:
+        return bool(json.loads(record.details).get(WORK_EXISTS))
+    except (ValueError, AttributeError):
+        return False

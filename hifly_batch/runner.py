@@ -92,7 +92,7 @@ class Runner:
     records: dict[str, Record] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.events: queue.SimpleQueue[jobs.Event] = queue.SimpleQueue()
+        self.events: queue.SimpleQueue[list[jobs.Event]] = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.planner = PollPlanner(self.settings.poll_interval, self.settings.poll_max)
         self.limit = self.settings.concurrency
@@ -122,7 +122,8 @@ class Runner:
 
     def run(self) -> Outcome:
         """Carry the plan out; returns when nothing more can happen, or on Ctrl-C."""
-        workers = max(8, 2 * self.settings.concurrency)
+        # Creates are limited to `concurrency`; a few more threads poll and download.
+        workers = self.settings.concurrency + 4
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="hifly-http")
         self.ctx = jobs.JobContext(
             self.graph,
@@ -220,6 +221,10 @@ class Runner:
             self._settle(item.id, self._block(record))
         elif action is Action.EDIT:
             self._start_job(jobs.edit_voice, item, record)
+        elif action is Action.RETRY and jobs.work_exists(record):
+            # Made, but saving its result failed: query the task again, never re-create it.
+            self.tasks[item.id] = _Task(item.kind.value, self.clock(), 0.0, False, learn=False)
+            self._poll_at(item.id, self.clock())
         else:
             unmet = {d for d in item.deps if self.records[d].status is not Status.DONE}
             self.waiting[item.id] = unmet
@@ -263,20 +268,15 @@ class Runner:
 
     def _start_job(self, job: Callable[..., None], item: Item, *args: object) -> None:
         self.jobs_out += 1
-
-        def done(_: object) -> None:
-            self.events.put(_JobDone(item.id))
-
-        self.pool.submit(job, self.ctx, item, *args).add_done_callback(done)
+        self.pool.submit(job, self.ctx, item, *args)
 
     # Events -----------------------------------------------------------------------
 
-    def _handle(self, event: jobs.Event) -> None:
-        handler = _HANDLERS.get(type(event))
-        if handler is not None:
-            handler(self, event)
+    def _handle(self, batch: list[jobs.Event]) -> None:
+        for event in batch:
+            _HANDLERS[type(event)](self, event)
 
-    def _on_job_done(self, event: _JobDone) -> None:
+    def _on_job_ended(self, event: jobs.JobEnded) -> None:
         self.jobs_out -= 1
 
     def _on_submitted(self, event: jobs.Submitted) -> None:
@@ -402,11 +402,6 @@ class Runner:
         self.on_progress(self.counts.as_dict(), self.total)
 
 
-@dataclass(frozen=True)
-class _JobDone(jobs.Event):
-    pass
-
-
 def _new_record(item: Item) -> Record:
     return Record(
         item=item.id,
@@ -418,7 +413,7 @@ def _new_record(item: Item) -> Record:
 
 
 _HANDLERS: dict[type, Callable[[Runner, jobs.Event], None]] = {
-    _JobDone: Runner._on_job_done,  # type: ignore[dict-item]
+    jobs.JobEnded: Runner._on_job_ended,  # type: ignore[dict-item]
     jobs.Submitted: Runner._on_submitted,  # type: ignore[dict-item]
     jobs.StillRunning: Runner._on_still_running,  # type: ignore[dict-item]
     jobs.PollFailed: Runner._on_poll_failed,  # type: ignore[dict-item]

@@ -85,8 +85,9 @@ def _download_once(transport: Transport, url: str, dest: Path) -> int:
             size = _write(resp, tmp)
             _check_length(resp, size)
             os.replace(tmp, dest)
-        finally:
+        except BaseException:
             tmp.unlink(missing_ok=True)
+            raise
     return size
 
 
