@@ -9,12 +9,11 @@ for the runner's loop. Jobs make no decisions about other items.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +21,7 @@ from hifly_batch.apispec import BACK_PRESSURE_CODES, INSUFFICIENT_CREDITS, TaskS
 from hifly_batch.client import HiflyClient, Task, WorkTask
 from hifly_batch.errors import HiflyBatchError
 from hifly_batch.graph import Graph, Item, ItemKind
+from hifly_batch.outputs import OutputFolder
 from hifly_batch.requests_out import resolve, send_create
 from hifly_batch.state import Record, StateStore, Status
 from hifly_batch.transfer import UrlExpiredError
@@ -92,7 +92,7 @@ class JobContext:
     graph: Graph
     client: HiflyClient
     store: StateStore
-    output_dir: Path
+    outputs: OutputFolder
     deliver: Callable[[list[Event]], None]
     stopping: threading.Event
     wall: Callable[[], float] = time.time
@@ -198,7 +198,7 @@ def _value_of(ctx: JobContext, name: str, dep: Record) -> tuple[str, Any]:
         return name, url
     # No fresh link: send the downloaded file instead.
     assert dep.output is not None
-    return "file_id", ctx.client.upload_file(ctx.output_dir / dep.output)
+    return "file_id", ctx.client.upload_file(ctx.outputs.destination(dep.output))
 
 
 _NO_TASK = frozenset(
@@ -348,7 +348,7 @@ def refetch(ctx: JobContext, item: Item, record: Record) -> None:
 def _save_output(ctx: JobContext, item: Item, record: Record, task: WorkTask) -> dict[str, Any]:
     """Download a finished work's output; returns the record fields that describe it."""
     relative = output_path(item, task.url)
-    dest = safe_destination(ctx.output_dir, relative)
+    dest = ctx.outputs.destination(relative)
     url = task.url
     for attempt in range(DOWNLOAD_REFRESHES + 1):
         try:
@@ -369,15 +369,6 @@ def output_path(item: Item, url: str) -> str:
         return item.output
     suffix = PurePosixPath(urlsplit(url).path).suffix.lower().lstrip(".")
     return str(PurePosixPath(item.output).with_suffix("." + (suffix or "mp3")))
-
-
-def safe_destination(output_dir: Path, relative: str) -> Path:
-    """``output_dir / relative``, refused if links or ``..`` lead it outside output_dir."""
-    root = Path(os.path.realpath(output_dir))
-    dest = Path(os.path.realpath(root / relative))
-    if not dest.is_relative_to(root):
-        raise HiflyBatchError(f"output {relative} would be written outside {output_dir}")
-    return dest
 
 
 # Records ------------------------------------------------------------------------

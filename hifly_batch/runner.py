@@ -24,6 +24,7 @@ from hifly_batch import jobs
 from hifly_batch.apispec import INSUFFICIENT_CREDITS
 from hifly_batch.client import HiflyClient
 from hifly_batch.graph import Graph, Item
+from hifly_batch.outputs import OutputFolder
 from hifly_batch.plan import Action, Plan
 from hifly_batch.polling import PollPlanner
 from hifly_batch.requests_out import CREATE_KINDS
@@ -129,7 +130,7 @@ class Runner:
             self.graph,
             self.client,
             self.store,
-            self.settings.output_dir,
+            OutputFolder(self.settings.output_dir),
             self.events.put,
             self.stopping,
         )

@@ -1,0 +1,37 @@
+"""The run's output folder: where each output goes, and never outside it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hifly_batch.errors import HiflyBatchError
+
+
+class OutputOutside(HiflyBatchError):
+    """An output path, or a link on its way, leads out of the output folder."""
+
+
+class OutputFolder:
+    """Places outputs under one folder, refusing links and ``..`` that lead elsewhere.
+
+    Each sub-folder is checked once per run (resolving links costs a system
+    call per path component). The file itself needs no check: it is put in
+    place by a rename, which replaces a link there rather than following it.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.shown = root
+        self.root = Path(os.path.realpath(root))
+        self._checked: set[Path] = set()
+
+    def destination(self, relative: str) -> Path:
+        """Where ``relative`` goes; its folder exists when this returns."""
+        path = self.root / relative
+        folder = path.parent
+        if folder not in self._checked:
+            folder.mkdir(parents=True, exist_ok=True)
+            if not Path(os.path.realpath(folder)).is_relative_to(self.root):
+                raise OutputOutside(f"output {relative} would be written outside {self.shown}")
+            self._checked.add(folder)
+        return path

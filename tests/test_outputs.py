@@ -1,0 +1,36 @@
+"""The output folder keeps every output inside it, links and ``..`` included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hifly_batch.outputs import OutputFolder, OutputOutside
+
+
+def test_destination_makes_its_folder(tmp_path: Path) -> None:
+    folder = OutputFolder(tmp_path / "out")
+    dest = folder.destination("videos/welcome/c1.mp4")
+    assert dest.parent.is_dir() and dest.name == "c1.mp4"
+    assert dest.is_relative_to(folder.root)
+
+
+def test_a_linked_folder_leading_outside_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out" / "videos").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OutputOutside, match="outside"):
+        OutputFolder(tmp_path / "out").destination("videos/c1.mp4")
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_dot_dot_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(OutputOutside):
+        OutputFolder(tmp_path / "out").destination("../../escaped/c1.mp4")
+
+
+def test_a_link_inside_the_folder_is_fine(tmp_path: Path) -> None:
+    (tmp_path / "out" / "real").mkdir(parents=True)
+    (tmp_path / "out" / "alias").symlink_to(tmp_path / "out" / "real")
+    assert OutputFolder(tmp_path / "out").destination("alias/c1.mp4").name == "c1.mp4"
