@@ -25,7 +25,7 @@ from hifly_batch.outputs import OutputFolder
 from hifly_batch.requests_out import resolve, send_create
 from hifly_batch.state import Record, StateStore, Status
 from hifly_batch.transfer import UrlExpiredError
-from hifly_batch.transport import ApiError, SubmissionUncertain, TransportError
+from hifly_batch.transport import ApiError, AuthError, SubmissionUncertain, TransportError
 
 DOWNLOAD_REFRESHES = 3  # fresh URLs asked for when a download link has expired
 WORK_EXISTS = "work_exists"  # a details key: see work_exists()
@@ -398,7 +398,14 @@ def _done(
 def _fail(
     ctx: JobContext, record: Record, exc: BaseException, *, work_exists: bool = False
 ) -> Record:
-    """Record a failure; ``work_exists``: the task finished, only keeping its result failed."""
+    """Record a failure; ``work_exists``: the task finished, only keeping its result failed.
+
+    A refused token is no item's failure: it is raised again to end the run (exit 3).
+    """
+    if isinstance(exc, AuthError):
+        if record.status is Status.SUBMITTING:  # answered 401: nothing was created
+            ctx.store.update(record, status=Status.PENDING, attempts=record.attempts - 1)
+        raise exc
     code = getattr(exc, "code", None)
     details = record.details
     if work_exists or (details and WORK_EXISTS in details):
