@@ -1,0 +1,100 @@
+"""The token never leaves: not in output at any verbosity, files, messages or sandbox logs.
+
+``conftest.py`` already fails a test whose captured output, logs or exception
+shows the suite's token, and the session when any file under the test folders
+holds it. Output of CLI subprocesses is not captured by pytest, so this file
+scans it explicitly, together with every file a run leaves (state with its WAL,
+report, review page, crash logs sent to this test's TMPDIR).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+import pytest
+
+from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
+from tests.campaigns import Campaign, Result, cli
+from tests.conftest import SECRET_TOKEN
+
+FAULTS = Faults(
+    seed=9,
+    http_500=0.2,
+    drop=0.1,
+    malformed_json=0.05,
+    expired_url=0.2,
+    task_fail=0.1,
+    drop_after_create=0.1,
+)
+VERBOSITIES = (("-q",), (), ("-v",), ("-vv",))
+
+
+def files_under(root: Path) -> list[Path]:
+    """Every file, except the sandbox's own world (it must keep the token to check it)."""
+    return [p for p in root.rglob("*") if p.is_file() and not p.name.startswith("world.db")]
+
+
+def assert_clean(results: list[Result], root: Path) -> int:
+    for result in results:
+        assert SECRET_TOKEN not in result.stdout and SECRET_TOKEN not in result.stderr
+    scanned = files_under(root)
+    leaked = [p for p in scanned if SECRET_TOKEN.encode() in p.read_bytes()]
+    assert leaked == []
+    return len(scanned)
+
+
+@pytest.mark.slow
+def test_the_token_appears_nowhere_under_faults_at_every_verbosity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="hifly_batch")  # the sandbox runs in this process
+    crash_logs = tmp_path / "tmpdir"
+    crash_logs.mkdir()
+    monkeypatch.setenv("TMPDIR", str(crash_logs))  # where the CLI would write a crash log
+    results: list[Result] = []
+    config = SandboxConfig(task_seconds=0.05, task_jitter=0.05, token=SECRET_TOKEN)
+    with Sandbox(tmp_path / "world", config) as sandbox:
+        campaign = Campaign(tmp_path / "c", rows=6).write()
+        sandbox.set_faults(FAULTS)
+        for n, flags in enumerate(VERBOSITIES):
+            campaign.template = f"第{n}版：{{{{ row.name }}}}您好，欢迎光临我们的门店。"
+            campaign.write()  # new text: every video is made again, with every fault
+            results.append(cli(*flags, "run", "--no-progress", str(campaign.manifest),
+                               sandbox=sandbox))  # fmt: skip
+        sandbox.set_faults(Faults())
+        results.append(cli("-vv", "run", "--no-progress", "--resubmit-uncertain",
+                           str(campaign.manifest), sandbox=sandbox))  # fmt: skip
+        for command in (("status",), ("status", "--json"), ("plan",), ("report",)):
+            results.append(cli("-vv", *command, str(campaign.manifest), sandbox=sandbox))
+        results += [cli("-vv", "credit", sandbox=sandbox), cli("-vv", "voices", sandbox=sandbox)]
+    assert {r.code for r in results[:4]} <= {0, 1} and results[4].code == 0, results[4].stderr
+    verbose = results[3].stderr
+    assert "Bearer ***" in verbose and "HTTP 200" in verbose
+    assert sum(sandbox.counters().faults.values()) > 0
+    scanned = assert_clean(results, tmp_path)
+    assert scanned >= 5  # state, its WAL, report, review page, media: the scan saw them
+    assert any(r.name == "hifly_batch.sandbox" for r in caplog.records)
+    assert SECRET_TOKEN not in caplog.text
+
+
+def test_a_refused_token_is_not_echoed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wrong = "hf-wrong-" + secrets.token_hex(12)
+    config = SandboxConfig(task_seconds=0.05, task_jitter=0.0, token=SECRET_TOKEN)
+    with Sandbox(tmp_path / "world", config) as sandbox:
+        campaign = Campaign(tmp_path / "c", rows=1).write()
+
+        class WrongToken:  # what ``cli`` reads from a sandbox: its URL and a token
+            base_url, token = sandbox.base_url, wrong
+
+        result = cli("-vv", "run", "--no-progress", str(campaign.manifest),
+                     sandbox=WrongToken())  # type: ignore[arg-type]  # fmt: skip
+    assert result.code == 3 and "HIFLY_TOKEN" in result.stderr
+    assert wrong not in result.stdout + result.stderr and "Bearer ***" in result.stderr
+    assert [p for p in files_under(tmp_path) if wrong.encode() in p.read_bytes()] == []
+
+
+def test_no_command_line_option_takes_a_token() -> None:
+    for args in (("--help",), ("run", "--help"), ("sandbox", "--help")):
+        assert "token" not in cli(*args).stdout.lower().replace("hifly_token", "")
