@@ -123,7 +123,7 @@ def api_calls(data: Path) -> tuple[int, int]:
     return sum(requests.values()) - transfers, transfers
 
 
-def throughput(items: int) -> None:
+def throughput(items: int, concurrency: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder, data = Path(tmp), Path(tmp) / "world"
         proc, url, token = serve(
@@ -133,13 +133,13 @@ def throughput(items: int) -> None:
         try:
             avatar = existing_avatar(url, token, folder)
             before, _ = api_calls(data)
-            settings = "  concurrency: 16\n  poll_interval: 0.05s\n  poll_max: 1s"
+            settings = f"  concurrency: {concurrency}\n  poll_interval: 0.05s\n  poll_max: 1s"
             m = run_cli(write_campaign(folder, items, avatar, settings), url, token)
         finally:
             stop(proc)
         calls, transfers = api_calls(data)
     calls -= before
-    print(f"throughput: {items} videos, instant tasks, concurrency 16 (exit {m.code})")
+    print(f"throughput: {items} videos, instant tasks, concurrency {concurrency} (exit {m.code})")
     print(f"  items per second        : {items / m.wall:8.1f}   ({m.wall:.1f} s wall)")
     print(f"  API calls per item      : {calls / items:8.2f}   (+ {transfers / items:.2f} transfers)")
     print(f"  runner CPU per item     : {1000 * m.cpu / items:8.2f} ms   (target <= 2.0; "
@@ -184,9 +184,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("scenario", choices=["throughput", "makespan"])
     parser.add_argument("--items", type=int)
+    parser.add_argument("--concurrency", type=int, default=4, help="throughput only")
     args = parser.parse_args()
     if args.scenario == "throughput":
-        throughput(args.items or 10_000)
+        throughput(args.items or 10_000, args.concurrency)
     else:
         makespan(args.items or 300)
 
