@@ -1,0 +1,93 @@
+"""``credit``, ``voices`` and ``sandbox serve`` through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from hifly_batch.client import HiflyClient
+from hifly_batch.sandbox import Sandbox
+from tests.campaigns import cli
+
+
+def test_credit_and_voices_against_a_running_sandbox(sandbox: Sandbox) -> None:
+    credit = cli("credit", sandbox=sandbox)
+    assert credit.code == 0 and int(credit.stdout) == sandbox.credits()
+    public = cli("voices", "--public", "--json", sandbox=sandbox)
+    voices = json.loads(public.stdout)
+    assert public.code == 0 and len(voices) == 25
+    assert {"voice", "type", "title", "rate", "volume", "pitch"} == set(voices[0])
+    table = cli("voices", "--public", sandbox=sandbox).stdout.splitlines()
+    assert table[0].split() == ["voice", "type", "title", "rate", "volume", "pitch"]
+    assert len(table) == 26
+
+
+def test_account_commands_with_an_in_process_sandbox(tmp_path: Path) -> None:
+    result = cli("--sandbox", "credit", cwd=tmp_path)
+    assert result.code == 0 and int(result.stdout) > 0
+    assert (tmp_path / ".hifly" / "sandbox" / "world.db").exists()
+    assert cli("voices", "--sandbox", cwd=tmp_path).stdout.startswith("voice")
+
+
+def test_missing_token_is_exit_3_naming_the_variable() -> None:
+    result = cli("credit")
+    assert result.code == 3 and "HIFLY_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_refused_token_is_exit_3(sandbox: Sandbox) -> None:
+    env = {**os.environ, "HIFLY_BASE_URL": sandbox.base_url, "HIFLY_TOKEN": "not-the-token"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "hifly_batch", "voices"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 3 and "refused the token" in proc.stderr
+    assert "not-the-token" not in proc.stderr + proc.stdout
+
+
+def test_unreachable_api_says_where(tmp_path: Path) -> None:
+    env = {**os.environ, "HIFLY_BASE_URL": "http://127.0.0.1:9", "HIFLY_TOKEN": "t"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "hifly_batch", "credit"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 1 and "http://127.0.0.1:9" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_sandbox_serve_prints_exports_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hifly_batch",
+            "sandbox",
+            "serve",
+            "--data",
+            str(tmp_path / "w"),
+            "--credits",
+            "777",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline().strip() for _ in range(2)]
+        assert lines[0].startswith("export HIFLY_BASE_URL=http://127.0.0.1:")
+        assert lines[1].startswith("export HIFLY_TOKEN=")
+        exports = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+        client = HiflyClient(exports["HIFLY_TOKEN"], exports["HIFLY_BASE_URL"])
+        assert client.credit() == 777
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_sandbox_serve_refuses_bad_fault_settings(tmp_path: Path) -> None:
+    result = cli("sandbox", "serve", "--data", str(tmp_path / "w"), "--faults", "http_500=2")
+    assert result.code == 2 and "http_500" in result.stderr
