@@ -42,4 +42,3 @@ def configure(verbosity: int) -> None:
     root = logging.getLogger("hifly_batch")
     root.handlers[:] = [handler]
     root.setLevel(level)
-    root.propagate = False

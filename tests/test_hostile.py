@@ -250,12 +250,6 @@ audios:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in manifest/data.py jsonl_rows: a deeply nested JSON line raises RecursionError "
-    "from json.loads, which is not caught, so validate crashes (internal error, exit 1) "
-    "instead of a located error at the line",
-)
 def test_deeply_nested_json_line_is_a_located_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

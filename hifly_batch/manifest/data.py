@@ -102,6 +102,9 @@ def jsonl_rows(text: str, shown: str, field: str, errors: Collector) -> list[Raw
         except json.JSONDecodeError as exc:
             errors.add(Location(shown, number, exc.colno), field, f"invalid JSON: {exc.msg}")
             continue
+        except RecursionError:
+            errors.add(Location(shown, number), field, "JSON nested too deeply")
+            continue
         if not isinstance(value, dict):
             errors.add(Location(shown, number), field, "each line must be a JSON object")
             continue
