@@ -335,3 +335,15 @@ def test_error_text_names_the_code_once(code: int | None, message: str | None, s
         "videos.v", ItemKind.VIDEO_BY_TTS, Status.FAILED, error_code=code, error_message=message
     )
     assert review.error_text(record) == shown
+
+
+def test_report_command_writes_the_page_beside_its_csv(run_page: Path, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "r.csv"
+    result = cli("report", str(tmp_path / "review.yaml"), "-o", str(target))
+    assert result.code == 0, result.stderr
+    assert result.stdout.split() == [str(target), str(target.with_suffix(".html"))]
+    page = parse(target.with_suffix(".html").read_text("utf-8"))
+    sources = [m["src"] for card in page.cards.values() for m in card.media]
+    assert len(sources) == 3
+    for src in sources:
+        assert src.startswith("../out/review/") and (target.parent / unquote(src)).is_file()
