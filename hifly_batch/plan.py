@@ -13,19 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hifly_batch.graph import Graph, Item, Ref
-
-
-class PriorStatus(str, enum.Enum):
-    """An item's status as the state store records it (same values)."""
-
-    PENDING = "pending"
-    SUBMITTING = "submitting"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    BLOCKED = "blocked"
-    UNCERTAIN = "uncertain"
-    SKIPPED = "skipped"
+from hifly_batch.status import Status
 
 
 @dataclass(frozen=True)
@@ -37,7 +25,7 @@ class PriorState:
     are optional: with them the plan says exactly what changed.
     """
 
-    status: PriorStatus
+    status: Status
     fingerprint: str = ""
     settings_fingerprint: str | None = None
     task_id: str | None = None
@@ -106,20 +94,20 @@ def make_plan(
 def _decide(
     graph: Graph, item: Item, state: PriorState | None, decided: Mapping[str, Step], resubmit: bool
 ) -> Step:
-    if state is None or state.status in (PriorStatus.PENDING, PriorStatus.SKIPPED):
+    if state is None or state.status in (Status.PENDING, Status.SKIPPED):
         return Step(item, Action.CREATE, "new")
     if state.fingerprint != item.fingerprint:
         return Step(item, Action.RECREATE, _why_changed(graph, item, state, decided))
     status = state.status
-    if status is PriorStatus.DONE:
+    if status is Status.DONE:
         if item.settings_fingerprint != state.settings_fingerprint:
             return Step(item, Action.EDIT, _settings_change(item, state))
         return Step(item, Action.SKIP, "done, unchanged")
-    if status is PriorStatus.FAILED:
+    if status is Status.FAILED:
         return Step(item, Action.RETRY, "failed last run")
-    if status is PriorStatus.RUNNING and state.task_id:
+    if status is Status.RUNNING and state.task_id:
         return Step(item, Action.RESUME, f"task {state.task_id} submitted")
-    if status is PriorStatus.BLOCKED:
+    if status is Status.BLOCKED:
         return Step(item, Action.CREATE, "was blocked")
     if resubmit:
         return Step(item, Action.CREATE, "uncertain: submitting again as asked")

@@ -14,7 +14,6 @@ process dies, however it dies) keeps two runs off one state.
 from __future__ import annotations
 
 import contextlib
-import enum
 import fcntl
 import json
 import os
@@ -27,22 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from hifly_batch.errors import ConfigError, HiflyBatchError
-from hifly_batch.plan import PriorState, PriorStatus
+from hifly_batch.plan import PriorState
+from hifly_batch.status import Status
 
 FORMAT_VERSION = 1
-
-
-class Status(str, enum.Enum):
-    """An item's lifecycle; the report shows the terminal ones."""
-
-    PENDING = "pending"  # known, nothing sent yet
-    SUBMITTING = "submitting"  # create request about to be sent: its answer is not recorded
-    RUNNING = "running"  # task id recorded, remote work under way
-    DONE = "done"
-    FAILED = "failed"
-    BLOCKED = "blocked"  # an input failed
-    UNCERTAIN = "uncertain"  # a create may have been made; its task id is unknown
-    SKIPPED = "skipped"  # filtered out by --only
 
 
 @dataclass(frozen=True)
@@ -226,7 +213,7 @@ def prior_states(records: dict[str, Record]) -> dict[str, PriorState]:
 def prior_state(record: Record) -> PriorState:
     details = json.loads(record.details) if record.details else {}
     return PriorState(
-        status=PriorStatus(record.status.value),
+        status=record.status,
         fingerprint=record.fingerprint,
         settings_fingerprint=record.settings_fingerprint or None,
         task_id=record.task_id,

@@ -8,7 +8,8 @@ import pytest
 
 from hifly_batch.graph import Graph, build_graph
 from hifly_batch.manifest.loader import load_campaign
-from hifly_batch.plan import Action, PriorState, PriorStatus, make_plan
+from hifly_batch.plan import Action, PriorState, make_plan
+from hifly_batch.status import Status
 from tests.manifest_helpers import campaign
 
 VIDEO = "videos.welcome[c2]"
@@ -22,7 +23,7 @@ def graph(tmp_path_factory: pytest.TempPathFactory) -> Graph:
 def done_state(graph: Graph) -> dict[str, PriorState]:
     return {
         item.id: PriorState(
-            status=PriorStatus.DONE,
+            status=Status.DONE,
             fingerprint=item.fingerprint,
             settings_fingerprint=item.settings_fingerprint,
             task_id="t1",
@@ -47,18 +48,18 @@ def test_all_done_skips_everything(graph: Graph) -> None:
 @pytest.mark.parametrize(
     ("status", "task_id", "action"),
     [
-        (PriorStatus.FAILED, None, Action.RETRY),
-        (PriorStatus.RUNNING, "t9", Action.RESUME),
-        (PriorStatus.RUNNING, None, Action.UNCERTAIN),
-        (PriorStatus.SUBMITTING, None, Action.UNCERTAIN),
-        (PriorStatus.UNCERTAIN, None, Action.UNCERTAIN),
-        (PriorStatus.PENDING, None, Action.CREATE),
-        (PriorStatus.BLOCKED, None, Action.CREATE),
-        (PriorStatus.SKIPPED, None, Action.CREATE),
+        (Status.FAILED, None, Action.RETRY),
+        (Status.RUNNING, "t9", Action.RESUME),
+        (Status.RUNNING, None, Action.UNCERTAIN),
+        (Status.SUBMITTING, None, Action.UNCERTAIN),
+        (Status.UNCERTAIN, None, Action.UNCERTAIN),
+        (Status.PENDING, None, Action.CREATE),
+        (Status.BLOCKED, None, Action.CREATE),
+        (Status.SKIPPED, None, Action.CREATE),
     ],
 )
 def test_action_per_status(
-    graph: Graph, status: PriorStatus, task_id: str | None, action: Action
+    graph: Graph, status: Status, task_id: str | None, action: Action
 ) -> None:
     prior = done_state(graph)
     prior[VIDEO] = PriorState(status, graph[VIDEO].fingerprint, task_id=task_id)
@@ -68,15 +69,13 @@ def test_action_per_status(
 
 def test_uncertain_can_be_resubmitted(graph: Graph) -> None:
     prior = done_state(graph)
-    prior[VIDEO] = PriorState(PriorStatus.UNCERTAIN, graph[VIDEO].fingerprint)
+    prior[VIDEO] = PriorState(Status.UNCERTAIN, graph[VIDEO].fingerprint)
     steps = {s.item.id: s for s in make_plan(graph, prior, resubmit_uncertain=True).steps}
     assert steps[VIDEO].action is Action.CREATE
 
 
 def test_uncertain_upstream_blocks_dependents(graph: Graph) -> None:
-    prior = {
-        "assets.sample": PriorState(PriorStatus.SUBMITTING, graph["assets.sample"].fingerprint)
-    }
+    prior = {"assets.sample": PriorState(Status.SUBMITTING, graph["assets.sample"].fingerprint)}
     steps = {s.item.id: s for s in make_plan(graph, prior).steps}
     assert steps["voices.cloned"].action is Action.BLOCKED
     assert steps["voices.cloned"].reason == "waits for assets.sample (uncertain)"
@@ -87,7 +86,7 @@ def test_uncertain_upstream_blocks_dependents(graph: Graph) -> None:
 
 def test_failed_upstream_is_retried_so_dependents_run(graph: Graph) -> None:
     prior = done_state(graph)
-    prior["voices.cloned"] = PriorState(PriorStatus.FAILED, graph["voices.cloned"].fingerprint)
+    prior["voices.cloned"] = PriorState(Status.FAILED, graph["voices.cloned"].fingerprint)
     steps = {s.item.id: s for s in make_plan(graph, prior).steps}
     assert steps["voices.cloned"].action is Action.RETRY
     assert steps[VIDEO].action is Action.SKIP
