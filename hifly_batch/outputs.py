@@ -25,6 +25,18 @@ class OutputFolder:
         self.root = Path(os.path.realpath(root))
         self._checked: set[Path] = set()
 
+    def remove_leftovers(self) -> int:
+        """Delete the temporary files of downloads a killed run left; returns how many.
+
+        Only one run holds the state's lock, so no download is under way now.
+        """
+        if not self.root.is_dir():
+            return 0
+        leftovers = [p for p in self.root.rglob(".*.part") if p.is_file()]
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return len(leftovers)
+
     def destination(self, relative: str) -> Path:
         """Where ``relative`` goes; its folder exists when this returns."""
         path = self.root / relative

@@ -126,11 +126,13 @@ class Runner:
         # Creates are limited to `concurrency`; a few more threads poll and download.
         workers = self.settings.concurrency + 4
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="hifly-http")
+        outputs = OutputFolder(self.settings.output_dir)
+        outputs.remove_leftovers()
         self.ctx = jobs.JobContext(
             self.graph,
             self.client,
             self.store,
-            OutputFolder(self.settings.output_dir),
+            outputs,
             self.events.put,
             self.stopping,
         )

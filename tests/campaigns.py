@@ -14,6 +14,7 @@ from hifly_batch.requests_out import CREATE_KINDS
 from hifly_batch.sandbox import Sandbox
 from hifly_batch.sandbox.media import make_mp4, make_wav
 from hifly_batch.state import Record, StateStore
+from tests.conftest import SECRET_TOKEN
 
 TEMPLATE = "{{ row.name }}您好，感谢您选择{{ vars.brand }}。您所在的城市是{{ row.city }}。"
 
@@ -110,6 +111,8 @@ def cli(
         cwd=cwd,
         timeout=timeout,
     )
+    # pytest never sees a child's output, so the suite's token scan happens here.
+    assert SECRET_TOKEN not in proc.stdout + proc.stderr, "the token was printed"
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 

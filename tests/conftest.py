@@ -8,6 +8,7 @@ token), and nothing it prints or writes may contain the sandbox token.
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,10 +23,14 @@ FAST = SandboxConfig(task_seconds=0.05, task_jitter=0.02, token=SECRET_TOKEN)
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """An empty working folder and no HIFLY_* variables from the developer's shell."""
+    """An empty working folder, temporary files (crash logs included) where the token scan
+    looks, and no HIFLY_* variables from the developer's shell."""
     for name in ("HIFLY_TOKEN", "HIFLY_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    scratch = tmp_path_factory.mktemp("tmp")
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
 
 @pytest.fixture

@@ -34,3 +34,13 @@ def test_a_link_inside_the_folder_is_fine(tmp_path: Path) -> None:
     (tmp_path / "out" / "real").mkdir(parents=True)
     (tmp_path / "out" / "alias").symlink_to(tmp_path / "out" / "real")
     assert OutputFolder(tmp_path / "out").destination("alias/c1.mp4").name == "c1.mp4"
+
+
+def test_leftover_partial_downloads_are_removed(tmp_path: Path) -> None:
+    (tmp_path / "out" / "videos").mkdir(parents=True)
+    (tmp_path / "out" / "videos" / ".c1.mp4.ab12cd34.part").write_bytes(b"half")
+    (tmp_path / "out" / "videos" / "c2.mp4").write_bytes(b"whole")
+    folder = OutputFolder(tmp_path / "out")
+    assert folder.remove_leftovers() == 1
+    assert [p.name for p in (tmp_path / "out" / "videos").iterdir()] == ["c2.mp4"]
+    assert OutputFolder(tmp_path / "absent").remove_leftovers() == 0

@@ -21,6 +21,7 @@ from hifly_batch.manifest.values import (
     is_truthy,
     normalize_output,
     output_path_problem,
+    shorten,
 )
 
 _REFERENCE_FIELDS = ("avatar", "voice", "audio")
@@ -202,7 +203,9 @@ class Expander:
 
     def _check_title(self, spec: WorkSpec, title: str | None, row: Row | None) -> None:
         if title is not None and len(title) > TITLE_MAX_CHARS:
-            message = f"title has {len(title)} characters, at most {TITLE_MAX_CHARS}: {title!r}"
+            message = (
+                f"title has {len(title)} characters, at most {TITLE_MAX_CHARS}: {shorten(title)!r}"
+            )
             self._row_error(spec, "title", row, spec.fields["title"].location, message)
             raise _RowFault
 

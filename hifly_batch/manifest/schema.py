@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from hifly_batch.manifest.diagnostics import Diagnostic, FieldPath, format_path
+from hifly_batch.manifest.values import shorten
 from hifly_batch.manifest.yamlload import YamlDocument
 
 _TYPE_NAMES = {
@@ -135,12 +136,13 @@ def _message(error: ValidationError) -> str:
     if kind == "exclusiveMinimum":
         return f"must be greater than {expected}, got {value}"
     if kind == "maxLength":
-        return f"at most {expected} characters, got {len(value)}: {value!r}"
+        return f"at most {expected} characters, got {len(value)}: {shorten(value)!r}"
     if kind == "minLength":
         return "must not be empty" if expected == 1 else f"at least {expected} characters"
     if kind == "pattern":
         description = error.schema.get("description", "") if isinstance(error.schema, dict) else ""
-        return f"{value!r} is not valid" + (f": {description}" if description else "")
+        shown = shorten(value) if isinstance(value, str) else value
+        return f"{shown!r} is not valid" + (f": {description}" if description else "")
     return error.message
 
 
@@ -154,5 +156,5 @@ def _show(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, str):
-        return f"the string {value!r}"
+        return f"the string {shorten(value)!r}"
     return f"{type(value).__name__} {value!r}"

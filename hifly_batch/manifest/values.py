@@ -82,3 +82,8 @@ def normalize_output(path: str) -> str:
 def api_string(value: float) -> str:
     """A voice edit value as the API's string: ``1`` -> ``"1.0"``, ``1.1`` -> ``"1.1"``."""
     return repr(float(value))
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters for a message, marked with … when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -141,7 +141,8 @@ def throughput(items: int, concurrency: int) -> None:
     calls -= before
     print(f"throughput: {items} videos, instant tasks, concurrency {concurrency} (exit {m.code})")
     print(f"  items per second        : {items / m.wall:8.1f}   ({m.wall:.1f} s wall)")
-    print(f"  API calls per item      : {calls / items:8.2f}   (+ {transfers / items:.2f} transfers)")
+    per_item, moved = calls / items, transfers / items
+    print(f"  API calls per item      : {per_item:8.2f}   (+ {moved:.2f} transfers)")
     print(f"  runner CPU per item     : {1000 * m.cpu / items:8.2f} ms   (target <= 2.0; "
           f"{1000 * m.sys_cpu / items:.2f} ms of it in the kernel)")
     print(f"  runner peak RSS         : {m.max_rss_mb:8.1f} MB   (target <= 300)")
