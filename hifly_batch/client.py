@@ -293,10 +293,9 @@ def _task_fields(task_id: str, answer: JSONDict) -> dict[str, Any]:
 def _status(value: Any) -> TaskStatus:
     """Unknown values count as still processing: only 3 and 4 end a task."""
     number = _optional_int(value)
-    try:
-        return TaskStatus(number)
-    except ValueError:
+    if number is None or number not in TaskStatus._value2member_map_:
         return TaskStatus.PROCESSING
+    return TaskStatus(number)
 
 
 def _voice_rows(answer: JSONDict) -> list[Any]:

@@ -86,6 +86,9 @@ class StateStore:
         self.path = path
         self._lock = threading.Lock()
         self._db = _open(path, readonly)
+        # A file from an earlier version may lack newer columns; they read as defaults.
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
+        self._columns = tuple(c for c in _COLUMNS if c in present)
 
     def close(self) -> None:
         with self._lock:
@@ -97,18 +100,36 @@ class StateStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def claim(self, api: str) -> None:
+        """Tie the file to one API (``sandbox`` or ``service``); refuse the other one.
+
+        Avatars, voices and tasks made on a sandbox do not exist on the real
+        service (nor the other way round), so one state file serves one of them.
+        """
+        with self._lock, self._db:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'api'").fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO meta VALUES ('api', ?)", (api,))
+                return
+        if row[0] != api:
+            raise StateError(
+                f"{self.path}: this state file records work made on the {row[0]}, and this "
+                f"run talks to the {api}; that work does not exist there. Give this run a "
+                "state file of its own with --state, or delete this one to start over"
+            )
+
     def records(self) -> dict[str, Record]:
         """Every item's record, by item id."""
         with self._lock:
-            rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM items").fetchall()
-        return {row[0]: _record(row) for row in rows}
+            rows = self._db.execute(f"SELECT {', '.join(self._columns)} FROM items").fetchall()
+        return {row[0]: _record(self._columns, row) for row in rows}
 
     def get(self, item: str) -> Record | None:
         with self._lock:
             row = self._db.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM items WHERE item = ?", (item,)
+                f"SELECT {', '.join(self._columns)} FROM items WHERE item = ?", (item,)
             ).fetchone()
-        return _record(row) if row else None
+        return _record(self._columns, row) if row else None
 
     def put(self, record: Record) -> None:
         """Write one record in its own transaction (the commit is the durability point)."""
@@ -155,6 +176,10 @@ def _prepare(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA synchronous = NORMAL")
     with db:
         db.executescript(_SCHEMA)
+        present = {row[1] for row in db.execute("PRAGMA table_info(items)")}
+        for column in _COLUMNS:
+            if column not in present:  # written by an earlier version: add what is new
+                db.execute(f"ALTER TABLE items ADD COLUMN {column} ANY")
         db.execute(
             "INSERT OR IGNORE INTO meta VALUES ('format_version', ?)", (str(FORMAT_VERSION),)
         )
@@ -176,8 +201,8 @@ def _row(record: Record) -> tuple[Any, ...]:
     return tuple(values)
 
 
-def _record(row: tuple[Any, ...]) -> Record:
-    values = dict(zip(_COLUMNS, row, strict=True))
+def _record(columns: tuple[str, ...], row: tuple[Any, ...]) -> Record:
+    values = dict(zip(columns, row, strict=True))
     values["status"] = Status(values["status"])
     return Record(**values)
 

@@ -34,11 +34,14 @@ class Workspace:
         return self.manifest.root / STATE_FOLDER / "sandbox"
 
 
-def open_workspace(path: Path, state: str | None = None) -> Workspace:
-    """Validate ``path`` (ManifestInvalid on faults) and work out its paths."""
+def open_workspace(path: Path, state: str | None = None, *, sandbox: bool = False) -> Workspace:
+    """Validate ``path`` (ManifestInvalid on faults) and work out its paths.
+
+    A sandbox rehearsal keeps its own state file: the avatars and voices it
+    made exist only in the sandbox, so a real run must not take them as done.
+    """
     campaign = load_campaign(path)
     manifest = campaign.manifest
-    state_path = (
-        Path(state) if state else manifest.root / STATE_FOLDER / f"{manifest.name}.state.db"
-    )
-    return Workspace(manifest, build_graph(campaign), state_path)
+    kind = ".sandbox" if sandbox else ""
+    default = manifest.root / STATE_FOLDER / f"{manifest.name}{kind}.state.db"
+    return Workspace(manifest, build_graph(campaign), Path(state) if state else default)

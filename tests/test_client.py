@@ -83,11 +83,12 @@ def test_task_moves_through_waiting_and_processing(tmp_path: Path) -> None:
     with Sandbox(tmp_path / "w", slow) as sb:
         client = HiflyClient(sb.token, sb.base_url)
         task_id = client.create_avatar_by_video(video_url="https://cdn.example.com/a.mp4")
-        seen = {client.avatar_task(task_id).status}
-        while not client.avatar_task(task_id).finished:
-            seen.add(client.avatar_task(task_id).status)
+        seen = []
+        while not (task := client.avatar_task(task_id)).finished:
+            seen.append(task.status)
             time.sleep(0.05)
-    assert seen == {TaskStatus.WAITING, TaskStatus.PROCESSING}
+    assert seen[0] is TaskStatus.WAITING and TaskStatus.PROCESSING in seen
+    assert seen == sorted(seen)
 
 
 def test_voice_clone_edit_and_list(client: HiflyClient, media: dict[str, Path]) -> None:

@@ -32,8 +32,8 @@ def test_validate_many_reports_each() -> None:
     assert f"{bad}: 1 error" in result.err
 
 
-def test_plan_text_lists_dependency_order_and_counts() -> None:
-    result = run(plan, QUICKSTART)
+def test_plan_text_lists_dependency_order_and_counts(tmp_path: Path) -> None:
+    result = run(plan, QUICKSTART, state=str(tmp_path / "state.db"))
     assert result.code == 0
     lines = result.out.splitlines()
     assert lines[0] == f"plan for {QUICKSTART}: 9 items"
@@ -77,11 +77,11 @@ def test_plan_invalid_manifest_exits_2() -> None:
     assert "cycle: voices.cloned → audios.speech → voices.cloned" in result.err
 
 
-def test_commands_register_with_the_cli_contract() -> None:
+def test_commands_register_with_the_cli_contract(tmp_path: Path) -> None:
     parser = build_parser()
     args = parser.parse_args(["validate", str(QUICKSTART)])
     assert run(args.handler, args, {}).code == 0
-    args = parser.parse_args(["plan", "--json", str(QUICKSTART)])
+    args = parser.parse_args(["plan", "--json", "--state", str(tmp_path / "s.db"), str(QUICKSTART)])
     assert json.loads(run(args.handler, args, {}).out)["totals"] == {"create": 9}
 
 

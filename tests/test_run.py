@@ -7,6 +7,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
 from tests.campaigns import Campaign, cli, creates, popen, report_rows
 from tests.conftest import SECRET_TOKEN
@@ -259,3 +261,29 @@ def _wait_for(condition, timeout: float = 30.0) -> None:  # type: ignore[no-unty
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.02)
+
+
+def test_a_rehearsal_keeps_its_own_state(tmp_path: Path) -> None:
+    campaign = Campaign(tmp_path / "c", rows=2).write()
+    assert cli("run", "--sandbox", "--no-progress", str(campaign.manifest)).code == 0
+    rehearsed = cli("plan", "--sandbox", str(campaign.manifest)).stdout
+    real = cli("plan", str(campaign.manifest)).stdout
+
+    def actions(plan: str) -> list[str]:
+        return [line.split()[0] for line in plan.splitlines() if line.startswith("  ")]
+
+    assert actions(rehearsed) == ["skip"] * 6 and actions(real) == ["create"] * 6
+
+
+def test_a_state_file_serves_one_api(tmp_path: Path) -> None:
+    from hifly_batch.commands.run import RunOptions, api_kind
+    from hifly_batch.state import StateError, StateStore
+
+    assert api_kind(RunOptions(sandbox=True), {}) == "sandbox"
+    assert api_kind(RunOptions(base_url="http://127.0.0.1:8800"), {}) == "sandbox"
+    assert api_kind(RunOptions(), {}) == "service"
+    with StateStore(tmp_path / "s.db") as store:
+        store.claim("sandbox")
+        store.claim("sandbox")
+        with pytest.raises(StateError, match="records work made on the sandbox"):
+            store.claim("service")

@@ -101,3 +101,23 @@ def test_other_format_version_is_refused(tmp_path: Path) -> None:
 def test_reading_before_any_run_says_so(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="nothing has run"):
         StateStore(tmp_path / "none.db", readonly=True)
+
+
+def test_a_file_from_before_a_new_column_is_read_and_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "INSERT INTO meta VALUES ('format_version', '1');"
+            "CREATE TABLE items (item TEXT PRIMARY KEY, section ANY, kind ANY, status ANY);"
+            "INSERT INTO items VALUES ('videos.v[1]', 'videos', 'video_by_tts', 'done');"
+        )
+    with StateStore(path, readonly=True) as store:
+        assert store.get("videos.v[1]") == Record(
+            "videos.v[1]", "videos", "video_by_tts", status=Status.DONE
+        )
+    with StateStore(path) as store:
+        store.update(store.get("videos.v[1]"), output_size=12)  # type: ignore[arg-type]
+        assert store.get("videos.v[1]").output_size == 12  # type: ignore[union-attr]

@@ -26,7 +26,6 @@ MANIFEST_TEXT = """\
 #   Check it:          hifly-batch validate {manifest}
 #   Rehearse it:       hifly-batch run --sandbox {manifest}   (no token, no credits)
 #   Make it for real:  export HIFLY_TOKEN=... && hifly-batch run {manifest}
-#                      (delete .hifly/ first: it holds the rehearsal's state)
 # Replace media/presenter.mp4 and media/voice.wav with your own footage and
 # recording (5 s to 3 min of clear speech) before the real run.
 version: 1

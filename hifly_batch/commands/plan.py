@@ -39,13 +39,15 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    return plan(args.manifest, as_json=args.json, state=args.state)
+    return plan(args.manifest, as_json=args.json, state=args.state, sandbox=args.sandbox)
 
 
-def plan(manifest: Path, *, as_json: bool = False, state: str | None = None) -> int:
+def plan(
+    manifest: Path, *, as_json: bool = False, state: str | None = None, sandbox: bool = False
+) -> int:
     """Print the plan for ``manifest`` given what the state file says of its items."""
     try:
-        workspace = open_workspace(manifest, state)
+        workspace = open_workspace(manifest, state, sandbox=sandbox)
     except ManifestInvalid as exc:
         report_invalid(exc, manifest)
         return int(ExitStatus.INVALID)

@@ -33,12 +33,18 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    return write_report(args.manifest, state=args.state, output=args.output)
+    return write_report(args.manifest, state=args.state, output=args.output, sandbox=args.sandbox)
 
 
-def write_report(manifest: Path, *, state: str | None = None, output: Path | None = None) -> int:
+def write_report(
+    manifest: Path,
+    *,
+    state: str | None = None,
+    output: Path | None = None,
+    sandbox: bool = False,
+) -> int:
     """Write the report; prints where."""
-    workspace = open_workspace(manifest, state)
+    workspace = open_workspace(manifest, state, sandbox=sandbox)
     with StateStore(workspace.state_path, readonly=True) as store:
         records = report_records(workspace.graph, store.records())
     path = output or workspace.report_path

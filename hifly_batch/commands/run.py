@@ -7,10 +7,11 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from hifly_batch import console, report, review
 from hifly_batch.commands.plan import plan as show_plan
-from hifly_batch.connect import api_client
+from hifly_batch.connect import api_client, base_url_from
 from hifly_batch.errors import ExitStatus, UsageError
 from hifly_batch.graph import Graph
 from hifly_batch.plan import Action, Plan, make_plan
@@ -86,7 +87,7 @@ class RunOptions:
 
 def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.dry_run:
-        return show_plan(args.manifest, state=args.state)
+        return show_plan(args.manifest, state=args.state, sandbox=args.sandbox)
     options = RunOptions(
         only=tuple(args.only or ()),
         retry_failed=args.retry_failed,
@@ -102,8 +103,9 @@ def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def run(manifest: Path, options: RunOptions, env: Mapping[str, str]) -> int:
     """Run the campaign; returns the exit code of SPEC §4."""
-    workspace = open_workspace(manifest, options.state)
+    workspace = open_workspace(manifest, options.state, sandbox=options.sandbox)
     with run_lock(workspace.state_path), StateStore(workspace.state_path) as store:
+        store.claim(api_kind(options, env))
         records = settle_interrupted(store, store.records())
         plan = make_plan(
             workspace.graph, prior_states(records), resubmit_uncertain=options.resubmit_uncertain
@@ -166,6 +168,15 @@ def _execute(
             "running tasks were finished. Add credits, then run again to continue."
         )
     return outcome
+
+
+def api_kind(options: RunOptions, env: Mapping[str, str]) -> str:
+    """``sandbox`` for an in-process or loopback API, ``service`` for the real one."""
+    if options.sandbox:
+        return "sandbox"
+    host = urlsplit(base_url_from(options.base_url, env)).hostname or ""
+    loopback = host == "localhost" or host == "::1" or host.startswith("127.")
+    return "sandbox" if loopback else "service"
 
 
 def settle_interrupted(store: StateStore, records: dict[str, Record]) -> dict[str, Record]:

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from hifly_batch import console
 from hifly_batch.connect import ACCOUNT_SANDBOX_DIR, BASE_URL_VARIABLE, TOKEN_VARIABLE
@@ -99,7 +100,7 @@ def serve(
     """Serve until SIGINT or SIGTERM; returns 0 after a clean stop."""
     from hifly_batch.sandbox import Sandbox, SandboxConfig, parse_faults
 
-    settings = {
+    settings: dict[str, Any] = {
         "task_seconds": task_seconds,
         "task_jitter": task_jitter,
         "credits": credits,

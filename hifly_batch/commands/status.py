@@ -34,12 +34,14 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    return status(args.manifest, state=args.state, as_json=args.json)
+    return status(args.manifest, state=args.state, as_json=args.json, sandbox=args.sandbox)
 
 
-def status(manifest: Path, *, state: str | None = None, as_json: bool = False) -> int:
+def status(
+    manifest: Path, *, state: str | None = None, as_json: bool = False, sandbox: bool = False
+) -> int:
     """Print the items' states; 0 whatever they are (the state was readable)."""
-    workspace = open_workspace(manifest, state)
+    workspace = open_workspace(manifest, state, sandbox=sandbox)
     with StateStore(workspace.state_path, readonly=True) as store:
         records = report_records(workspace.graph, store.records())
     if as_json:

@@ -99,7 +99,9 @@ def _check_depth(text: str, file: str) -> None:
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    where = Location(file, event.start_mark.line + 1, event.start_mark.column + 1)
+                    mark = event.start_mark
+                    assert mark is not None  # the parser marks every event
+                    where = Location(file, mark.line + 1, mark.column + 1)
                     msg = f"nested more than {MAX_DEPTH} levels deep"
                     raise ManifestInvalid([Diagnostic(where, "", msg)])
             elif isinstance(event, yaml.CollectionEndEvent):
@@ -177,6 +179,7 @@ class _Builder:
             return None
         if isinstance(node, SequenceNode):
             return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
+        assert isinstance(node, MappingNode)
         return self._mapping(node, path)
 
     def _scalar(self, node: ScalarNode, path: FieldPath) -> Any:
