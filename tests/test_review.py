@@ -3,6 +3,7 @@ a real run writes, loaded from disk in a headless Chromium."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -261,11 +262,13 @@ document.querySelectorAll('video,audio').forEach(m => {
 
 
 def chromium(page: Path, profile: Path, *args: str) -> str:
+    # Chromium puts a Unix socket in TMPDIR, whose path must stay short (108 bytes).
     proc = subprocess.run(
         [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()],
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "TMPDIR": "/tmp"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
