@@ -19,7 +19,6 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from hifly_batch import report, review
 from hifly_batch.client import HiflyClient
 from hifly_batch.plan import Plan, make_plan
 from hifly_batch.report import report_status
@@ -60,15 +59,7 @@ def show_plan(plan: Plan) -> None:
 
 def run_campaign(workspace: Workspace, client: HiflyClient) -> Outcome:
     """Plan against the state file, carry the plan out, write report.csv and report.html."""
-    settings = workspace.manifest.settings
-    run_settings = RunSettings(
-        output_dir=settings.output_dir,
-        concurrency=settings.concurrency,
-        poll_interval=settings.poll_interval,
-        poll_max=settings.poll_max,
-        task_timeout=settings.task_timeout,
-        max_attempts=settings.max_attempts,
-    )
+    run_settings = RunSettings.of(workspace.manifest.settings)
     workspace.state_path.parent.mkdir(parents=True, exist_ok=True)
     with run_lock(workspace.state_path), StateStore(workspace.state_path) as store:
         records = store.records()
@@ -87,17 +78,9 @@ def run_campaign(workspace: Workspace, client: HiflyClient) -> Outcome:
         outcome = runner.run()
         final = store.records()
     rows = [final[item.id] for item in workspace.graph if item.id in final]
-    report.write(rows, workspace.report_path)
-    page = review.review_path(workspace.report_path)
-    review.write(
-        rows,
-        workspace.graph.by_id,
-        page,
-        output_dir=workspace.output_dir,
-        title=workspace.manifest.name,
-    )
+    csv_path, page = workspace.write_reports(rows)
     print("statuses:", dict(Counter(report_status(r.status) for r in rows)))
-    print(f"report: {workspace.report_path}\nreview: {page}")
+    print(f"report: {csv_path}\nreview: {page}")
     return outcome
 
 

@@ -24,6 +24,7 @@ from hifly_batch import jobs
 from hifly_batch.apispec import INSUFFICIENT_CREDITS
 from hifly_batch.client import HiflyClient
 from hifly_batch.graph import Graph, Item
+from hifly_batch.manifest.model import Settings
 from hifly_batch.outputs import OutputFolder
 from hifly_batch.plan import Action, Plan
 from hifly_batch.polling import PollPlanner
@@ -44,6 +45,18 @@ class RunSettings:
     poll_max: float = 60.0
     task_timeout: float = 7200.0
     max_attempts: int = 3
+
+    @classmethod
+    def of(cls, settings: Settings, *, concurrency: int | None = None) -> RunSettings:
+        """The run settings a manifest asks for; ``concurrency`` overrides its own."""
+        return cls(
+            output_dir=settings.output_dir,
+            concurrency=concurrency or settings.concurrency,
+            poll_interval=settings.poll_interval,
+            poll_max=settings.poll_max,
+            task_timeout=settings.task_timeout,
+            max_attempts=settings.max_attempts,
+        )
 
 
 @dataclass

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from hifly_batch import report, review
 from hifly_batch.graph import Graph, build_graph
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.manifest.model import Manifest
+from hifly_batch.state import Record
 
 STATE_FOLDER = ".hifly"
 
@@ -27,6 +29,16 @@ class Workspace:
     @property
     def report_path(self) -> Path:
         return self.output_dir / "report.csv"
+
+    def write_reports(self, records: list[Record], path: Path | None = None) -> tuple[Path, Path]:
+        """report.csv (at ``path``, default in output_dir) and report.html beside it."""
+        csv_path = path or self.report_path
+        report.write(records, csv_path)
+        page = review.review_path(csv_path)
+        review.write(
+            records, self.graph.by_id, page, output_dir=self.output_dir, title=self.manifest.name
+        )
+        return csv_path, page
 
     @property
     def sandbox_dir(self) -> Path:

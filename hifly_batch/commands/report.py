@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Mapping
 from pathlib import Path
 
-from hifly_batch import console, report, review
+from hifly_batch import console
 from hifly_batch.commands.run import report_records
 from hifly_batch.state import StateStore
 from hifly_batch.workspace import open_workspace
@@ -47,16 +47,7 @@ def write_report(
     workspace = open_workspace(manifest, state, sandbox=sandbox)
     with StateStore(workspace.state_path, readonly=True) as store:
         records = report_records(workspace.graph, store.records())
-    path = output or workspace.report_path
-    report.write(records, path)
-    page = review.review_path(path)
-    review.write(
-        records,
-        workspace.graph.by_id,
-        page,
-        output_dir=workspace.output_dir,
-        title=workspace.manifest.name,
-    )
+    path, page = workspace.write_reports(records, output)
     console.out(str(path))
     console.out(str(page))
     return 0

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hifly_batch import console, report, review
+from hifly_batch import console
 from hifly_batch.commands.plan import plan as show_plan
 from hifly_batch.connect import api_client, base_url_from
 from hifly_batch.errors import ExitStatus, UsageError
@@ -113,17 +113,10 @@ def run(manifest: Path, options: RunOptions, env: Mapping[str, str]) -> int:
         scope = select(workspace.graph, plan, records, options)
         outcome = _execute(workspace, plan, store, records, scope, options, env)
         final = report_records(workspace.graph, store.records(), scope)
-        report.write(final, workspace.report_path)
-        review.write(
-            final,
-            workspace.graph.by_id,
-            review.review_path(workspace.report_path),
-            output_dir=workspace.output_dir,
-            title=workspace.manifest.name,
-        )
+        csv_path, page = workspace.write_reports(final)
     console.out(summary_table(final))
-    console.out(f"report: {workspace.report_path}")
-    console.out(f"review: {review.review_path(workspace.report_path)}")
+    console.out(f"report: {csv_path}")
+    console.out(f"review: {page}")
     return _exit_status(outcome, final, scope)
 
 
@@ -136,15 +129,7 @@ def _execute(
     options: RunOptions,
     env: Mapping[str, str],
 ) -> Outcome:
-    settings = workspace.manifest.settings
-    run_settings = RunSettings(
-        output_dir=settings.output_dir,
-        concurrency=options.concurrency or settings.concurrency,
-        poll_interval=settings.poll_interval,
-        poll_max=settings.poll_max,
-        task_timeout=settings.task_timeout,
-        max_attempts=settings.max_attempts,
-    )
+    run_settings = RunSettings.of(workspace.manifest.settings, concurrency=options.concurrency)
     sandbox_dir = workspace.sandbox_dir if options.sandbox else None
     bar = ProgressBar(options.progress)
     try:
