@@ -51,7 +51,9 @@ def serve(data: Path, *options: str) -> tuple[subprocess.Popen[str], str, str]:
     """``hifly-batch sandbox serve`` in its own process; returns it, its URL and token."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "hifly_batch", "sandbox", "serve", "--data", str(data), *options],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     assert proc.stdout is not None
     exports = dict(proc.stdout.readline().split(" ", 1)[1].strip().split("=", 1) for _ in "ab")
@@ -107,7 +109,8 @@ def run_cli(manifest: Path, base_url: str, token: str) -> Measured:
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hifly_batch", "-q", "run", "--no-progress", str(manifest)],
-        env=env, stdout=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
@@ -127,8 +130,15 @@ def throughput(items: int, concurrency: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder, data = Path(tmp), Path(tmp) / "world"
         proc, url, token = serve(
-            data, "--task-seconds", "0", "--task-jitter", "0",
-            "--max-generating", "1000000", "--credits", "1000000000",
+            data,
+            "--task-seconds",
+            "0",
+            "--task-jitter",
+            "0",
+            "--max-generating",
+            "1000000",
+            "--credits",
+            "1000000000",
         )
         try:
             avatar = existing_avatar(url, token, folder)
@@ -143,8 +153,10 @@ def throughput(items: int, concurrency: int) -> None:
     print(f"  items per second        : {items / m.wall:8.1f}   ({m.wall:.1f} s wall)")
     per_item, moved = calls / items, transfers / items
     print(f"  API calls per item      : {per_item:8.2f}   (+ {moved:.2f} transfers)")
-    print(f"  runner CPU per item     : {1000 * m.cpu / items:8.2f} ms   (target <= 2.0; "
-          f"{1000 * m.sys_cpu / items:.2f} ms of it in the kernel)")
+    print(
+        f"  runner CPU per item     : {1000 * m.cpu / items:8.2f} ms   (target <= 2.0; "
+        f"{1000 * m.sys_cpu / items:.2f} ms of it in the kernel)"
+    )
     print(f"  runner peak RSS         : {m.max_rss_mb:8.1f} MB   (target <= 300)")
     ok = m.code == 0 and m.cpu / items <= 0.002 and m.max_rss_mb <= 300
     print("verdict:", "PASS" if ok else "FAIL")
@@ -154,8 +166,15 @@ def makespan(items: int, cap: int = 10) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder, data = Path(tmp), Path(tmp) / "world"
         proc, url, token = serve(
-            data, "--task-seconds", "1.0", "--task-jitter", "0.2",
-            "--max-generating", str(cap), "--credits", "1000000000",
+            data,
+            "--task-seconds",
+            "1.0",
+            "--task-jitter",
+            "0.2",
+            "--max-generating",
+            str(cap),
+            "--credits",
+            "1000000000",
         )
         try:
             avatar = existing_avatar(url, token, folder)
@@ -170,13 +189,17 @@ def makespan(items: int, cap: int = 10) -> None:
     seconds = [t.seconds for t in works]
     floor = max(max(seconds), sum(seconds) / cap)
     ratio, per_item = m.wall / floor, calls / items
-    print(f"makespan: {items} videos, cap C={cap}, tasks {min(seconds):.2f}-{max(seconds):.2f} s "
-          f"(exit {m.code})")
+    print(
+        f"makespan: {items} videos, cap C={cap}, tasks {min(seconds):.2f}-{max(seconds):.2f} s "
+        f"(exit {m.code})"
+    )
     print(f"  floor max(longest, sum/C) : {floor:7.2f} s  (from the sandbox's task record)")
     print(f"  makespan (start to exit)  : {m.wall:7.2f} s")
     print(f"  ratio                     : {ratio:7.3f}    (target <= 1.15)")
-    print(f"  API calls per item        : {per_item:7.2f}    (target <= 3.0; "
-          f"+ {transfers / items:.2f} transfers)")
+    print(
+        f"  API calls per item        : {per_item:7.2f}    (target <= 3.0; "
+        f"+ {transfers / items:.2f} transfers)"
+    )
     print(f"  runner CPU                : {m.cpu:7.2f} s")
     print("verdict:", "PASS" if m.code == 0 and ratio <= 1.15 and per_item <= 3.0 else "FAIL")
 
