@@ -299,6 +299,7 @@ def poll(ctx: JobContext, item: Item, record: Record) -> None:
             error_code=task.error_code,
             error_message=message,
             finished_at=ctx.wall(),
+            details=with_work_exists(record.details, False),  # failed: a retry makes it anew
         )
         ctx.post(Finished(item.id, failed))
         return
@@ -407,23 +408,28 @@ def _fail(
             ctx.store.update(record, status=Status.PENDING, attempts=record.attempts - 1)
         raise exc
     code = getattr(exc, "code", None)
-    details = record.details
-    if work_exists or (details and WORK_EXISTS in details):
-        kept = {k: v for k, v in json.loads(details or "{}").items() if k != WORK_EXISTS}
-        details = json.dumps({**kept, WORK_EXISTS: True} if work_exists else kept, sort_keys=True)
     return ctx.store.update(
         record,
         status=Status.FAILED,
         error_code=code if isinstance(code, int) else None,
         error_message=str(exc),
         finished_at=ctx.wall(),
-        details=details,
+        details=with_work_exists(record.details, work_exists),
     )
 
 
+def with_work_exists(details: str | None, exists: bool) -> str | None:
+    """``details`` with the mark that the item's task exists remotely set or cleared."""
+    if not exists and not (details and WORK_EXISTS in details):
+        return details
+    kept = {k: v for k, v in json.loads(details or "{}").items() if k != WORK_EXISTS}
+    return json.dumps({**kept, WORK_EXISTS: True} if exists else kept, sort_keys=True)
+
+
 def work_exists(record: Record) -> bool:
-    """A failed item whose task finished remotely: a retry fetches its result, never re-creates
-    it (that would pay twice); only saving the output (or editing the voice) failed."""
+    """A failed item whose task exists remotely: it finished but keeping its result failed,
+    or the run stopped waiting for it (task_timeout). A retry looks at that task first and
+    fetches its result, never re-creating what may be paid for already."""
     if record.status is not Status.FAILED or record.task_id is None or not record.details:
         return False
     try:

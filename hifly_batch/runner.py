@@ -341,10 +341,13 @@ class Runner:
         self.tasks.pop(item_id)
         self.generating.discard(item_id)
         minutes = self.settings.task_timeout / 60
+        record = self.records[item_id]
         record = self.store.update(
-            self.records[item_id],
+            record,
             status=Status.FAILED,
-            error_message=f"timed out: not finished after {minutes:g} min (task_timeout)",
+            error_message=f"timed out: not finished after {minutes:g} min (task_timeout); "
+            "a rerun checks on the task before creating anything",
+            details=jobs.with_work_exists(record.details, True),
         )
         self._finished(self.graph[item_id], record, transient=False)
 

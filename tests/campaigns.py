@@ -28,6 +28,7 @@ class Campaign:
     rate: str = "1.0"
     template: str = TEMPLATE
     concurrency: int = 4
+    task_timeout: str = "2h"
     extra_yaml: str = ""
     names: list[str] = field(default_factory=list)
 
@@ -65,6 +66,7 @@ settings:
   concurrency: {self.concurrency}
   poll_interval: 0.05s
   poll_max: 0.5s
+  task_timeout: {self.task_timeout}
   max_attempts: 2
 vars:
   brand: 飞影

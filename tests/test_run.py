@@ -287,3 +287,24 @@ def test_a_state_file_serves_one_api(tmp_path: Path) -> None:
         store.claim("sandbox")
         with pytest.raises(StateError, match="records work made on the sandbox"):
             store.claim("service")
+
+
+def test_a_timed_out_task_is_checked_on_rerun_not_paid_again(tmp_path: Path) -> None:
+    config = SandboxConfig(task_seconds=1.5, task_jitter=0.0, token=SECRET_TOKEN)
+    with Sandbox(tmp_path / "w", config) as sandbox:
+        campaign = Campaign(tmp_path / "c", rows=3, task_timeout="0.3s").write()
+        result = run(campaign, sandbox)
+        assert result.code == 1
+        rows = report_rows(campaign)
+        assert all("timed out" in r["error_message"] for r in rows if r["status"] == "failed")
+        made = creates(sandbox)
+        time.sleep(1.6)  # the tasks finish remotely meanwhile
+        campaign.task_timeout = "2h"
+        campaign.write()
+        assert run(campaign, sandbox).code == 0
+        # The clones that timed out were fetched, not made again; the videos they
+        # blocked were made once.
+        after = creates(sandbox)
+        assert after["avatar/create_by_video"] == made["avatar/create_by_video"] == 1
+        assert after["voice/create"] == made["voice/create"] == 1
+        assert after["video/create_by_tts"] == 3 and statuses(campaign) == {"done": 7}
