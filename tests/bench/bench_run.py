@@ -126,32 +126,43 @@ def api_calls(data: Path) -> tuple[int, int]:
     return sum(requests.values()) - transfers, transfers
 
 
-def throughput(items: int, concurrency: int) -> None:
+@dataclass
+class Session:
+    """One measured run: the runner's figures and what the sandbox counted."""
+
+    m: Measured
+    calls: int
+    transfers: int
+    work_seconds: list[float]
+
+
+def measure(items: int, settings: str, *sandbox_options: str) -> Session:
+    """Serve a sandbox, make an avatar, then time ``items`` videos through the CLI."""
     with tempfile.TemporaryDirectory() as tmp:
         folder, data = Path(tmp), Path(tmp) / "world"
-        proc, url, token = serve(
-            data,
-            "--task-seconds",
-            "0",
-            "--task-jitter",
-            "0",
-            "--max-generating",
-            "1000000",
-            "--credits",
-            "1000000000",
-        )
+        proc, url, token = serve(data, "--credits", "1000000000", *sandbox_options)
         try:
             avatar = existing_avatar(url, token, folder)
             before, _ = api_calls(data)
-            settings = f"  concurrency: {concurrency}\n  poll_interval: 0.05s\n  poll_max: 1s"
             m = run_cli(write_campaign(folder, items, avatar, settings), url, token)
         finally:
             stop(proc)
         calls, transfers = api_calls(data)
-    calls -= before
+        times = Sandbox(data).task_times()
+    works = [t.seconds for t in times if t.endpoint == "video/create_by_tts"]
+    return Session(m, calls - before, transfers, works)
+
+
+def throughput(items: int, concurrency: int) -> None:
+    run = measure(
+        items,
+        f"  concurrency: {concurrency}\n  poll_interval: 0.05s\n  poll_max: 1s",
+        "--task-seconds", "0", "--task-jitter", "0", "--max-generating", "1000000",
+    )  # fmt: skip
+    m = run.m
     print(f"throughput: {items} videos, instant tasks, concurrency {concurrency} (exit {m.code})")
     print(f"  items per second        : {items / m.wall:8.1f}   ({m.wall:.1f} s wall)")
-    per_item, moved = calls / items, transfers / items
+    per_item, moved = run.calls / items, run.transfers / items
     print(f"  API calls per item      : {per_item:8.2f}   (+ {moved:.2f} transfers)")
     print(
         f"  runner CPU per item     : {1000 * m.cpu / items:8.2f} ms   (target <= 2.0; "
@@ -163,30 +174,13 @@ def throughput(items: int, concurrency: int) -> None:
 
 
 def makespan(items: int, cap: int = 10) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        folder, data = Path(tmp), Path(tmp) / "world"
-        proc, url, token = serve(
-            data,
-            "--task-seconds",
-            "1.0",
-            "--task-jitter",
-            "0.2",
-            "--max-generating",
-            str(cap),
-            "--credits",
-            "1000000000",
-        )
-        try:
-            avatar = existing_avatar(url, token, folder)
-            before, _ = api_calls(data)
-            settings = f"  concurrency: {cap}\n  poll_interval: 0.25s\n  poll_max: 2s"
-            m = run_cli(write_campaign(folder, items, avatar, settings), url, token)
-        finally:
-            stop(proc)
-        calls, transfers = api_calls(data)
-        works = [t for t in Sandbox(data).task_times() if t.endpoint == "video/create_by_tts"]
-    calls -= before
-    seconds = [t.seconds for t in works]
+    run = measure(
+        items,
+        f"  concurrency: {cap}\n  poll_interval: 0.25s\n  poll_max: 2s",
+        "--task-seconds", "1.0", "--task-jitter", "0.2", "--max-generating", str(cap),
+    )  # fmt: skip
+    m, calls, transfers = run.m, run.calls, run.transfers
+    seconds = run.work_seconds
     floor = max(max(seconds), sum(seconds) / cap)
     ratio, per_item = m.wall / floor, calls / items
     print(
