@@ -20,6 +20,17 @@ from urllib.parse import urlsplit
 from hifly_batch.apispec import BACK_PRESSURE_CODES, INSUFFICIENT_CREDITS, TaskStatus
 from hifly_batch.client import HiflyClient, Task, WorkTask
 from hifly_batch.errors import HiflyBatchError
+from hifly_batch.events import (
+    Deferred,
+    Event,
+    Fatal,
+    Finished,
+    JobEnded,
+    PollFailed,
+    StillRunning,
+    Submitted,
+    TaskEnded,
+)
 from hifly_batch.graph import Graph, Item, ItemKind
 from hifly_batch.outputs import OutputFolder
 from hifly_batch.requests_out import resolve, send_create
@@ -29,59 +40,6 @@ from hifly_batch.transport import ApiError, AuthError, SubmissionUncertain, Tran
 
 DOWNLOAD_REFRESHES = 3  # fresh URLs asked for when a download link has expired
 WORK_EXISTS = "work_exists"  # a details key: see work_exists()
-
-
-@dataclass(frozen=True)
-class Event:
-    item_id: str
-
-
-@dataclass(frozen=True)
-class Submitted(Event):
-    record: Record
-
-
-@dataclass(frozen=True)
-class StillRunning(Event):
-    pass
-
-
-@dataclass(frozen=True)
-class TaskEnded(Event):
-    """The remote task finished (either way): its generating slot is free."""
-
-
-@dataclass(frozen=True)
-class Finished(Event):
-    """The item reached a final status for this run (done, failed, uncertain)."""
-
-    record: Record
-    transient: bool = False  # a failure that another attempt may mend
-
-
-@dataclass(frozen=True)
-class Deferred(Event):
-    """Not submitted: the service asked to wait (1001/1015) or credits ran out (1002)."""
-
-    code: int
-    record: Record
-
-
-@dataclass(frozen=True)
-class PollFailed(Event):
-    error: str
-
-
-@dataclass(frozen=True)
-class Fatal(Event):
-    """A job hit an error that ends the run (bad token, a bug)."""
-
-    error: BaseException
-
-
-@dataclass(frozen=True)
-class JobEnded(Event):
-    """The last event of every job."""
 
 
 @dataclass

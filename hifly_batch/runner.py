@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hifly_batch import jobs
+from hifly_batch import events, jobs
 from hifly_batch.apispec import INSUFFICIENT_CREDITS
 from hifly_batch.client import HiflyClient
 from hifly_batch.graph import Graph, Item
@@ -106,7 +106,7 @@ class Runner:
     records: dict[str, Record] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.events: queue.SimpleQueue[list[jobs.Event]] = queue.SimpleQueue()
+        self.events: queue.SimpleQueue[list[events.Event]] = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.planner = PollPlanner(self.settings.poll_interval, self.settings.poll_max)
         self.limit = self.settings.concurrency
@@ -288,14 +288,14 @@ class Runner:
 
     # Events -----------------------------------------------------------------------
 
-    def _handle(self, batch: list[jobs.Event]) -> None:
+    def _handle(self, batch: list[events.Event]) -> None:
         for event in batch:
             _HANDLERS[type(event)](self, event)
 
-    def _on_job_ended(self, event: jobs.JobEnded) -> None:
+    def _on_job_ended(self, event: events.JobEnded) -> None:
         self.jobs_out -= 1
 
-    def _on_submitted(self, event: jobs.Submitted) -> None:
+    def _on_submitted(self, event: events.Submitted) -> None:
         self.creating.discard(event.item_id)
         self.generating.add(event.item_id)
         self.records[event.item_id] = event.record
@@ -313,7 +313,7 @@ class Runner:
     def _poll_at(self, item_id: str, due: float) -> None:
         heapq.heappush(self.polls, (due, next(self.seq), item_id))
 
-    def _on_still_running(self, event: jobs.StillRunning) -> None:
+    def _on_still_running(self, event: events.StillRunning) -> None:
         task = self.tasks[event.item_id]
         if self.clock() - task.created > self.settings.task_timeout:
             self._timed_out(event.item_id)
@@ -323,10 +323,10 @@ class Runner:
         task.previous_gap, task.polled_at = nxt - task.polled_at, nxt
         self._poll_at(event.item_id, task.created + nxt)
 
-    def _on_poll_failed(self, event: jobs.PollFailed) -> None:
+    def _on_poll_failed(self, event: events.PollFailed) -> None:
         self._poll_at(event.item_id, self.clock() + min(self.settings.poll_max, RETRY_DELAY))
 
-    def _on_task_ended(self, event: jobs.TaskEnded) -> None:
+    def _on_task_ended(self, event: events.TaskEnded) -> None:
         self.generating.discard(event.item_id)
         task = self.tasks.pop(event.item_id)
         if task.learn:
@@ -351,7 +351,7 @@ class Runner:
         )
         self._finished(self.graph[item_id], record, transient=False)
 
-    def _on_deferred(self, event: jobs.Deferred) -> None:
+    def _on_deferred(self, event: events.Deferred) -> None:
         self.creating.discard(event.item_id)
         self.records[event.item_id] = event.record
         if event.code == INSUFFICIENT_CREDITS:
@@ -363,7 +363,7 @@ class Runner:
         self.backoff[event.item_id] = min(BACKOFF_MAX, delay)
         heapq.heappush(self.later, (self.clock() + delay, next(self.seq), event.item_id))
 
-    def _on_finished(self, event: jobs.Finished) -> None:
+    def _on_finished(self, event: events.Finished) -> None:
         self.creating.discard(event.item_id)  # a create that failed or was lost
         self._finished(self.graph[event.item_id], event.record, event.transient)
 
@@ -387,7 +387,7 @@ class Runner:
             heapq.heappush(self.later, (due, next(self.seq), item.id))
         return True
 
-    def _on_fatal(self, event: jobs.Fatal) -> None:
+    def _on_fatal(self, event: events.Fatal) -> None:
         raise event.error
 
     # Settling -------------------------------------------------------------------------
@@ -431,15 +431,15 @@ def _new_record(item: Item) -> Record:
     )
 
 
-_HANDLERS: dict[type, Callable[[Runner, jobs.Event], None]] = {
-    jobs.JobEnded: Runner._on_job_ended,  # type: ignore[dict-item]
-    jobs.Submitted: Runner._on_submitted,  # type: ignore[dict-item]
-    jobs.StillRunning: Runner._on_still_running,  # type: ignore[dict-item]
-    jobs.PollFailed: Runner._on_poll_failed,  # type: ignore[dict-item]
-    jobs.TaskEnded: Runner._on_task_ended,  # type: ignore[dict-item]
-    jobs.Deferred: Runner._on_deferred,  # type: ignore[dict-item]
-    jobs.Finished: Runner._on_finished,  # type: ignore[dict-item]
-    jobs.Fatal: Runner._on_fatal,  # type: ignore[dict-item]
+_HANDLERS: dict[type, Callable[[Runner, events.Event], None]] = {
+    events.JobEnded: Runner._on_job_ended,  # type: ignore[dict-item]
+    events.Submitted: Runner._on_submitted,  # type: ignore[dict-item]
+    events.StillRunning: Runner._on_still_running,  # type: ignore[dict-item]
+    events.PollFailed: Runner._on_poll_failed,  # type: ignore[dict-item]
+    events.TaskEnded: Runner._on_task_ended,  # type: ignore[dict-item]
+    events.Deferred: Runner._on_deferred,  # type: ignore[dict-item]
+    events.Finished: Runner._on_finished,  # type: ignore[dict-item]
+    events.Fatal: Runner._on_fatal,  # type: ignore[dict-item]
 }
 
 

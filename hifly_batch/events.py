@@ -1,0 +1,60 @@
+"""What the worker jobs tell the runner's loop: one event per thing that happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hifly_batch.state import Record
+
+
+@dataclass(frozen=True)
+class Event:
+    item_id: str
+
+
+@dataclass(frozen=True)
+class Submitted(Event):
+    record: Record
+
+
+@dataclass(frozen=True)
+class StillRunning(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class TaskEnded(Event):
+    """The remote task finished (either way): its generating slot is free."""
+
+
+@dataclass(frozen=True)
+class Finished(Event):
+    """The item reached a final status for this run (done, failed, uncertain)."""
+
+    record: Record
+    transient: bool = False  # a failure that another attempt may mend
+
+
+@dataclass(frozen=True)
+class Deferred(Event):
+    """Not submitted: the service asked to wait (1001/1015) or credits ran out (1002)."""
+
+    code: int
+    record: Record
+
+
+@dataclass(frozen=True)
+class PollFailed(Event):
+    error: str
+
+
+@dataclass(frozen=True)
+class Fatal(Event):
+    """A job hit an error that ends the run (bad token, a bug)."""
+
+    error: BaseException
+
+
+@dataclass(frozen=True)
+class JobEnded(Event):
+    """The last event of every job."""
