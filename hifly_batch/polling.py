@@ -96,11 +96,6 @@ class PollPlanner:
             learned.target += step * (1 - self.miss_rate)
         learned.target = min(learned.ceiling, max(MIN_GAP, learned.target))
 
-    def expected_duration(self, kind: str) -> float | None:
-        """The learned first-poll target, for progress estimates; None before any finish."""
-        learned = self._kinds.get(kind)
-        return learned.target if learned else None
-
     def _bounded(self, seconds: float) -> float:
         return min(self.poll_max, max(self.poll_interval, seconds))
 
