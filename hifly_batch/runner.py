@@ -16,7 +16,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from hifly_batch.plan import Action, Plan
 from hifly_batch.polling import PollPlanner
 from hifly_batch.requests_out import CREATE_KINDS
 from hifly_batch.state import Record, StateStore, Status
+from hifly_batch.workers import WorkerPool
 
 BACKOFF_START = 1.0  # seconds before an item refused with 1001/1015 is sent again
 BACKOFF_MAX = 30.0
@@ -136,9 +136,9 @@ class Runner:
 
     def run(self) -> Outcome:
         """Carry the plan out; returns when nothing more can happen, or on Ctrl-C."""
-        # Creates are limited to `concurrency`; a few more threads poll and download.
-        workers = self.settings.concurrency + 4
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="hifly-http")
+        # At most one thread per creation task under way (for its download), and a few
+        # for polls and creates; the pool starts small and grows only if calls are slow.
+        self.pool = WorkerPool(self.settings.concurrency + 4)
         outputs = OutputFolder(self.settings.output_dir)
         outputs.remove_leftovers()
         self.ctx = jobs.JobContext(
@@ -158,7 +158,7 @@ class Runner:
             self._drain_creates()
         finally:
             self.stopping.set()
-            self.pool.shutdown(wait=not interrupted, cancel_futures=True)
+            self.pool.shutdown(wait=not interrupted)
         return Outcome(self.counts.as_dict(), interrupted, self.out_of_credits)
 
     def _loop(self) -> None:
@@ -184,10 +184,11 @@ class Runner:
         )
 
     def _wait(self) -> float | None:
-        dues = [q[0][0] for q in (self.polls, self.later) if q]
-        if not dues:
-            return None
-        return max(0.0, min(dues) - self.clock())
+        now = self.clock()
+        waits = [q[0][0] - now for q in (self.polls, self.later) if q]
+        if (tend := self.pool.tend()) is not None:
+            waits.append(tend)
+        return max(0.0, min(waits)) if waits else None
 
     def _drain_creates(self) -> None:
         """Ctrl-C: send nothing new, but let creates already sent record their task ids."""

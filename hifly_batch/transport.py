@@ -338,7 +338,7 @@ class ApiSession(requests.Session):
         adapter = self.get_adapter(prepared.url or url)
         resp = adapter.send(prepared, timeout=timeout, stream=stream, **settings)
         if not stream:
-            resp.content  # read the body now and return the connection to the pool
+            _ = resp.content  # read the body now, which returns the connection to the pool
         return resp
 
     def _prepare(
@@ -359,7 +359,7 @@ class ApiSession(requests.Session):
             prepared.url = url
         else:
             prepared.prepare_url(url, None)
-        prepared.headers = CaseInsensitiveDict({**self.headers, **(headers or {})})
+        prepared.headers = CaseInsensitiveDict({**self.headers, **(headers or {})})  # type: ignore[arg-type]
         prepared.prepare_body(data, None, json)
         prepared.prepare_hooks({})
         return prepared

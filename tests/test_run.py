@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections import Counter
@@ -308,3 +309,22 @@ def test_a_timed_out_task_is_checked_on_rerun_not_paid_again(tmp_path: Path) -> 
         assert after["avatar/create_by_video"] == made["avatar/create_by_video"] == 1
         assert after["voice/create"] == made["voice/create"] == 1
         assert after["video/create_by_tts"] == 3 and statuses(campaign) == {"done": 7}
+
+
+def test_slow_answers_grow_the_worker_pool_and_quick_ones_do_not(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    quick = Campaign(tmp_path / "quick", rows=12, concurrency=6).write()
+    result = run(quick, sandbox, "-v")
+    assert result.code == 0, result.stderr
+    assert "HTTP workers in all" not in result.stderr  # one thread kept up
+
+    sandbox.set_faults(Faults(slow=1.0, slow_seconds=0.2))
+    slow = Campaign(tmp_path / "slow", rows=6, concurrency=6).write()
+    result = run(slow, sandbox, "-v")
+    sandbox.set_faults(Faults())
+    assert result.code == 0, result.stderr
+    grown = [int(n) for n in re.findall(r"(\d+) HTTP workers in all", result.stderr)]
+    assert grown and max(grown) > 1
+    assert max(grown) <= 6 + 4  # concurrency + 4 at most
+    assert statuses(slow) == {"done": 10}
