@@ -7,8 +7,8 @@ credential, and output URLs point at a CDN on another host.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-import secrets
 from pathlib import Path
 
 import requests
@@ -17,6 +17,7 @@ from hifly_batch.errors import HiflyBatchError, redact_url
 from hifly_batch.transport import Delivery, Transport, TransportError, classify, describe
 
 CHUNK = 256 * 1024
+_parts = itertools.count()
 
 
 class UrlExpiredError(HiflyBatchError):
@@ -68,7 +69,6 @@ def download(transport: Transport, url: str, dest: Path) -> int:
     no fsync: after a power cut the runner finds a short file by its recorded
     size and downloads it again.)
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
     return transport.retrying(lambda: _download_once(transport, url, dest))
 
 
@@ -80,7 +80,8 @@ def _download_once(transport: Transport, url: str, dest: Path) -> int:
         if resp.status_code != 200:
             delivery = Delivery.SERVER_ERROR if resp.status_code >= 500 else Delivery.UNANSWERED
             raise TransportError("download", delivery, f"HTTP {resp.status_code}")
-        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
+        # Unique within the process; one process at a time holds a state's lock.
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{next(_parts)}.part")
         try:
             size = _write(resp, tmp)
             _check_length(resp, size)
@@ -93,7 +94,12 @@ def _download_once(transport: Transport, url: str, dest: Path) -> int:
 
 def _write(resp: requests.Response, tmp: Path) -> int:
     size = 0
-    with tmp.open("wb") as fh:
+    try:
+        fh = tmp.open("wb")
+    except FileNotFoundError:  # the folder is made on first need, not checked every time
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        fh = tmp.open("wb")
+    with fh:
         try:
             for chunk in resp.iter_content(CHUNK):
                 fh.write(chunk)
