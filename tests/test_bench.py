@@ -1,0 +1,38 @@
+"""The runner benchmarks still run and print every figure (small sizes; no verdict checked)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parent / "bench" / "bench_run.py"
+
+
+@pytest.mark.parametrize(
+    ("args", "figures"),
+    [
+        (
+            ["throughput", "--items", "40"],
+            ["items per second", "API calls per item", "runner CPU per item", "file system"],
+        ),
+        (["makespan", "--items", "10"], ["floor max(longest, sum/C)", "ratio", "API calls"]),
+    ],
+    ids=["throughput", "makespan"],
+)
+def test_runner_benchmark_prints_its_figures(
+    args: list[str], figures: list[str], tmp_path: Path
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), *args, "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "(exit 0)" in proc.stdout
+    for figure in figures:
+        assert figure in proc.stdout
+    assert "verdict:" in proc.stdout
