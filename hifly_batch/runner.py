@@ -2,9 +2,10 @@
 
 One loop thread owns every decision: which items are ready, how many
 creation tasks may be generating, when each task is polled. Workers
-(``jobs.py``) do the HTTP calls and state writes and post events back. No
-thread sleeps per task: polls sit in one heap ordered by due time, and the
-loop waits on the event queue until the next one is due.
+(``jobs.py``, on the threads of ``workers.py``, which grow only while calls
+are slow) do the HTTP calls and state writes and post events back. No thread
+sleeps per task: polls sit in one heap ordered by due time, and the loop waits
+on the event queue until the next one is due, or until the pool needs tending.
 """
 
 from __future__ import annotations
