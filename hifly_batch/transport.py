@@ -304,8 +304,8 @@ class ApiSession(requests.Session):
     documentation describes for prepared requests), built directly: a URL made
     only of characters allowed in a URI is sent as it is (the pool still checks
     it), and only other URLs go through requests' parsing and requoting. The
-    environment's proxy and CA settings are read once per host; no cookies are
-    sent. Calls that must not follow redirects go straight to the mounted
+    environment's proxy and CA settings are read once per host; the session's
+    cookies are not sent. Calls that must not follow redirects go straight to the mounted
     adapter. requests' general-purpose preparation was about a quarter of the
     CPU of each call, and a long run makes tens of thousands of calls.
     ``trust_env`` is off so that ~/.netrc never replaces our Bearer header or
@@ -360,6 +360,7 @@ class ApiSession(requests.Session):
         else:
             prepared.prepare_url(url, None)
         prepared.headers = CaseInsensitiveDict({**self.headers, **(headers or {})})  # type: ignore[arg-type]
+        prepared.prepare_cookies(None)  # an empty jar: none sent, a redirect may add some
         prepared.prepare_body(data, None, json)
         prepared.prepare_hooks({})
         return prepared
