@@ -362,6 +362,7 @@ class ApiSession(requests.Session):
         prepared.headers = CaseInsensitiveDict({**self.headers, **(headers or {})})  # type: ignore[arg-type]
         prepared.prepare_cookies(None)  # an empty jar: none sent, a redirect may add some
         prepared.prepare_body(data, None, json)
+        prepared.prepare_auth(None)  # user:password in a URL, as requests would
         prepared.prepare_hooks({})
         return prepared
 

@@ -208,3 +208,10 @@ def test_a_download_follows_the_cdn_redirect(tmp_path: Path) -> None:
     with stub_server(respond) as (url, _):
         assert HiflyClient("t", url).download(f"{url}/v.mp4", tmp_path / "v.mp4") == 11
     assert (tmp_path / "v.mp4").read_bytes() == b"video bytes"
+
+
+def test_credentials_in_a_download_url_are_sent_as_basic_auth(tmp_path: Path) -> None:
+    with stub_server(lambda seen: Reply(body=b"ok")) as (url, seen):
+        authority = url.split("//", 1)[1]
+        HiflyClient("t", url).download(f"http://u:p@{authority}/v.mp4", tmp_path / "v.mp4")
+    assert seen[0].headers["Authorization"] == "Basic dTpw"
