@@ -93,6 +93,8 @@ def guarded(job: Callable[..., None]) -> Callable[..., None]:
 @guarded
 def submit(ctx: JobContext, item: Item, record: Record, deps: Mapping[str, Record]) -> None:
     """Do an item's first step: an upload, a lookup, or a create request."""
+    if ctx.stopping.is_set():  # queued before an interrupt: send nothing new
+        return
     if item.kind in _NO_TASK:
         _finish_without_task(ctx, item, record)
         return

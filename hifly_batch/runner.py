@@ -296,6 +296,7 @@ class Runner:
 
     def _on_job_ended(self, event: events.JobEnded) -> None:
         self.jobs_out -= 1
+        self.creating.discard(event.item_id)  # also a create never sent (interrupted)
 
     def _on_submitted(self, event: events.Submitted) -> None:
         self.creating.discard(event.item_id)

@@ -1,13 +1,20 @@
-"""Pure helpers of the worker jobs."""
+"""The worker jobs: pure helpers, and a job against the sandbox."""
 
 from __future__ import annotations
 
 import json
+import threading
+from pathlib import Path
 
 import pytest
 
-from hifly_batch.jobs import output_path, with_work_exists, work_exists
-from hifly_batch.state import Record, Status
+from hifly_batch.client import HiflyClient
+from hifly_batch.events import Event, JobEnded
+from hifly_batch.graph import Graph, Item, ItemKind
+from hifly_batch.jobs import JobContext, output_path, submit, with_work_exists, work_exists
+from hifly_batch.outputs import OutputFolder
+from hifly_batch.sandbox import Sandbox
+from hifly_batch.state import Record, StateStore, Status
 
 
 def test_the_work_exists_mark_sets_and_clears_keeping_other_details() -> None:
@@ -41,8 +48,6 @@ def test_the_work_exists_mark_sets_and_clears_keeping_other_details() -> None:
     ],
 )
 def test_a_default_audio_output_takes_the_urls_extension(url: str, expected: str) -> None:
-    from hifly_batch.graph import Item, ItemKind
-
     item = Item(
         "audios.greeting",
         "audios",
@@ -54,3 +59,35 @@ def test_a_default_audio_output_takes_the_urls_extension(url: str, expected: str
         output_default=True,
     )
     assert output_path(item, url) == expected
+
+
+def test_a_submit_queued_before_an_interrupt_sends_nothing(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    item = Item(
+        "videos.v",
+        "videos",
+        "v",
+        ItemKind.VIDEO_BY_TTS,
+        {"avatar": "a1", "voice": "v1", "text": "你好"},
+        "f",
+        output="videos/v.mp4",
+    )
+    record = Record(item.id, item.section, item.kind.value)
+    delivered: list[Event] = []
+    stopping = threading.Event()
+    stopping.set()
+    with StateStore(tmp_path / "state.db") as store:
+        store.put(record)
+        ctx = JobContext(
+            Graph((item,), {item.id: item}),
+            HiflyClient(sandbox.token, sandbox.base_url),
+            store,
+            OutputFolder(tmp_path / "out"),
+            delivered.extend,
+            stopping,
+        )
+        submit(ctx, item, record, {})
+        assert store.get(item.id) == record  # not even marked as submitting
+    assert delivered == [JobEnded(item.id)]
+    assert sum(sandbox.counters().creates.values()) == 0
