@@ -13,8 +13,8 @@ import pytest
 from hifly_batch.apispec import Endpoint
 from hifly_batch.client import HiflyClient
 from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
+from hifly_batch.session import USER_AGENT
 from hifly_batch.transport import (
-    USER_AGENT,
     Delivery,
     HttpStatusError,
     RetryPolicy,
@@ -178,16 +178,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_query_parameters_and_unusual_urls_are_encoded(tmp_path: Path) -> None:
-    ok = json.dumps({"code": 0, "status": 1, "request_id": "r"}).encode()
-    with stub_server(lambda seen: Reply(body=ok)) as (url, seen):
-        client = HiflyClient("t", url)
-        client.video_task("任务 1&x=2")  # a query value needing escapes
-        client.download(f"{url}/files/视频 1.mp4?Expires=1&Signature=a%2Fb", tmp_path / "v.mp4")
-    assert seen[0].path == f"{Endpoint.VIDEO_TASK.value}?task_id=%E4%BB%BB%E5%8A%A1+1%26x%3D2"
-    assert seen[1].path == "/files/%E8%A7%86%E9%A2%91%201.mp4?Expires=1&Signature=a%2Fb"
-
-
 def test_an_api_call_answered_with_a_redirect_is_not_followed() -> None:
     def respond(seen: Seen) -> Reply:
         if seen.path == "/elsewhere":
@@ -197,21 +187,3 @@ def test_an_api_call_answered_with_a_redirect_is_not_followed() -> None:
     with stub_server(respond) as (url, seen), pytest.raises(HttpStatusError):
         HiflyClient("t", url).create_video_by_tts(avatar="a", voice="v", text="你好")
     assert [(s.method, s.path) for s in seen] == [("POST", Endpoint.VIDEO_CREATE_BY_TTS.value)]
-
-
-def test_a_download_follows_the_cdn_redirect(tmp_path: Path) -> None:
-    def respond(seen: Seen) -> Reply:
-        if seen.path == "/real.mp4":
-            return Reply(body=b"video bytes")
-        return Reply(status=302, headers={"Location": "/real.mp4"})
-
-    with stub_server(respond) as (url, _):
-        assert HiflyClient("t", url).download(f"{url}/v.mp4", tmp_path / "v.mp4") == 11
-    assert (tmp_path / "v.mp4").read_bytes() == b"video bytes"
-
-
-def test_credentials_in_a_download_url_are_sent_as_basic_auth(tmp_path: Path) -> None:
-    with stub_server(lambda seen: Reply(body=b"ok")) as (url, seen):
-        authority = url.split("//", 1)[1]
-        HiflyClient("t", url).download(f"http://u:p@{authority}/v.mp4", tmp_path / "v.mp4")
-    assert seen[0].headers["Authorization"] == "Basic dTpw"
