@@ -19,13 +19,13 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from hifly_batch.client import HiflyClient
-from hifly_batch.plan import Plan, make_plan
-from hifly_batch.report import report_status
-from hifly_batch.runner import Outcome, Runner, RunSettings
+from hifly_batch.api.client import HiflyClient
+from hifly_batch.core.planning import Plan, make_plan
+from hifly_batch.reports.csv_report import report_status
+from hifly_batch.runner.scheduler import Outcome, Runner, RunSettings
+from hifly_batch.runner.state import StateStore, prior_states, run_lock
+from hifly_batch.runner.workspace import Workspace, open_workspace
 from hifly_batch.sandbox import Sandbox
-from hifly_batch.state import StateStore, prior_states, run_lock
-from hifly_batch.workspace import Workspace, open_workspace
 
 REPO = Path(__file__).resolve().parent.parent
 

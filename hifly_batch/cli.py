@@ -20,7 +20,17 @@ from hifly_batch.errors import ExitStatus, HiflyBatchError
 from hifly_batch.manifest.diagnostics import ManifestInvalid
 
 # Order of appearance in --help.
-COMMANDS = ("init", "validate", "plan", "run", "status", "report", "voices", "credit", "sandbox")
+COMMANDS = (
+    "init",
+    "validate",
+    "plan",
+    "run",
+    "status",
+    "report",
+    "voices",
+    "credit",
+    "sandbox_serve",
+)
 
 
 def global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:

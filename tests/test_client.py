@@ -9,11 +9,11 @@ from typing import TypeVar
 
 import pytest
 
+from hifly_batch.api.client import HiflyClient, Task
+from hifly_batch.api.transport import ApiError, AuthError
 from hifly_batch.apispec import TaskStatus
-from hifly_batch.client import HiflyClient, Task
 from hifly_batch.sandbox import Sandbox, SandboxConfig
 from hifly_batch.sandbox.media import make_mp4, make_wav
-from hifly_batch.transport import ApiError, AuthError
 from tests.conftest import SECRET_TOKEN
 
 T = TypeVar("T", bound=Task)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hifly_batch.client import HiflyClient
+from hifly_batch.api.client import HiflyClient
 from hifly_batch.sandbox import Sandbox
 from tests.campaigns import cli
 

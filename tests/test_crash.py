@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from hifly_batch.report import COLUMNS
+from hifly_batch.reports.csv_report import COLUMNS
+from hifly_batch.runner.state import Record, Status
 from hifly_batch.sandbox import Sandbox, SandboxConfig
 from hifly_batch.sandbox.faults import RequestKind
 from hifly_batch.sandbox.routes import classify
 from hifly_batch.sandbox.server import Handler
-from hifly_batch.state import Record, Status
 from tests.campaigns import (
     Campaign,
     cli,

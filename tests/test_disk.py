@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from hifly_batch.runner.state import Status
 from hifly_batch.sandbox import Sandbox
-from hifly_batch.state import Status
 from tests.campaigns import Campaign, Result, cli, creates, read_state, temporary_files
 
 # About 100 kB per video: more than the tmpfs below holds.

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hifly_batch.fingerprint import Ref, canonical_json, item_fingerprint
-from hifly_batch.graph import build_graph
+from hifly_batch.core.fingerprint import Ref, canonical_json, item_fingerprint
+from hifly_batch.core.graph import build_graph
 from hifly_batch.manifest.loader import load_campaign
 from tests.manifest_helpers import REPO, campaign
 
@@ -95,7 +95,8 @@ def test_output_path_is_not_part_of_the_fingerprint(tmp_path: Path) -> None:
 
 def test_stable_across_processes() -> None:
     code = (
-        "import json, sys; from pathlib import Path; from hifly_batch.graph import build_graph;"
+        "import json, sys; from pathlib import Path;"
+        "from hifly_batch.core.graph import build_graph;"
         "from hifly_batch.manifest.loader import load_campaign;"
         "g = build_graph(load_campaign(Path(sys.argv[1])));"
         "print(json.dumps({i.id: i.fingerprint for i in g}))"

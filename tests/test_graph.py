@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hifly_batch.graph import ItemKind, Ref, build_graph
+from hifly_batch.core.graph import ItemKind, Ref, build_graph
 from hifly_batch.manifest.diagnostics import ManifestInvalid
 from hifly_batch.manifest.loader import load_campaign
 from tests.manifest_helpers import REPO, campaign

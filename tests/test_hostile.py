@@ -31,9 +31,9 @@ import pytest
 
 from hifly_batch import cli as cli_main
 from hifly_batch.manifest.templates import TemplateFault, compile_template
-from hifly_batch.report import FORMULA_STARTS
+from hifly_batch.reports.csv_report import FORMULA_STARTS
+from hifly_batch.runner.state import Status
 from hifly_batch.sandbox import Sandbox
-from hifly_batch.state import Status
 from tests.campaigns import Campaign, creates, read_state
 from tests.campaigns import cli as run_cli
 from tests.manifest_helpers import campaign, run

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from hifly_batch.client import HiflyClient
-from hifly_batch.events import Event, JobEnded
-from hifly_batch.graph import Graph, Item, ItemKind
-from hifly_batch.jobs import JobContext, output_path, submit, with_work_exists, work_exists
-from hifly_batch.outputs import OutputFolder
+from hifly_batch.api.client import HiflyClient
+from hifly_batch.core.graph import Graph, Item, ItemKind
+from hifly_batch.runner.events import Event, JobEnded
+from hifly_batch.runner.jobs import JobContext, output_path, submit, with_work_exists, work_exists
+from hifly_batch.runner.outputs import OutputFolder
+from hifly_batch.runner.state import Record, StateStore, Status
 from hifly_batch.sandbox import Sandbox
-from hifly_batch.state import Record, StateStore, Status
 
 
 def test_the_work_exists_mark_sets_and_clears_keeping_other_details() -> None:

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hifly_batch.graph import build_graph
+from hifly_batch.core.graph import build_graph
 from hifly_batch.manifest.diagnostics import ManifestInvalid
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.manifest.yamlload import load_yaml

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hifly_batch.outputs import OutputFolder, OutputOutside
+from hifly_batch.runner.outputs import OutputFolder, OutputOutside
 
 
 def test_destination_makes_its_folder(tmp_path: Path) -> None:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from hifly_batch.graph import Graph, build_graph
+from hifly_batch.core.graph import Graph, build_graph
+from hifly_batch.core.lifecycle import Status
+from hifly_batch.core.planning import Action, PriorState, make_plan
 from hifly_batch.manifest.loader import load_campaign
-from hifly_batch.plan import Action, PriorState, make_plan
-from hifly_batch.status import Status
 from tests.manifest_helpers import campaign
 
 VIDEO = "videos.welcome[c2]"

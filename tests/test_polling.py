@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from hifly_batch.polling import PollPlanner
+from hifly_batch.runner.polling import PollPlanner
 
 
 def test_unknown_kind_polls_at_poll_interval_then_grows_to_poll_max() -> None:

@@ -10,9 +10,9 @@ import sys
 import termios
 from pathlib import Path
 
-from hifly_batch.progress import summary_table
+from hifly_batch.reports.progress import summary_table
+from hifly_batch.runner.state import Record, Status
 from hifly_batch.sandbox import Sandbox
-from hifly_batch.state import Record, Status
 from tests.campaigns import Campaign, cli
 
 

@@ -278,7 +278,7 @@ def test_a_rehearsal_keeps_its_own_state(tmp_path: Path) -> None:
 
 def test_a_state_file_serves_one_api(tmp_path: Path) -> None:
     from hifly_batch.commands.run import RunOptions, api_kind
-    from hifly_batch.state import StateError, StateStore
+    from hifly_batch.runner.state import StateError, StateStore
 
     assert api_kind(RunOptions(sandbox=True), {}) == "sandbox"
     assert api_kind(RunOptions(base_url="http://127.0.0.1:8800"), {}) == "sandbox"

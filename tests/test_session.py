@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hifly_batch.api.client import HiflyClient
 from hifly_batch.apispec import Endpoint
-from hifly_batch.client import HiflyClient
 from tests.httpstub import Reply, Seen, stub_server
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from hifly_batch.runner.state import Record, Status
 from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
 from hifly_batch.sandbox.faults import decide_task
-from hifly_batch.state import Record, Status
 from tests.campaigns import Campaign, Result, cli, creates, read_state, report_rows
 from tests.conftest import SECRET_TOKEN
 

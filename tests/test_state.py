@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hifly_batch.state import (
+from hifly_batch.runner.state import (
     Record,
     StateError,
     StateLocked,
@@ -61,7 +61,7 @@ def test_a_second_process_is_refused_with_a_clear_message(tmp_path: Path) -> Non
     holder = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from hifly_batch.state import run_lock
+        from hifly_batch.runner.state import run_lock
         with run_lock(Path({str(state)!r})):
             print("locked", flush=True)
             time.sleep(30)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from hifly_batch.api.client import HiflyClient
+from hifly_batch.api.transfer import UrlExpiredError
+from hifly_batch.api.transport import RetryPolicy, TransportError
 from hifly_batch.apispec import TaskStatus
-from hifly_batch.client import HiflyClient
 from hifly_batch.sandbox import Faults, Sandbox
-from hifly_batch.transfer import UrlExpiredError
-from hifly_batch.transport import RetryPolicy, TransportError
 from tests.httpstub import Reply, stub_server
 
 QUICK = RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0)
@@ -104,7 +104,7 @@ def test_downloads_and_uploads_carry_no_token(tmp_path: Path) -> None:
         client = HiflyClient("tok-secret", url)
         client.download(url + "/v.mp4?Expires=1", tmp_path / "v.mp4")
         (tmp_path / "a.wav").write_bytes(b"RIFF")
-        from hifly_batch.transfer import put_file
+        from hifly_batch.api.transfer import put_file
 
         put_file(client.transport, url + "/upload/f1?sig=1", "audio/wav", tmp_path / "a.wav")
     assert [s.method for s in seen] == ["GET", "PUT"]

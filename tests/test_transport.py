@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hifly_batch.apispec import Endpoint
-from hifly_batch.client import HiflyClient
-from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
-from hifly_batch.session import USER_AGENT
-from hifly_batch.transport import (
+from hifly_batch.api.client import HiflyClient
+from hifly_batch.api.session import USER_AGENT
+from hifly_batch.api.transport import (
     Delivery,
     HttpStatusError,
     RetryPolicy,
@@ -22,6 +20,8 @@ from hifly_batch.transport import (
     TransportError,
     redacted_headers,
 )
+from hifly_batch.apispec import Endpoint
+from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
 from tests.conftest import FAST, SECRET_TOKEN
 from tests.httpstub import Reply, Seen, stub_server
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from hifly_batch.workers import WorkerPool
+from hifly_batch.runner.workers import WorkerPool
 
 
 class Clock:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hifly_batch import console
-from hifly_batch.connect import ACCOUNT_SANDBOX_DIR, api_client
+from hifly_batch.api.connect import ACCOUNT_SANDBOX_DIR, api_client
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

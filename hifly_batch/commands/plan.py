@@ -10,12 +10,12 @@ from typing import Any
 
 from hifly_batch import console
 from hifly_batch.commands.validate import report_invalid
+from hifly_batch.core.graph import Item
+from hifly_batch.core.planning import Action, Plan, PriorState, Step, make_plan
 from hifly_batch.errors import ExitStatus
-from hifly_batch.graph import Item
 from hifly_batch.manifest.diagnostics import ManifestInvalid
-from hifly_batch.plan import Action, Plan, PriorState, Step, make_plan
-from hifly_batch.state import StateStore, prior_states
-from hifly_batch.workspace import open_workspace
+from hifly_batch.runner.state import StateStore, prior_states
+from hifly_batch.runner.workspace import open_workspace
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from hifly_batch import console
 from hifly_batch.commands.run import report_records
-from hifly_batch.state import StateStore
-from hifly_batch.workspace import open_workspace
+from hifly_batch.runner.state import StateStore
+from hifly_batch.runner.workspace import open_workspace
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

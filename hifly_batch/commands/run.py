@@ -10,15 +10,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from hifly_batch import console
+from hifly_batch.api.connect import api_client, base_url_from
 from hifly_batch.commands.plan import plan as show_plan
-from hifly_batch.connect import api_client, base_url_from
+from hifly_batch.core.graph import Graph
+from hifly_batch.core.planning import Action, Plan, make_plan
 from hifly_batch.errors import ExitStatus, UsageError
-from hifly_batch.graph import Graph
-from hifly_batch.plan import Action, Plan, make_plan
-from hifly_batch.progress import ProgressBar, summary_table
-from hifly_batch.runner import Outcome, Runner, RunSettings, expand_scope
-from hifly_batch.state import Record, StateStore, Status, prior_states, run_lock
-from hifly_batch.workspace import Workspace, open_workspace
+from hifly_batch.reports.progress import ProgressBar, summary_table
+from hifly_batch.runner.scheduler import Outcome, Runner, RunSettings, expand_scope
+from hifly_batch.runner.state import Record, StateStore, Status, prior_states, run_lock
+from hifly_batch.runner.workspace import Workspace, open_workspace
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

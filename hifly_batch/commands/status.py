@@ -10,10 +10,10 @@ from pathlib import Path
 
 from hifly_batch import console
 from hifly_batch.commands.run import report_records
-from hifly_batch.progress import summary_table
-from hifly_batch.report import report_status
-from hifly_batch.state import Record, StateStore
-from hifly_batch.workspace import open_workspace
+from hifly_batch.reports.csv_report import report_status
+from hifly_batch.reports.progress import summary_table
+from hifly_batch.runner.state import Record, StateStore
+from hifly_batch.runner.workspace import open_workspace
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hifly_batch import console
+from hifly_batch.core.graph import Graph, build_graph
 from hifly_batch.errors import ExitStatus
-from hifly_batch.graph import Graph, build_graph
 from hifly_batch.manifest.diagnostics import ManifestInvalid
 from hifly_batch.manifest.loader import load_campaign
 

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hifly_batch import console
-from hifly_batch.client import Voice
-from hifly_batch.connect import ACCOUNT_SANDBOX_DIR, api_client
+from hifly_batch.api.client import Voice
+from hifly_batch.api.connect import ACCOUNT_SANDBOX_DIR, api_client
 
 COLUMNS = ("voice", "type", "title", "rate", "volume", "pitch")
 

@@ -24,9 +24,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from hifly_batch.graph import build_graph  # noqa: E402
+from hifly_batch.core.graph import build_graph  # noqa: E402
+from hifly_batch.core.planning import make_plan  # noqa: E402
 from hifly_batch.manifest.loader import load_campaign  # noqa: E402
-from hifly_batch.plan import make_plan  # noqa: E402
 
 MANIFEST = """\
 version: 1

@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hifly_batch.client import HiflyClient
+from hifly_batch.api.client import HiflyClient
 from hifly_batch.sandbox import Sandbox
 from hifly_batch.sandbox.media import make_mp4
 

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from hifly_batch.client import HiflyClient
+from hifly_batch.api.client import HiflyClient
 
 TARGET_ONE_CONNECTION = 300.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hifly_batch.state import Record
+from hifly_batch.runner.state import Record
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hifly_batch import report, review
-from hifly_batch.graph import Graph, build_graph
+from hifly_batch.core.graph import Graph, build_graph
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.manifest.model import Manifest
-from hifly_batch.state import Record
+from hifly_batch.reports import csv_report, review_page
+from hifly_batch.runner.state import Record
 
 STATE_FOLDER = ".hifly"
 
@@ -33,9 +33,9 @@ class Workspace:
     def write_reports(self, records: list[Record], path: Path | None = None) -> tuple[Path, Path]:
         """report.csv (at ``path``, default in output_dir) and report.html beside it."""
         csv_path = path or self.report_path
-        report.write(records, csv_path)
-        page = review.review_path(csv_path)
-        review.write(
+        csv_report.write(records, csv_path)
+        page = review_page.review_path(csv_path)
+        review_page.write(
             records, self.graph.by_id, page, output_dir=self.output_dir, title=self.manifest.name
         )
         return csv_path, page

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 
 from tqdm import tqdm
 
-from hifly_batch.report import report_status
-from hifly_batch.state import Record
+from hifly_batch.reports.csv_report import report_status
+from hifly_batch.runner.state import Record
 
 
 class ProgressBar:

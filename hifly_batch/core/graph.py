@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from hifly_batch.apispec import VOICE_TYPE_CLONE_V2, Endpoint
-from hifly_batch.fingerprint import (
+from hifly_batch.core.fingerprint import (
     Ref,
     combined,
     field_digests,

@@ -25,9 +25,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from hifly_batch.core.lifecycle import Status
+from hifly_batch.core.planning import PriorState
 from hifly_batch.errors import ConfigError, HiflyBatchError
-from hifly_batch.plan import PriorState
-from hifly_batch.status import Status
 
 FORMAT_VERSION = 1
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from hifly_batch.api.session import ApiSession, new_session
 from hifly_batch.apispec import (
     CREATE_ENDPOINTS,
     ERROR_CODES,
@@ -27,7 +28,6 @@ from hifly_batch.apispec import (
     describe_code,
 )
 from hifly_batch.errors import ExitStatus, HiflyBatchError
-from hifly_batch.session import ApiSession, new_session
 
 log = logging.getLogger("hifly_batch.http")
 

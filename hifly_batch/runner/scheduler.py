@@ -20,17 +20,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hifly_batch import events, jobs
+from hifly_batch.api.client import HiflyClient
 from hifly_batch.apispec import INSUFFICIENT_CREDITS
-from hifly_batch.client import HiflyClient
-from hifly_batch.graph import Graph, Item
+from hifly_batch.core.graph import Graph, Item
+from hifly_batch.core.planning import Action, Plan
 from hifly_batch.manifest.model import Settings
-from hifly_batch.outputs import OutputFolder
-from hifly_batch.plan import Action, Plan
-from hifly_batch.polling import PollPlanner
-from hifly_batch.requests_out import CREATE_KINDS
-from hifly_batch.state import Record, StateStore, Status
-from hifly_batch.workers import WorkerPool
+from hifly_batch.runner import events, jobs
+from hifly_batch.runner.creates import CREATE_KINDS
+from hifly_batch.runner.outputs import OutputFolder
+from hifly_batch.runner.polling import PollPlanner
+from hifly_batch.runner.state import Record, StateStore, Status
+from hifly_batch.runner.workers import WorkerPool
 
 BACKOFF_START = 1.0  # seconds before an item refused with 1001/1015 is sent again
 BACKOFF_MAX = 30.0

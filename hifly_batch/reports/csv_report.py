@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hifly_batch.state import Record, Status
+from hifly_batch.runner.state import Record, Status
 
 COLUMNS = (
     "item", "kind", "section", "key", "status", "task_id", "resource_id", "output",

@@ -12,8 +12,8 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hifly_batch.graph import Graph, Item, Ref
-from hifly_batch.status import Status
+from hifly_batch.core.graph import Graph, Item, Ref
+from hifly_batch.core.lifecycle import Status
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class PriorState:
     """What an earlier run left for one item.
 
     ``settings`` (a voice's last applied rate/volume/pitch) and ``field_digests``
-    (:meth:`~hifly_batch.graph.Graph.field_digests` when the item was made)
+    (:meth:`~hifly_batch.core.graph.Graph.field_digests` when the item was made)
     are optional: with them the plan says exactly what changed.
     """
 

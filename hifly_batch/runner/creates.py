@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hifly_batch.client import HiflyClient
-from hifly_batch.fingerprint import Ref
-from hifly_batch.graph import ItemKind
+from hifly_batch.api.client import HiflyClient
+from hifly_batch.core.fingerprint import Ref
+from hifly_batch.core.graph import ItemKind
 
 # The keyword arguments of each client create method; everything else in a
 # request is passed through as ``extra``.

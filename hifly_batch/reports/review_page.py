@@ -18,9 +18,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import quote
 
-from hifly_batch.graph import Item, ItemKind
-from hifly_batch.report import report_status
-from hifly_batch.state import Record
+from hifly_batch.core.graph import Item, ItemKind
+from hifly_batch.reports.csv_report import report_status
+from hifly_batch.runner.state import Record
 
 STATUSES = ("done", "failed", "uncertain", "blocked", "pending", "skipped")
 # Works first: they are what a reviewer came for; the inputs follow.

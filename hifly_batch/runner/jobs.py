@@ -17,10 +17,14 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from hifly_batch.api.client import HiflyClient, Task, WorkTask
+from hifly_batch.api.transfer import UrlExpiredError
+from hifly_batch.api.transport import ApiError, AuthError, SubmissionUncertain, TransportError
 from hifly_batch.apispec import BACK_PRESSURE_CODES, INSUFFICIENT_CREDITS, TaskStatus
-from hifly_batch.client import HiflyClient, Task, WorkTask
+from hifly_batch.core.graph import Graph, Item, ItemKind
 from hifly_batch.errors import HiflyBatchError
-from hifly_batch.events import (
+from hifly_batch.runner.creates import resolve, send_create
+from hifly_batch.runner.events import (
     Deferred,
     Event,
     Fatal,
@@ -31,12 +35,8 @@ from hifly_batch.events import (
     Submitted,
     TaskEnded,
 )
-from hifly_batch.graph import Graph, Item, ItemKind
-from hifly_batch.outputs import OutputFolder
-from hifly_batch.requests_out import resolve, send_create
-from hifly_batch.state import Record, StateStore, Status
-from hifly_batch.transfer import UrlExpiredError
-from hifly_batch.transport import ApiError, AuthError, SubmissionUncertain, TransportError
+from hifly_batch.runner.outputs import OutputFolder
+from hifly_batch.runner.state import Record, StateStore, Status
 
 DOWNLOAD_REFRESHES = 3  # fresh URLs asked for when a download link has expired
 WORK_EXISTS = "work_exists"  # a details key: see work_exists()

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hifly_batch.api.transfer import download, put_file
+from hifly_batch.api.transport import JSONDict, Transport
 from hifly_batch.apispec import (
     DEFAULT_BASE_URL,
     VIDEO_URL_FIELD,
@@ -23,8 +25,6 @@ from hifly_batch.apispec import (
     Endpoint,
     TaskStatus,
 )
-from hifly_batch.transfer import download, put_file
-from hifly_batch.transport import JSONDict, Transport
 
 Extra = Mapping[str, Any] | None
 

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 
-log = logging.getLogger("hifly_batch.workers")
+log = logging.getLogger("hifly_batch.runner.workers")
 
 PATIENCE = 0.02  # seconds queued work may wait on busy threads before more are started
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from hifly_batch.api.client import HiflyClient
 from hifly_batch.apispec import DEFAULT_BASE_URL
-from hifly_batch.client import HiflyClient
 from hifly_batch.errors import ConfigError, MissingTokenError
 
 TOKEN_VARIABLE = "HIFLY_TOKEN"

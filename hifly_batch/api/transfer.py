@@ -13,8 +13,8 @@ from pathlib import Path
 
 import requests
 
+from hifly_batch.api.transport import Delivery, Transport, TransportError, classify, describe
 from hifly_batch.errors import HiflyBatchError, redact_url
-from hifly_batch.transport import Delivery, Transport, TransportError, classify, describe
 
 CHUNK = 256 * 1024
 _parts = itertools.count()

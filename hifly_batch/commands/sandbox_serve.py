@@ -12,7 +12,7 @@ from types import FrameType
 from typing import Any
 
 from hifly_batch import console
-from hifly_batch.connect import ACCOUNT_SANDBOX_DIR, BASE_URL_VARIABLE, TOKEN_VARIABLE
+from hifly_batch.api.connect import ACCOUNT_SANDBOX_DIR, BASE_URL_VARIABLE, TOKEN_VARIABLE
 from hifly_batch.errors import UsageError
 
 

@@ -1,0 +1,1 @@
+"""The run: scheduler, jobs, worker pool, polling, state store and outputs."""
