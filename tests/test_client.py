@@ -10,7 +10,7 @@ from typing import TypeVar
 import pytest
 
 from hifly_batch.api.client import HiflyClient, Task
-from hifly_batch.api.transport import ApiError, AuthError
+from hifly_batch.api.errors import ApiError, AuthError
 from hifly_batch.apispec import TaskStatus
 from hifly_batch.sandbox import Sandbox, SandboxConfig
 from hifly_batch.sandbox.media import make_mp4, make_wav

@@ -10,7 +10,7 @@ from hifly_batch import apispec
 from hifly_batch.apispec import Endpoint, TaskStatus
 from hifly_batch.sandbox.rules import (
     INPUTS,
-    ApiError,
+    BusinessError,
     check_media,
     has_html_tag,
     normalize_extension,
@@ -63,7 +63,7 @@ VOICE = {"title": "t", "voice_type": 8, "file_id": "f"}
     ],
 )
 def test_bad_bodies_are_code_11(endpoint: Endpoint, body: dict[str, Any], why: str) -> None:
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(BusinessError) as caught:
         validate(endpoint, body)
     assert caught.value.code == apispec.BAD_PARAMETER, why
     assert caught.value.message.startswith("参数不正确: ")
@@ -82,7 +82,7 @@ def test_bad_bodies_are_code_11(endpoint: Endpoint, body: dict[str, Any], why: s
     ],
 )
 def test_bad_queries_are_code_11(endpoint: Endpoint, query: dict[str, str]) -> None:
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(BusinessError) as caught:
         validate(endpoint, query, from_query=True)
     assert caught.value.code == apispec.BAD_PARAMETER
 
@@ -109,7 +109,7 @@ def test_title_counts_characters(body: dict[str, Any], ok: bool) -> None:
     if ok:
         validate(E.AVATAR_CREATE_BY_VIDEO, body)
     else:
-        with pytest.raises(ApiError):
+        with pytest.raises(BusinessError):
             validate(E.AVATAR_CREATE_BY_VIDEO, body)
 
 
@@ -181,7 +181,7 @@ def test_media_limits(
     if code is None:
         check_media(role, ext, size, seconds)
         return
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(BusinessError) as caught:
         check_media(role, ext, size, seconds)
     assert caught.value.code == code
 

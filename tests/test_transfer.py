@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from hifly_batch.api.client import HiflyClient
-from hifly_batch.api.transfer import UrlExpiredError
-from hifly_batch.api.transport import RetryPolicy, TransportError
+from hifly_batch.api.errors import TransportError, UrlExpiredError
+from hifly_batch.api.transport import RetryPolicy
 from hifly_batch.apispec import TaskStatus
 from hifly_batch.sandbox import Faults, Sandbox
 from tests.httpstub import Reply, stub_server

@@ -11,15 +11,14 @@ from pathlib import Path
 import pytest
 
 from hifly_batch.api.client import HiflyClient
-from hifly_batch.api.session import USER_AGENT
-from hifly_batch.api.transport import (
+from hifly_batch.api.errors import (
     Delivery,
     HttpStatusError,
-    RetryPolicy,
     SubmissionUncertain,
     TransportError,
-    redacted_headers,
 )
+from hifly_batch.api.session import USER_AGENT
+from hifly_batch.api.transport import RetryPolicy, redacted_headers
 from hifly_batch.apispec import Endpoint
 from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
 from tests.conftest import FAST, SECRET_TOKEN

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hifly_batch.api.errors import Delivery, SubmissionUncertain
 from hifly_batch.api.transfer import download, put_file
 from hifly_batch.api.transport import JSONDict, Transport
 from hifly_batch.apispec import (
@@ -64,7 +65,9 @@ class WorkTask(Task):
 
 
 @dataclass(frozen=True)
-class Voice:
+class ListedVoice:
+    """One entry of voice/list: a voice id with its title and current settings."""
+
     voice: str
     type: int
     title: str
@@ -153,17 +156,17 @@ class HiflyClient:
         kind: int = VOICE_LIST_KIND_OWN,
         page: int = 1,
         size: int = VOICE_LIST_DEFAULT_SIZE,
-    ) -> list[Voice]:
+    ) -> list[ListedVoice]:
         """One page of voices: kind 1 your own clones, kind 2 the public ones."""
         answer = self.transport.call(
             Endpoint.VOICE_LIST, params={"page": page, "size": size, "kind": kind}
         )
         return [_voice(v) for v in _voice_rows(answer) if isinstance(v, Mapping)]
 
-    def all_voices(self, *, public: bool = False, size: int = 100) -> list[Voice]:
+    def all_voices(self, *, public: bool = False, size: int = 100) -> list[ListedVoice]:
         """Every voice of a kind, page after page."""
         kind = VOICE_LIST_KIND_PUBLIC if public else VOICE_LIST_KIND_OWN
-        voices: list[Voice] = []
+        voices: list[ListedVoice] = []
         for page in range(1, 10_000):
             batch = self.list_voices(kind=kind, page=page, size=size)
             voices.extend(batch)
@@ -258,7 +261,10 @@ class HiflyClient:
         answer = self.transport.call(endpoint, body=body)
         task_id = _str(answer.get("task_id"))
         if not task_id:
-            raise ValueError(f"{endpoint.short}: the answer carries no task_id")
+            # Answered, yet nothing says whether work was made: as with a lost answer.
+            raise SubmissionUncertain(
+                endpoint.short, Delivery.UNANSWERED, "no task_id in the answer"
+            )
         return task_id
 
     def _task(self, endpoint: Endpoint, task_id: str) -> JSONDict:
@@ -308,8 +314,8 @@ def _voice_rows(answer: JSONDict) -> list[Any]:
     return []
 
 
-def _voice(row: Mapping[str, Any]) -> Voice:
-    return Voice(
+def _voice(row: Mapping[str, Any]) -> ListedVoice:
+    return ListedVoice(
         voice=_str(row.get("voice")),
         type=_optional_int(row.get("type")) or 0,
         title=_str(row.get("title")),

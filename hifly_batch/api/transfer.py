@@ -13,26 +13,11 @@ from pathlib import Path
 
 import requests
 
-from hifly_batch.api.transport import Delivery, Transport, TransportError, classify, describe
-from hifly_batch.errors import HiflyBatchError, redact_url
+from hifly_batch.api.errors import Delivery, TransferError, TransportError, UrlExpiredError
+from hifly_batch.api.transport import Transport, classify, describe
 
 CHUNK = 256 * 1024
 _parts = itertools.count()
-
-
-class UrlExpiredError(HiflyBatchError):
-    """A signed URL was refused (HTTP 403/404/410): it expired or is no longer valid.
-
-    For an output, query the task again: the answer carries a fresh URL.
-    """
-
-    def __init__(self, url: str, status: int) -> None:
-        self.status = status
-        super().__init__(f"{redact_url(url)}: HTTP {status}: the link expired or is invalid")
-
-
-class TransferError(HiflyBatchError):
-    """A transfer failed for a reason that retrying will not mend."""
 
 
 def put_file(transport: Transport, upload_url: str, content_type: str, path: Path) -> None:

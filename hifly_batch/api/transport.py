@@ -8,7 +8,6 @@ is therefore classified by ``Delivery``.
 
 from __future__ import annotations
 
-import enum
 import logging
 import random
 import time
@@ -19,100 +18,25 @@ from typing import Any, TypeVar
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from hifly_batch.api.errors import (
+    ApiError,
+    AuthError,
+    Delivery,
+    HttpStatusError,
+    SubmissionUncertain,
+    TransportError,
+)
 from hifly_batch.api.session import ApiSession, new_session
 from hifly_batch.apispec import (
     CREATE_ENDPOINTS,
-    ERROR_CODES,
     INVALID_TOKEN,
     Endpoint,
-    describe_code,
 )
-from hifly_batch.errors import ExitStatus, HiflyBatchError
 
 log = logging.getLogger("hifly_batch.http")
 
 JSONDict = dict[str, Any]
 T = TypeVar("T")
-
-
-class Delivery(enum.Enum):
-    """How far a failed request got."""
-
-    NOT_SENT = "not sent"  # connection refused, DNS, connect timeout: safe to resend
-    UNANSWERED = "sent, no answer"  # read timeout, reset after send, unreadable answer
-    SERVER_ERROR = "answered with a server error"  # HTTP 5xx or 429: nothing was done
-
-
-class ApiError(HiflyBatchError):
-    """The service answered with a non-zero business ``code``."""
-
-    def __init__(
-        self, code: int, endpoint: Endpoint, request_id: str = "", server_message: str = ""
-    ) -> None:
-        self.code = code
-        self.endpoint = endpoint
-        self.request_id = request_id
-        self.server_message = server_message
-        super().__init__(self._render())
-
-    @property
-    def meaning(self) -> str:
-        """The documented meaning in English."""
-        return ERROR_CODES.get(self.code, ("undocumented error code", ""))[0]
-
-    @property
-    def meaning_zh(self) -> str:
-        """The documented meaning as the API document writes it."""
-        return ERROR_CODES.get(self.code, ("", "未记载的错误码"))[1]
-
-    def _render(self) -> str:
-        text = f"{self.endpoint.short}: error {describe_code(self.code)}"
-        if self.server_message and self.server_message != self.meaning_zh:
-            text += f": {self.server_message}"
-        if self.request_id:
-            text += f" [request_id {self.request_id}]"
-        return text
-
-
-class AuthError(ApiError):
-    """HTTP 401 or code 2003: the token was refused."""
-
-    exit_status = ExitStatus.AUTH_OR_CONFIG
-
-    def _render(self) -> str:
-        return (
-            f"{self.endpoint.short}: the API refused the token (HTTP 401 / code 2003): "
-            "check the HIFLY_TOKEN environment variable"
-        )
-
-
-class HttpStatusError(HiflyBatchError):
-    """An HTTP status the API does not use for business errors (e.g. 404 from a wrong base URL)."""
-
-    def __init__(self, endpoint: Endpoint, status: int, url: str) -> None:
-        self.endpoint = endpoint
-        self.status = status
-        super().__init__(
-            f"{endpoint.short}: HTTP {status} from {url}: is --base-url / HIFLY_BASE_URL right?"
-        )
-
-
-class TransportError(HiflyBatchError):
-    """The request failed below the API: no usable answer arrived."""
-
-    def __init__(self, what: str, delivery: Delivery, detail: str) -> None:
-        self.what = what
-        self.delivery = delivery
-        self.detail = detail
-        super().__init__(f"{what}: {delivery.value}: {detail}")
-
-
-class SubmissionUncertain(TransportError):
-    """A create request may have reached the server but its answer was lost.
-
-    The API has no idempotency key and no task listing, so nobody can tell
-    whether the work was made: sending it again may pay twice.
-    """
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hifly_batch import console
-from hifly_batch.api.client import Voice
+from hifly_batch.api.client import ListedVoice
 from hifly_batch.api.connect import ACCOUNT_SANDBOX_DIR, api_client
 
 COLUMNS = ("voice", "type", "title", "rate", "volume", "pitch")
@@ -61,7 +61,7 @@ def voices(
     return 0
 
 
-def format_table(found: list[Voice]) -> str:
+def format_table(found: list[ListedVoice]) -> str:
     """A plain text table, one voice a line."""
     rows = [list(COLUMNS), *([str(getattr(v, c)) for c in COLUMNS] for v in found)]
     widths = [max(_width(row[i]) for row in rows) for i in range(len(COLUMNS))]

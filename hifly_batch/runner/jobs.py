@@ -18,12 +18,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hifly_batch.api.client import HiflyClient, Task, WorkTask
-from hifly_batch.api.transfer import UrlExpiredError
-from hifly_batch.api.transport import ApiError, AuthError, SubmissionUncertain, TransportError
+from hifly_batch.api.errors import (
+    ApiError,
+    AuthError,
+    ClientError,
+    SubmissionUncertain,
+    TransportError,
+    UrlExpiredError,
+)
 from hifly_batch.apispec import BACK_PRESSURE_CODES, INSUFFICIENT_CREDITS, TaskStatus
 from hifly_batch.core.graph import Graph, Item, ItemKind
-from hifly_batch.errors import HiflyBatchError
 from hifly_batch.runner.creates import resolve, send_create
+from hifly_batch.runner.errors import ItemError, NoSuchPublicVoice, OutputUnavailable
 from hifly_batch.runner.events import (
     Deferred,
     Event,
@@ -100,7 +106,7 @@ def submit(ctx: JobContext, item: Item, record: Record, deps: Mapping[str, Recor
         return
     try:
         request = resolve(item.request, lambda name, dep: _value_of(ctx, name, deps[dep]))
-    except (TransportError, ApiError, UrlExpiredError) as exc:
+    except ClientError as exc:
         ctx.post(Finished(item.id, _fail(ctx, record, exc), transient=True))
         return
     record = ctx.store.update(
@@ -142,6 +148,9 @@ def _create(ctx: JobContext, item: Item, record: Record, request: dict[str, Any]
     except TransportError as exc:  # provably not created: not sent, or answered 5xx
         ctx.post(Finished(item.id, _fail(ctx, record, exc), transient=True))
         return
+    except ClientError as exc:
+        ctx.post(Finished(item.id, _fail(ctx, record, exc)))
+        return
     ctx.post(Submitted(item.id, ctx.store.update(record, status=Status.RUNNING, task_id=task_id)))
 
 
@@ -152,7 +161,7 @@ def _value_of(ctx: JobContext, name: str, dep: Record) -> tuple[str, Any]:
     assert dep.task_id is not None
     try:
         url = ctx.client.video_task(dep.task_id).url
-    except (ApiError, TransportError):
+    except ClientError:
         url = ""
     if url:
         return name, url
@@ -180,7 +189,7 @@ def _finish_without_task(ctx: JobContext, item: Item, record: Record) -> None:
         resource = _resource_without_task(ctx, item)
         if item.settings:
             _edit(ctx, resource, item.settings)
-    except (ApiError, TransportError, UrlExpiredError, LookupError) as exc:
+    except (ClientError, ItemError) as exc:
         transient = isinstance(exc, TransportError)
         ctx.post(Finished(item.id, _fail(ctx, record, exc), transient=transient))
         return
@@ -203,7 +212,7 @@ def _public_voice(ctx: JobContext, title: str) -> str:
             ctx.public_voices = {v.title: v.voice for v in ctx.client.all_voices(public=True)}
     if title not in ctx.public_voices:
         known = ", ".join(sorted(ctx.public_voices)[:10])
-        raise LookupError(f"no public voice is titled {title!r} (some that are: {known})")
+        raise NoSuchPublicVoice(f"no public voice is titled {title!r} (some that are: {known})")
     return ctx.public_voices[title]
 
 
@@ -216,7 +225,7 @@ def edit_voice(ctx: JobContext, item: Item, record: Record) -> None:
     assert item.settings is not None and record.resource_id is not None
     try:
         _edit(ctx, record.resource_id, item.settings)
-    except (ApiError, TransportError) as exc:
+    except ClientError as exc:
         transient = isinstance(exc, TransportError)
         ctx.post(Finished(item.id, _fail(ctx, record, exc), transient=transient))
         return
@@ -240,8 +249,11 @@ def poll(ctx: JobContext, item: Item, record: Record) -> None:
     assert record.task_id is not None
     try:
         task = _query(ctx.client, item.kind, record.task_id)
-    except (TransportError, ApiError) as exc:
-        if isinstance(exc, ApiError) and exc.code not in BACK_PRESSURE_CODES:
+    except ClientError as exc:
+        if (
+            not isinstance(exc, TransportError)
+            and getattr(exc, "code", None) not in BACK_PRESSURE_CODES
+        ):
             ctx.post(TaskEnded(item.id))
             ctx.post(Finished(item.id, _fail(ctx, record, exc)))
         else:
@@ -282,7 +294,7 @@ def _finish_task(ctx: JobContext, item: Item, record: Record, task: Task) -> Non
             resource, saved = getattr(task, "avatar", "") or getattr(task, "voice", ""), {}
             if item.settings:
                 _edit(ctx, resource, item.settings)
-    except (ApiError, TransportError, UrlExpiredError, OSError, HiflyBatchError) as exc:
+    except (ClientError, ItemError, OSError) as exc:
         failed = _fail(ctx, record, exc, work_exists=True)
         ctx.post(Finished(item.id, failed, transient=True))
         return
@@ -296,9 +308,9 @@ def refetch(ctx: JobContext, item: Item, record: Record) -> None:
     try:
         task = ctx.client.video_task(record.task_id)
         if task.status is not TaskStatus.DONE:
-            raise LookupError(f"task {record.task_id} no longer answers with an output")
+            raise OutputUnavailable(f"task {record.task_id} no longer answers with an output")
         saved = _save_output(ctx, item, record, task)
-    except (ApiError, TransportError, UrlExpiredError, OSError, LookupError) as exc:
+    except (ClientError, ItemError, OSError) as exc:
         message = f"output missing and could not be downloaded again: {exc}"
         failed = ctx.store.update(record, status=Status.FAILED, error_message=message)
         ctx.post(Finished(item.id, failed))

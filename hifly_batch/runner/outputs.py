@@ -5,11 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hifly_batch.errors import HiflyBatchError
-
-
-class OutputOutside(HiflyBatchError):
-    """An output path, or a link on its way, leads out of the output folder."""
+from hifly_batch.runner.errors import OutputOutside
 
 
 class OutputFolder:

@@ -27,7 +27,7 @@ from typing import Any
 
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import PriorState
-from hifly_batch.errors import ConfigError, HiflyBatchError
+from hifly_batch.runner.errors import StateError
 
 FORMAT_VERSION = 1
 
@@ -63,12 +63,6 @@ CREATE TABLE IF NOT EXISTS items (
     item TEXT PRIMARY KEY, {", ".join(c + " ANY" for c in _COLUMNS[1:])}
 ) STRICT, WITHOUT ROWID;
 """
-
-
-class StateError(HiflyBatchError):
-    """The state file cannot be used; the message names it and says what to do."""
-
-    exit_status = ConfigError.exit_status
 
 
 class StateLocked(StateError):

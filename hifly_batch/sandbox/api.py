@@ -22,7 +22,7 @@ from hifly_batch.sandbox.records import CreateOutcome, FileRow, TaskRow
 from hifly_batch.sandbox.rules import (
     DEFAULT_TITLE,
     INPUTS,
-    ApiError,
+    BusinessError,
     bad,
     normalize_extension,
     validate,
@@ -80,7 +80,7 @@ class Api:
         self._secret = world.secret()
 
     def handle(self, endpoint: Endpoint, raw: dict[str, Any], faults: RequestFaults) -> ApiResult:
-        """Answer one request (ApiError for a business error)."""
+        """Answer one request (BusinessError for a business error)."""
         values = validate(endpoint, raw, from_query=endpoint.method == "GET")
         if endpoint in QUERY_SOURCES:
             return self._query(endpoint, values, faults)
@@ -101,7 +101,7 @@ class Api:
     ) -> ApiResult:
         task = self.world.task(values["task_id"])
         if task is None or task.endpoint not in QUERY_SOURCES[endpoint]:
-            raise ApiError(apispec.NOT_FOUND, f"任务 {values['task_id']} 不存在")
+            raise BusinessError(apispec.NOT_FOUND, f"任务 {values['task_id']} 不存在")
         done = self.views.status(task) is TaskStatus.DONE
         expired = faults.expired_url and done and endpoint is not Endpoint.AVATAR_TASK
         answer = self.views.query_answer(endpoint, task, expired_url=expired)
@@ -146,7 +146,7 @@ class Api:
             raise bad("file_extension 不能为空")
         content_type = apispec.UPLOAD_CONTENT_TYPES.get(ext)
         if content_type is None:
-            raise ApiError(apispec.FILE_TYPE_NOT_SUPPORTED, f"不支持 {ext} 文件")
+            raise BusinessError(apispec.FILE_TYPE_NOT_SUPPORTED, f"不支持 {ext} 文件")
         file_id, stored = f"file_{secrets.token_hex(12)}", f"up_{secrets.token_hex(12)}.{ext}"
         row = FileRow(file_id, "upload", ext, content_type, False, None, stored)
         now = self.clock()
@@ -168,7 +168,7 @@ class Api:
     def _own_voice(self, voice: str) -> None:
         found = self.world.voice(voice)
         if found is None or not self._done(found[1]):
-            raise ApiError(apispec.NOT_FOUND, f"声音 {voice} 不存在")
+            raise BusinessError(apispec.NOT_FOUND, f"声音 {voice} 不存在")
 
     def _check_refs(self, values: dict[str, Any]) -> None:
         voice = values.get("voice")
@@ -176,7 +176,7 @@ class Api:
             self._own_voice(voice)
         avatar = values.get("avatar")
         if avatar is not None and not self._done(self.world.avatar_task(avatar)):
-            raise ApiError(apispec.NOT_FOUND, f"数字人 {avatar} 不存在")
+            raise BusinessError(apispec.NOT_FOUND, f"数字人 {avatar} 不存在")
 
     # -- creates -----------------------------------------------------------
 
@@ -195,9 +195,13 @@ class Api:
             now=task.created_at,
         )
         if outcome is CreateOutcome.TOO_MANY_GENERATING:
-            raise ApiError(apispec.TOO_MANY_GENERATING, f"最多 {self.config.max_generating} 个")
+            raise BusinessError(
+                apispec.TOO_MANY_GENERATING, f"最多 {self.config.max_generating} 个"
+            )
         if outcome is CreateOutcome.NO_CREDITS:
-            raise ApiError(apispec.INSUFFICIENT_CREDITS, f"需要 {self.config.credit_cost} 积分")
+            raise BusinessError(
+                apispec.INSUFFICIENT_CREDITS, f"需要 {self.config.credit_cost} 积分"
+            )
         if self.on_created is not None:
             self.on_created(task)
         return ApiResult(

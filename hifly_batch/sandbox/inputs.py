@@ -17,7 +17,7 @@ from hifly_batch import apispec
 from hifly_batch.sandbox import signing
 from hifly_batch.sandbox.media import read_duration
 from hifly_batch.sandbox.records import FileRow
-from hifly_batch.sandbox.rules import ApiError, InputRole, check_media, url_extension
+from hifly_batch.sandbox.rules import BusinessError, InputRole, check_media, url_extension
 from hifly_batch.sandbox.world import World
 
 FILES_PREFIX = "/files/"
@@ -44,20 +44,20 @@ class InputContext:
 
 
 def find_file(ctx: InputContext, params: dict[str, Any]) -> FileRow | None:
-    """The uploaded file named by ``file_id``; ApiError 14 when unknown. None for URLs."""
+    """The uploaded file named by ``file_id``; BusinessError 14 when unknown. None for URLs."""
     file_id = params.get("file_id")
     if file_id is None:
         return None
     row = ctx.world.file(file_id)
     if row is None or row.kind != "upload":
-        raise ApiError(apispec.NOT_FOUND, f"file_id {file_id} 不存在")
+        raise BusinessError(apispec.NOT_FOUND, f"file_id {file_id} 不存在")
     return row
 
 
 def resolve(
     ctx: InputContext, role: InputRole, params: dict[str, Any], file: FileRow | None
 ) -> Input:
-    """Check the input against the role's limits and describe it (ApiError on refusal)."""
+    """Check the input against the role's limits and describe it (BusinessError on refusal)."""
     if file is not None:
         return _from_file(ctx, role, file)
     url = params[role.url_field]
@@ -78,7 +78,7 @@ def _from_file(ctx: InputContext, role: InputRole, file: FileRow) -> Input:
 
 def _from_own_url(ctx: InputContext, role: InputRole, path: str, query: str) -> Input:
     name = path[len(FILES_PREFIX) :]
-    fetch_failed = ApiError(role.fetch_code, "无法下载该地址 (签名无效或已过期)")
+    fetch_failed = BusinessError(role.fetch_code, "无法下载该地址 (签名无效或已过期)")
     if not signing.verify(ctx.secret, "GET", path, query, ctx.now):
         raise fetch_failed
     file = ctx.world.file_by_name(name)

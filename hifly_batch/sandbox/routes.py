@@ -23,7 +23,7 @@ from hifly_batch.sandbox import signing
 from hifly_batch.sandbox.api import Api
 from hifly_batch.sandbox.config import Faults
 from hifly_batch.sandbox.faults import RequestFaults, RequestKind, decide_request
-from hifly_batch.sandbox.rules import ApiError, bad
+from hifly_batch.sandbox.rules import BusinessError, bad
 from hifly_batch.sandbox.server import BodyTooLarge, Handler
 from hifly_batch.sandbox.world import World
 
@@ -166,7 +166,7 @@ class App:
             return 405, _answer({}, 405, "Method Not Allowed")
         try:
             result = self.api.handle(route.endpoint, self._params(http, query, body), faults)
-        except ApiError as exc:
+        except BusinessError as exc:
             return 200, _answer({}, exc.code, exc.message)
         for name in result.faults:
             self._count_fault(name)

@@ -1,7 +1,7 @@
 """Pure request checks, per endpoint, as the API document states them.
 
 ``validate`` turns the raw JSON body (or query string) of a request into a
-dict of typed values with defaults filled in, or raises ApiError with code 11.
+dict of typed values with defaults filled in, or raises BusinessError with code 11.
 Media checks (file type, size, duration) and task timing are pure too.
 """
 
@@ -22,7 +22,7 @@ _HTML_TAG = re.compile(r"</?[A-Za-z][^>]*>")
 _INT_TEXT = re.compile(r"[+-]?\d+")
 
 
-class ApiError(Exception):
+class BusinessError(Exception):
     """A business error: answered with HTTP 200 and this code."""
 
     def __init__(self, code: int, detail: str = "") -> None:
@@ -37,9 +37,9 @@ class ApiError(Exception):
         return f"{zh}: {self.detail}" if self.detail else zh
 
 
-def bad(detail: str) -> ApiError:
+def bad(detail: str) -> BusinessError:
     """Code 11 with a detail."""
-    return ApiError(apispec.BAD_PARAMETER, detail)
+    return BusinessError(apispec.BAD_PARAMETER, detail)
 
 
 Check = Callable[[str, Any], None]
@@ -263,13 +263,13 @@ def url_extension(url: str) -> str:
 def check_media(role: InputRole, ext: str, size: int | None, seconds: float | None) -> None:
     """Raise 2012/2011/2013 when a file does not fit the input; unknown size/length pass."""
     if ext not in role.extensions:
-        raise ApiError(apispec.FILE_TYPE_NOT_SUPPORTED, f"不支持 {ext or '无后缀'} 文件")
+        raise BusinessError(apispec.FILE_TYPE_NOT_SUPPORTED, f"不支持 {ext or '无后缀'} 文件")
     if role.max_bytes is not None and size is not None and size > role.max_bytes:
-        raise ApiError(apispec.FILE_TOO_LARGE, f"文件 {size} 字节,上限 {role.max_bytes} 字节")
+        raise BusinessError(apispec.FILE_TOO_LARGE, f"文件 {size} 字节,上限 {role.max_bytes} 字节")
     if role.seconds is not None and seconds is not None:
         low, high = role.seconds
         if not low <= seconds <= high:
-            raise ApiError(
+            raise BusinessError(
                 apispec.AUDIO_FETCH_FAILED, f"时长 {seconds:.1f} 秒,须在 {low:g}~{high:g} 秒之间"
             )
 
