@@ -7,9 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hifly_batch import console
-from hifly_batch.commands.run import report_records
-from hifly_batch.runner.state import StateStore
-from hifly_batch.runner.workspace import open_workspace
+from hifly_batch.campaign import Campaign
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -44,10 +42,8 @@ def write_report(
     sandbox: bool = False,
 ) -> int:
     """Write the report; prints where."""
-    workspace = open_workspace(manifest, state, sandbox=sandbox)
-    with StateStore(workspace.state_path, readonly=True) as store:
-        records = report_records(workspace.graph, store.records())
-    path, page = workspace.write_reports(records, output)
+    campaign = Campaign.load(manifest, state=state, sandbox=sandbox)
+    path, page = campaign.write_reports(path=output)
     console.out(str(path))
     console.out(str(page))
     return 0

@@ -9,11 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hifly_batch import console
-from hifly_batch.commands.run import report_records
+from hifly_batch.campaign import Campaign
 from hifly_batch.reports.csv_report import report_status
 from hifly_batch.reports.progress import summary_table
-from hifly_batch.runner.state import Record, StateStore
-from hifly_batch.runner.workspace import open_workspace
+from hifly_batch.runner.state import Record
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -41,9 +40,7 @@ def status(
     manifest: Path, *, state: str | None = None, as_json: bool = False, sandbox: bool = False
 ) -> int:
     """Print the items' states; 0 whatever they are (the state was readable)."""
-    workspace = open_workspace(manifest, state, sandbox=sandbox)
-    with StateStore(workspace.state_path, readonly=True) as store:
-        records = report_records(workspace.graph, store.records())
+    records = Campaign.load(manifest, state=state, sandbox=sandbox).records()
     if as_json:
         console.out(json.dumps([_as_json(r) for r in records], ensure_ascii=False, indent=2))
     else:

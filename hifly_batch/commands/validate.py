@@ -42,7 +42,7 @@ def validate(manifests: list[Path]) -> int:
         try:
             graph = load_graph(path)
         except ManifestInvalid as exc:
-            report_invalid(exc, path)
+            console.err(exc.render(path))
             status = ExitStatus.INVALID
             continue
         console.out(f"{path}: valid ({summary(graph)})")
@@ -52,14 +52,6 @@ def validate(manifests: list[Path]) -> int:
 def load_graph(path: Path) -> Graph:
     """The manifest's item graph; :class:`ManifestInvalid` carrying every fault otherwise."""
     return build_graph(load_campaign(path))
-
-
-def report_invalid(exc: ManifestInvalid, path: Path) -> None:
-    """Each diagnostic on its own stderr line, then the count."""
-    for diagnostic in exc.diagnostics:
-        console.err(str(diagnostic))
-    count = len(exc.diagnostics)
-    console.err(f"{path}: {count} error{'s' if count != 1 else ''}")
 
 
 def summary(graph: Graph) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from hifly_batch.errors import ExitStatus, HiflyBatchError
 
@@ -69,11 +70,12 @@ class ManifestInvalid(HiflyBatchError):
         self.diagnostics = tuple(sorted(set(diagnostics)))
         super().__init__(self.render())
 
-    def render(self) -> str:
-        """All diagnostics, one per line, then a count."""
+    def render(self, manifest: Path | None = None) -> str:
+        """All diagnostics, one per line, then a count (``MANIFEST: N errors`` when given)."""
         lines = [str(d) for d in self.diagnostics]
         count = len(self.diagnostics)
-        lines.append(f"{count} error{'s' if count != 1 else ''} found")
+        errors = f"{count} error{'s' if count != 1 else ''}"
+        lines.append(f"{manifest}: {errors}" if manifest else f"{errors} found")
         return "\n".join(lines)
 
 

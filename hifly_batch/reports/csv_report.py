@@ -9,11 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hifly_batch.runner.state import Record, Status
+from hifly_batch.core.graph import Graph
+from hifly_batch.runner.state import Record, Status, new_record
 
 COLUMNS = (
     "item", "kind", "section", "key", "status", "task_id", "resource_id", "output",
@@ -33,6 +35,19 @@ REPORT_STATUS = {
     Status.SKIPPED: "skipped",
 }
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def report_records(
+    graph: Graph, records: Mapping[str, Record], scope: set[str] | None = None
+) -> list[Record]:
+    """One record per graph item, in graph order; what a run's scope left out is ``skipped``."""
+    rows = []
+    for item in graph:
+        record = records.get(item.id) or new_record(item)
+        if scope is not None and item.id not in scope and record.status is Status.PENDING:
+            record = replace(record, status=Status.SKIPPED)
+        rows.append(record)
+    return rows
 
 
 def report_status(status: Status) -> str:

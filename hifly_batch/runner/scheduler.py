@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from hifly_batch.runner import events, jobs
 from hifly_batch.runner.creates import CREATE_KINDS
 from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.polling import PollPlanner
-from hifly_batch.runner.state import Record, StateStore, Status
+from hifly_batch.runner.state import Record, StateStore, Status, new_record
 from hifly_batch.runner.workers import WorkerPool
 
 BACKOFF_START = 1.0  # seconds before an item refused with 1001/1015 is sent again
@@ -210,7 +210,7 @@ class Runner:
             item = step.item
             if self.scope is not None and item.id not in self.scope:
                 continue
-            record = self.records.get(item.id) or _new_record(item)
+            record = self.records.get(item.id) or new_record(item)
             if item.id not in self.records:
                 fresh.append(record)
             self.records[item.id] = record
@@ -424,16 +424,6 @@ class Runner:
         self.on_progress(self.counts.as_dict(), self.total)
 
 
-def _new_record(item: Item) -> Record:
-    return Record(
-        item=item.id,
-        section=item.section,
-        kind=item.kind.value,
-        key=item.key,
-        fingerprint=item.fingerprint,
-    )
-
-
 _HANDLERS: dict[type, Callable[[Runner, events.Event], None]] = {
     events.JobEnded: Runner._on_job_ended,  # type: ignore[dict-item]
     events.Submitted: Runner._on_submitted,  # type: ignore[dict-item]
@@ -444,15 +434,3 @@ _HANDLERS: dict[type, Callable[[Runner, events.Event], None]] = {
     events.Finished: Runner._on_finished,  # type: ignore[dict-item]
     events.Fatal: Runner._on_fatal,  # type: ignore[dict-item]
 }
-
-
-def expand_scope(graph: Graph, selected: Iterable[str]) -> set[str]:
-    """The selected items and everything they need."""
-    scope: set[str] = set()
-    stack = list(selected)
-    while stack:
-        item_id = stack.pop()
-        if item_id not in scope:
-            scope.add(item_id)
-            stack.extend(graph[item_id].deps)
-    return scope

@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from hifly_batch.core.graph import Item
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import PriorState
 from hifly_batch.runner.errors import StateError
@@ -54,6 +55,17 @@ class Record:
     started_at: float | None = None
     finished_at: float | None = None
     details: str | None = None  # JSON: what was applied (voice settings, field digests)
+
+
+def new_record(item: Item) -> Record:
+    """The record of an item nothing has happened to yet."""
+    return Record(
+        item=item.id,
+        section=item.section,
+        kind=item.kind.value,
+        key=item.key,
+        fingerprint=item.fingerprint,
+    )
 
 
 _COLUMNS = tuple(f.name for f in fields(Record))
@@ -137,6 +149,22 @@ class StateStore:
             self._db.executemany(
                 f"INSERT OR REPLACE INTO items ({', '.join(_COLUMNS)}) VALUES ({marks})", rows
             )
+
+    def settle_interrupted(self) -> dict[str, Record]:
+        """Mark items a dead run left ``submitting`` as ``uncertain``; returns every record.
+
+        Their create request was sent and its answer never recorded: the work
+        may exist, so they are not sent again unless the user says so.
+        """
+        message = "the run stopped after sending the create request and before recording its answer"
+        records = self.records()
+        changed = {
+            item: replace(r, status=Status.UNCERTAIN, error_message=message)
+            for item, r in records.items()
+            if r.status is Status.SUBMITTING
+        }
+        self.put_many(changed.values())
+        return {**records, **changed}
 
     def update(self, record: Record, **changes: Any) -> Record:
         """Write ``record`` with ``changes`` applied; returns the new record."""
