@@ -13,7 +13,7 @@ from hifly_batch.core.graph import ItemKind
 from hifly_batch.runner.creates import CREATE_KINDS
 from hifly_batch.runner.state import Record, StateStore
 from hifly_batch.sandbox import Sandbox
-from hifly_batch.sandbox.media import make_mp4, make_wav
+from hifly_batch.sandbox.media_maker import make_mp4, make_wav
 from tests.conftest import SECRET_TOKEN
 
 TEMPLATE = "{{ row.name }}您好，感谢您选择{{ vars.brand }}。您所在的城市是{{ row.city }}。"

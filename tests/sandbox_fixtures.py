@@ -13,7 +13,7 @@ import requests
 
 from hifly_batch.apispec import PREFIX
 from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
-from hifly_batch.sandbox.media import make_wav
+from hifly_batch.sandbox.media_maker import make_wav
 from tests.conftest import FAST
 
 

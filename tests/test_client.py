@@ -13,7 +13,7 @@ from hifly_batch.api.client import HiflyClient, Task
 from hifly_batch.api.errors import ApiError, AuthError
 from hifly_batch.apispec import TaskStatus
 from hifly_batch.sandbox import Sandbox, SandboxConfig
-from hifly_batch.sandbox.media import make_mp4, make_wav
+from hifly_batch.sandbox.media_maker import make_mp4, make_wav
 from tests.conftest import SECRET_TOKEN
 
 T = TypeVar("T", bound=Task)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from hifly_batch.cli import build_parser
-from hifly_batch.sandbox.media import read_duration
+from hifly_batch.sandbox.media_maker import read_duration
 from tests.campaigns import cli
 from tests.readme import ROOT
 

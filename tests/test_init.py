@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hifly_batch.commands.init import campaign_name, scaffold
-from hifly_batch.sandbox.media import read_duration
+from hifly_batch.sandbox.media_maker import read_duration
 from tests.campaigns import cli
 
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from hifly_batch.sandbox import Sandbox
-from hifly_batch.sandbox.media import make_mp4, make_wav
+from hifly_batch.sandbox.media_maker import make_mp4, make_wav
 from tests.sandbox_fixtures import Client, MovableClock, running
 
 

@@ -12,7 +12,7 @@ import requests
 
 from hifly_batch.apispec import Endpoint
 from hifly_batch.sandbox import Sandbox
-from hifly_batch.sandbox.media import make_wav
+from hifly_batch.sandbox.media_maker import make_wav
 
 EXAMPLES: dict[str, Any] = json.loads(
     (Path(__file__).parent / "data" / "api_doc_examples.json").read_text(encoding="utf-8")

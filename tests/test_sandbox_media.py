@@ -10,7 +10,7 @@ import wave
 
 import pytest
 
-from hifly_batch.sandbox import media
+from hifly_batch.sandbox import media_maker as media
 
 DURATIONS = [0.5, 1.0, 2.25, 7.5, 13.3, 60.0]
 

@@ -213,7 +213,7 @@ def test_a_signed_name_that_is_not_an_output_is_404(sandbox: Sandbox) -> None:
 
 
 def test_outputs_are_real_media(sandbox: Sandbox, tmp_path: Path) -> None:
-    from hifly_batch.sandbox.media import read_duration
+    from hifly_batch.sandbox.media_maker import read_duration
 
     client = Client(sandbox)
     avatar = client.avatar()

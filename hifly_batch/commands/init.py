@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hifly_batch import console
 from hifly_batch.errors import UsageError
-from hifly_batch.sandbox.media import make_mp4, make_wav
+from hifly_batch.sandbox.media_maker import make_mp4, make_wav
 
 MANIFEST = "campaign.yaml"
 # A copy of the package's schema, so editors complete and check the manifest offline.

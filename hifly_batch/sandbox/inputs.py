@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from hifly_batch import apispec
 from hifly_batch.sandbox import signing
-from hifly_batch.sandbox.media import read_duration
+from hifly_batch.sandbox.media_maker import read_duration
 from hifly_batch.sandbox.records import FileRow
 from hifly_batch.sandbox.rules import BusinessError, InputRole, check_media, url_extension
 from hifly_batch.sandbox.world import World

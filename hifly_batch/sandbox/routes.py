@@ -20,8 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 from hifly_batch import apispec
 from hifly_batch.apispec import Endpoint
 from hifly_batch.sandbox import signing
-from hifly_batch.sandbox.api import Api
 from hifly_batch.sandbox.config import Faults
+from hifly_batch.sandbox.endpoints import Api
 from hifly_batch.sandbox.faults import RequestFaults, RequestKind, decide_request
 from hifly_batch.sandbox.rules import BusinessError, bad
 from hifly_batch.sandbox.server import BodyTooLarge, Handler

@@ -12,9 +12,9 @@ from types import TracebackType
 from typing import Any
 
 from hifly_batch.apispec import TaskStatus
-from hifly_batch.sandbox.api import Api
 from hifly_batch.sandbox.callbacks import CallbackSender
 from hifly_batch.sandbox.config import Faults, SandboxConfig, is_loopback_host
+from hifly_batch.sandbox.endpoints import Api
 from hifly_batch.sandbox.records import Counters, TaskRow, TaskTime
 from hifly_batch.sandbox.routes import App
 from hifly_batch.sandbox.server import SandboxHTTPServer

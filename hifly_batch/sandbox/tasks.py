@@ -15,7 +15,7 @@ from typing import Any
 
 from hifly_batch import apispec
 from hifly_batch.apispec import CallbackType, Endpoint, TaskStatus
-from hifly_batch.sandbox import media, signing
+from hifly_batch.sandbox import media_maker, signing
 from hifly_batch.sandbox.records import FileRow, TaskRow
 from hifly_batch.sandbox.rules import status_at
 from hifly_batch.sandbox.world import World
@@ -46,16 +46,18 @@ def plan_output(task: TaskRow) -> tuple[str, float] | None:
     if task.endpoint == Endpoint.VOICE_CREATE.short:
         return "wav", DEMO_SECONDS
     if task.endpoint == Endpoint.VIDEO_CREATE_BY_TTS.short:
-        return "mp4", media.speech_seconds(text)
+        return "mp4", media_maker.speech_seconds(text)
     if task.endpoint == Endpoint.AUDIO_CREATE_BY_TTS.short:
-        return "wav", media.speech_seconds(text)
+        return "wav", media_maker.speech_seconds(text)
     if task.endpoint == Endpoint.VIDEO_CREATE_BY_AUDIO.short:
         return "mp4", task.input_seconds or UNREADABLE_AUDIO_SECONDS
     return None
 
 
 def _render(ext: str, seconds: float, tag: str) -> bytes:
-    return media.make_mp4(seconds, tag) if ext == "mp4" else media.make_wav(seconds, tag)
+    return (
+        media_maker.make_mp4(seconds, tag) if ext == "mp4" else media_maker.make_wav(seconds, tag)
+    )
 
 
 class TaskViews:

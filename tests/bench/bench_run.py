@@ -39,7 +39,7 @@ from pathlib import Path
 
 from hifly_batch.api.client import HiflyClient
 from hifly_batch.sandbox import Sandbox
-from hifly_batch.sandbox.media import make_mp4
+from hifly_batch.sandbox.media_maker import make_mp4
 
 TRANSFERS = ("upload", "download", "tool/create_upload_url")
 
