@@ -132,7 +132,9 @@ def test_every_error_a_layer_raises_descends_from_the_root() -> None:
         (runner_errors, runner_errors.RunError),
     ):
         classes = [
-            v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Exception)
+            v
+            for v in vars(module).values()
+            if isinstance(v, type) and issubclass(v, Exception) and v.__module__ == module.__name__
         ]
         assert classes and all(
             issubclass(c, base) and issubclass(c, HiflyBatchError) for c in classes
