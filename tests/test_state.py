@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -56,6 +57,14 @@ def test_update_writes_one_row(tmp_path: Path) -> None:
         assert {r.status for r in others} == {Status.PENDING}
 
 
+def test_put_many_writes_all_or_nothing(tmp_path: Path) -> None:
+    unwritable = record(2, error_message=object())  # fails to bind after the first row
+    with StateStore(tmp_path / "s.db") as store:
+        with pytest.raises(sqlite3.Error):
+            store.put_many([record(1), unwritable, record(3)])
+        assert store.records() == {}
+
+
 def test_a_second_process_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     state = tmp_path / "s.db"
     holder = textwrap.dedent(f"""
@@ -90,8 +99,6 @@ def test_damaged_file_names_itself(tmp_path: Path) -> None:
 def test_other_format_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     StateStore(path).close()
-    import sqlite3
-
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'format_version'")
     with pytest.raises(StateError, match="version 99"):
@@ -104,8 +111,6 @@ def test_reading_before_any_run_says_so(tmp_path: Path) -> None:
 
 
 def test_a_file_from_before_a_new_column_is_read_and_upgraded(tmp_path: Path) -> None:
-    import sqlite3
-
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:
         db.executescript(

@@ -134,6 +134,9 @@ class StateStore:
         rows = [_row(r) for r in records]
         marks = ", ".join("?" for _ in _COLUMNS)
         with self._lock, self._db:
+            # The connection is in autocommit mode: without BEGIN, each row would be
+            # its own transaction, and a failure or a kill midway would keep the first ones.
+            self._db.execute("BEGIN")
             self._db.executemany(
                 f"INSERT OR REPLACE INTO items ({', '.join(_COLUMNS)}) VALUES ({marks})", rows
             )
