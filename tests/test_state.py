@@ -24,6 +24,8 @@ from hifly_batch.runner.state import (
     Status,
     run_lock,
 )
+from tests.campaigns import cli
+from tests.test_examples import copy_repo_campaigns
 
 # Written by release 0.1.0 (format version 1): the quickstart campaign run on the sandbox,
 # with videos.welcome[c002] failed after its task finished (work_exists in its details).
@@ -286,3 +288,44 @@ def test_null_or_garbage_details_read_as_defaults(tmp_path: Path) -> None:
         assert translated[f"videos.v[{n}]"] == Record(**{**vars(plain), "item": f"videos.v[{n}]"})
     kept = translated["videos.v[5]"]
     assert (kept.settings, kept.field_digests, kept.work_exists) == ({"rate": "1.1"}, None, True)
+
+
+def test_the_cli_plans_runs_and_reports_on_a_version_1_state(tmp_path: Path) -> None:
+    """0.1.0's quickstart state through the real CLI: c002's finished task is fetched again,
+    never created again. The fixture's sandbox world is not committed, so a first run with a
+    state of its own makes the sandbox tasks the fixture names (the sandbox numbers tasks
+    in order: avatar and voice clone first, then the four works)."""
+    manifest = copy_repo_campaigns(tmp_path) / "quickstart.yaml"
+    seed = cli(
+        "--sandbox", "run", "--no-progress", "--state", str(tmp_path / "seed.db"), str(manifest)
+    )
+    assert seed.code == 0, seed.stdout + seed.stderr
+    shutil.rmtree(manifest.parent / "out")  # every output must come from the old tasks
+    state = manifest.parent / ".hifly" / "quickstart.sandbox.state.db"
+    shutil.copyfile(V1_FIXTURE, state)
+
+    plan = cli("--sandbox", "plan", str(manifest))
+    assert plan.code == 0, plan.stderr
+    steps = {line.split()[1]: line.split()[0] for line in plan.stdout.splitlines()[1:10]}
+    assert steps.pop(C002) == "retry" and set(steps.values()) == {"skip"}
+    assert "its task 1000000000000004 is fetched again, not re-created" in plan.stdout
+    before = status_json(manifest)
+    assert before[C002]["work_exists"] is True and before[C002]["state"] == "failed"
+    assert before["voices.founder_voice"]["settings"] == FOUNDER_VOICE_SETTINGS
+    assert "field_digests" not in before[C002]
+    assert file_version(state) == "1"  # plan and status only read
+
+    result = cli("--sandbox", "run", "--no-progress", str(manifest))
+    assert result.code == 0, result.stdout + result.stderr
+    assert file_version(state) == "2"
+    after = status_json(manifest)
+    assert {item["state"] for item in after.values()} == {"done"}
+    assert (after[C002]["task_id"], after[C002]["attempts"]) == ("1000000000000004", 1)
+    assert not any(item["work_exists"] for item in after.values())
+    assert (manifest.parent / "out" / "quickstart" / "welcome" / "c002.mp4").stat().st_size > 0
+
+
+def status_json(manifest: Path) -> dict[str, dict[str, object]]:
+    result = cli("--sandbox", "status", "--json", str(manifest))
+    assert result.code == 0, result.stderr
+    return {item["item"]: item for item in json.loads(result.stdout)}
