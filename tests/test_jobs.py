@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,32 +11,40 @@ import pytest
 from hifly_batch.api.client import HiflyClient
 from hifly_batch.core.graph import Graph, Item, ItemKind
 from hifly_batch.runner.events import Event, JobEnded
-from hifly_batch.runner.jobs import JobContext, output_path, submit, with_work_exists, work_exists
+from hifly_batch.runner.jobs import JobContext, output_path, submit, work_exists
 from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.state import Record, StateStore, Status
 from hifly_batch.sandbox import Sandbox
 
 
-def test_the_work_exists_mark_sets_and_clears_keeping_other_details() -> None:
-    details = json.dumps({"settings": None})
-    marked = with_work_exists(details, True)
-    record = Record(
-        "videos.v", "videos", "video_by_tts", status=Status.FAILED, task_id="t1", details=marked
+def test_the_work_exists_mark_sets_and_clears_keeping_the_other_fields(tmp_path: Path) -> None:
+    made = Record(
+        "videos.v",
+        "videos",
+        "video_by_tts",
+        status=Status.FAILED,
+        task_id="t1",
+        settings={"rate": "1.1"},
+        field_digests={"text": "d1"},
     )
-    assert work_exists(record)
-    cleared = with_work_exists(marked, False)
-    assert json.loads(cleared or "{}") == {"settings": None}
-    assert not work_exists(
-        Record(
-            "videos.v",
-            "videos",
-            "video_by_tts",
-            status=Status.FAILED,
-            task_id="t1",
-            details=cleared,
-        )
-    )
-    assert with_work_exists(None, False) is None
+    with StateStore(tmp_path / "state.db") as store:
+        marked = store.update(made, work_exists=True)
+        assert work_exists(marked) and store.get(made.item) == marked
+        cleared = store.update(marked, work_exists=False)
+        assert not work_exists(cleared)
+        assert store.get(made.item) == made
+
+
+@pytest.mark.parametrize(
+    ("status", "task_id", "exists"),
+    [(Status.FAILED, "t1", True), (Status.FAILED, None, False), (Status.DONE, "t1", False)],
+)
+def test_work_exists_only_for_a_failed_item_with_a_task(
+    status: Status, task_id: str | None, exists: bool
+) -> None:
+    record = Record("videos.v", "videos", "video_by_tts", status=status, task_id=task_id)
+    assert work_exists(replace(record, work_exists=True)) is exists
+    assert not work_exists(record)
 
 
 @pytest.mark.parametrize(

@@ -67,6 +67,25 @@ def test_action_per_status(
     assert steps[VIDEO].action is action
 
 
+@pytest.mark.parametrize(
+    ("task_id", "work_exists", "reason"),
+    [
+        ("t7", True, "failed last run; its task t7 is fetched again, not re-created"),
+        ("t7", False, "failed last run"),
+        (None, True, "failed last run"),
+    ],
+)
+def test_a_failed_item_whose_task_exists_says_it_is_fetched_again(
+    graph: Graph, task_id: str | None, work_exists: bool, reason: str
+) -> None:
+    prior = done_state(graph)
+    prior[VIDEO] = PriorState(
+        Status.FAILED, graph[VIDEO].fingerprint, task_id=task_id, work_exists=work_exists
+    )
+    steps = {s.item.id: s for s in make_plan(graph, prior).steps}
+    assert (steps[VIDEO].action, steps[VIDEO].reason) == (Action.RETRY, reason)
+
+
 def test_uncertain_can_be_resubmitted(graph: Graph) -> None:
     prior = done_state(graph)
     prior[VIDEO] = PriorState(Status.UNCERTAIN, graph[VIDEO].fingerprint)

@@ -54,7 +54,7 @@ def _as_json(record: Record) -> dict[str, object]:
     data = dataclasses.asdict(record)
     data["status"] = report_status(record.status)
     data["state"] = record.status.value
-    data.pop("details")
+    data.pop("field_digests")  # the plan's own bookkeeping: which request fields changed
     return data
 
 

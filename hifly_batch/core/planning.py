@@ -22,7 +22,9 @@ class PriorState:
 
     ``settings`` (a voice's last applied rate/volume/pitch) and ``field_digests``
     (:meth:`~hifly_batch.core.graph.Graph.field_digests` when the item was made)
-    are optional: with them the plan says exactly what changed.
+    are optional: with them the plan says exactly what changed. ``work_exists``: the
+    item failed after its task was made (it finished, or the run stopped waiting
+    for it), so a retry fetches that task's result instead of creating it again.
     """
 
     status: Status
@@ -31,6 +33,7 @@ class PriorState:
     task_id: str | None = None
     settings: Mapping[str, str] | None = None
     field_digests: Mapping[str, str] | None = None
+    work_exists: bool = False
 
 
 class Action(str, enum.Enum):
@@ -103,6 +106,9 @@ def _decide(
         if item.settings_fingerprint != state.settings_fingerprint:
             return Step(item, Action.EDIT, _settings_change(item, state))
         return Step(item, Action.SKIP, "done, unchanged")
+    if status is Status.FAILED and state.work_exists and state.task_id:
+        reason = f"failed last run; its task {state.task_id} is fetched again, not re-created"
+        return Step(item, Action.RETRY, reason)
     if status is Status.FAILED:
         return Step(item, Action.RETRY, "failed last run")
     if status is Status.RUNNING and state.task_id:

@@ -8,7 +8,6 @@ for the runner's loop. Jobs make no decisions about other items.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -45,7 +44,6 @@ from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.state import Record, StateStore, Status
 
 DOWNLOAD_REFRESHES = 3  # fresh URLs asked for when a download link has expired
-WORK_EXISTS = "work_exists"  # a details key: see work_exists()
 
 
 @dataclass
@@ -271,7 +269,7 @@ def poll(ctx: JobContext, item: Item, record: Record) -> None:
             error_code=task.error_code,
             error_message=message,
             finished_at=ctx.wall(),
-            details=with_work_exists(record.details, False),  # failed: a retry makes it anew
+            work_exists=False,  # the task failed: a retry makes it anew
         )
         ctx.post(Finished(item.id, failed))
         return
@@ -350,10 +348,6 @@ def output_path(item: Item, url: str) -> str:
 def _done(
     ctx: JobContext, item: Item, record: Record, *, resource_id: str | None, **saved: Any
 ) -> Record:
-    details = {
-        "settings": dict(item.settings) if item.settings else None,
-        "field_digests": ctx.graph.field_digests(item.id),
-    }
     return ctx.store.update(
         record,
         status=Status.DONE,
@@ -361,7 +355,9 @@ def _done(
         finished_at=ctx.wall(),
         fingerprint=item.fingerprint,
         settings_fingerprint=item.settings_fingerprint or "",
-        details=json.dumps(details, ensure_ascii=False, sort_keys=True),
+        settings=dict(item.settings) if item.settings else None,
+        field_digests=ctx.graph.field_digests(item.id),
+        work_exists=False,
         error_code=None,
         error_message=None,
         **saved,
@@ -386,25 +382,12 @@ def _fail(
         error_code=code if isinstance(code, int) else None,
         error_message=str(exc),
         finished_at=ctx.wall(),
-        details=with_work_exists(record.details, work_exists),
+        work_exists=work_exists,
     )
-
-
-def with_work_exists(details: str | None, exists: bool) -> str | None:
-    """``details`` with the mark that the item's task exists remotely set or cleared."""
-    if not exists and not (details and WORK_EXISTS in details):
-        return details
-    kept = {k: v for k, v in json.loads(details or "{}").items() if k != WORK_EXISTS}
-    return json.dumps({**kept, WORK_EXISTS: True} if exists else kept, sort_keys=True)
 
 
 def work_exists(record: Record) -> bool:
     """A failed item whose task exists remotely: it finished but keeping its result failed,
     or the run stopped waiting for it (task_timeout). A retry looks at that task first and
     fetches its result, never re-creating what may be paid for already."""
-    if record.status is not Status.FAILED or record.task_id is None or not record.details:
-        return False
-    try:
-        return bool(json.loads(record.details).get(WORK_EXISTS))
-    except (ValueError, AttributeError):
-        return False
+    return record.status is Status.FAILED and record.task_id is not None and record.work_exists

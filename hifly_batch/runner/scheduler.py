@@ -350,7 +350,7 @@ class Runner:
             status=Status.FAILED,
             error_message=f"timed out: not finished after {minutes:g} min (task_timeout); "
             "a rerun checks on the task before creating anything",
-            details=jobs.with_work_exists(record.details, True),
+            work_exists=True,
         )
         self._finished(self.graph[item_id], record, transient=False)
 

@@ -9,6 +9,12 @@ then the file is still consistent.
 
 A lock file beside the database (``flock``, released by the kernel when the
 process dies, however it dies) keeps two runs off one state.
+
+Format versions: 2 keeps what was applied to an item (voice settings, field
+digests, whether its task exists remotely) in columns of their own; 1 (release
+0.1.0) kept them in one JSON ``details`` column. Opening a version-1 file for
+writing migrates it in one transaction; opening it read-only translates its
+rows in memory and writes nothing.
 """
 
 from __future__ import annotations
@@ -20,8 +26,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields, replace
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +36,8 @@ from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import PriorState
 from hifly_batch.runner.errors import StateError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = ("1", "2")  # version 1 is migrated on a writing open, translated on a read
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,11 @@ class Record:
     error_message: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
-    details: str | None = None  # JSON: what was applied (voice settings, field digests)
+    # What the item was last made with, for the plan to say what changed (never mutated):
+    settings: Mapping[str, str] | None = None  # a voice's rate/volume/pitch, as applied
+    field_digests: Mapping[str, str] | None = None  # Graph.field_digests() of what was sent
+    # A failed item whose task exists remotely: a retry fetches its result, never re-creates.
+    work_exists: bool = False
 
 
 def new_record(item: Item) -> Record:
@@ -69,12 +80,15 @@ def new_record(item: Item) -> Record:
 
 
 _COLUMNS = tuple(f.name for f in fields(Record))
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS items (
+_MAPPINGS = ("settings", "field_digests")  # stored as JSON text (work_exists as 0 or 1)
+_LEGACY = "details"  # version 1's one JSON column for the fields below
+_LEGACY_FIELDS = ("settings", "field_digests", "work_exists")
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    f"""CREATE TABLE IF NOT EXISTS items (
     item TEXT PRIMARY KEY, {", ".join(c + " ANY" for c in _COLUMNS[1:])}
-) STRICT, WITHOUT ROWID;
-"""
+) STRICT, WITHOUT ROWID""",
+)
 
 
 class StateLocked(StateError):
@@ -93,8 +107,10 @@ class StateStore:
         self._lock = threading.Lock()
         self._db = _open(path, readonly)
         # A file from an earlier version may lack newer columns; they read as defaults.
-        present = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
-        self._columns = tuple(c for c in _COLUMNS if c in present)
+        # A version-1 file opened read-only keeps its details column: read and translated.
+        present = _columns_of(self._db)
+        legacy = (_LEGACY,) if _LEGACY in present and _version(self._db) == "1" else ()
+        self._columns = tuple(c for c in _COLUMNS if c in present) + legacy
 
     def close(self) -> None:
         with self._lock:
@@ -146,6 +162,9 @@ class StateStore:
         rows = [_row(r) for r in records]
         marks = ", ".join("?" for _ in _COLUMNS)
         with self._lock, self._db:
+            # The connection is in autocommit mode: without BEGIN, each row would be
+            # its own transaction, and a failure or a kill midway would keep the first ones.
+            self._db.execute("BEGIN")
             self._db.executemany(
                 f"INSERT OR REPLACE INTO items ({', '.join(_COLUMNS)}) VALUES ({marks})", rows
             )
@@ -182,9 +201,10 @@ def _open(path: Path, readonly: bool) -> sqlite3.Connection:
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA busy_timeout = 5000")
-        if not readonly:
-            _prepare(db)
-        _check_version(db, path)
+        if readonly:
+            _check_version(_version(db), path)
+        else:
+            _prepare(db, path)
         return db
     except sqlite3.DatabaseError as exc:
         raise StateError(
@@ -193,40 +213,134 @@ def _open(path: Path, readonly: bool) -> sqlite3.Connection:
         ) from None
 
 
-def _prepare(db: sqlite3.Connection) -> None:
+def _prepare(db: sqlite3.Connection, path: Path) -> None:
+    """Create a new file's tables, or bring an older file up to this version.
+
+    One transaction: a kill at any instant leaves the file as it was (a version-1
+    file stays version 1, and the next run migrates it) or fully migrated.
+    """
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
     with db:
-        db.executescript(_SCHEMA)
-        present = {row[1] for row in db.execute("PRAGMA table_info(items)")}
+        db.execute("BEGIN IMMEDIATE")  # autocommit mode otherwise; see put_many
+        for statement in _SCHEMA:
+            db.execute(statement)
+        version = _version(db)
+        if version is None:  # a new file
+            db.execute("INSERT INTO meta VALUES ('format_version', ?)", (str(FORMAT_VERSION),))
+            return
+        _check_version(version, path)  # before anything is changed
+        present = _columns_of(db)
         for column in _COLUMNS:
             if column not in present:  # written by an earlier version: add what is new
-                db.execute(f"ALTER TABLE items ADD COLUMN {column} ANY")
-        db.execute(
-            "INSERT OR IGNORE INTO meta VALUES ('format_version', ?)", (str(FORMAT_VERSION),)
-        )
+                db.execute(f"ALTER TABLE items ADD COLUMN {column} ANY DEFAULT {_default(column)}")
+        if version == "1":
+            _migrate_from_v1(db, has_details=_LEGACY in present)
 
 
-def _check_version(db: sqlite3.Connection, path: Path) -> None:
+def _migrate_from_v1(db: sqlite3.Connection, *, has_details: bool) -> None:
+    """Move each row's ``details`` JSON into its typed columns, then drop it."""
+    if has_details:
+        rows = db.execute(f"SELECT item, {_LEGACY} FROM items").fetchall()
+        for item, details in rows:
+            typed = _from_details(details)
+            values = [_encode(typed, column) for column in _LEGACY_FIELDS]
+            db.execute(
+                f"UPDATE items SET {', '.join(c + ' = ?' for c in _LEGACY_FIELDS)} WHERE item = ?",
+                (*values, item),
+            )
+        db.execute(f"ALTER TABLE items DROP COLUMN {_LEGACY}")
+    db.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(FORMAT_VERSION),))
+
+
+def _version(db: sqlite3.Connection) -> str | None:
     row = db.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
-    if row is None or row[0] != str(FORMAT_VERSION):
-        found = row[0] if row else "none"
+    return str(row[0]) if row else None
+
+
+def _check_version(version: str | None, path: Path) -> None:
+    if version not in _READABLE_VERSIONS:
         raise StateError(
-            f"{path}: state format version {found}, this hifly-batch reads {FORMAT_VERSION}; "
-            "use the hifly-batch version that wrote it, or move the file aside to start over"
+            f"{path}: state format version {version or 'none'}, this hifly-batch reads "
+            f"{FORMAT_VERSION}; use the hifly-batch version that wrote it, or move the file "
+            "aside to start over"
         )
+
+
+def _default(column: str) -> str:
+    """The field's default as an SQL literal: the rows a column is added to read it."""
+    field = next(f for f in fields(Record) if f.name == column)
+    value = None if field.default is MISSING else _encode({column: field.default}, column)
+    if value is None:
+        return "NULL"
+    return str(value) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
+
+
+def _columns_of(db: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in db.execute("PRAGMA table_info(items)")}
 
 
 def _row(record: Record) -> tuple[Any, ...]:
-    values = [getattr(record, c) for c in _COLUMNS]
-    values[_COLUMNS.index("status")] = record.status.value
-    return tuple(values)
+    return tuple(_encode(vars(record), c) for c in _COLUMNS)
+
+
+def _encode(values: Mapping[str, Any], column: str) -> Any:
+    """How a field is stored: status by its value, mappings as JSON text, the flag as 0/1."""
+    value: Any = values.get(column)
+    if column == "status":
+        return value.value
+    if column in _MAPPINGS and value is not None:
+        return json.dumps(dict(value), ensure_ascii=False, sort_keys=True)
+    if column == "work_exists":
+        return int(bool(value))
+    return value
 
 
 def _record(columns: tuple[str, ...], row: tuple[Any, ...]) -> Record:
     values = dict(zip(columns, row, strict=True))
     values["status"] = Status(values["status"])
+    for column in _MAPPINGS:
+        if column in values:
+            values[column] = _mapping(_loads(values[column]))
+    if "work_exists" in values:
+        values["work_exists"] = bool(values["work_exists"])
+    if _LEGACY in values:  # a version-1 file read as it is
+        values.update(_from_details(values.pop(_LEGACY)))
     return Record(**values)
+
+
+def _from_details(details: object) -> dict[str, Any]:
+    """The typed fields a version-1 ``details`` held; NULL or garbage reads as defaults.
+
+    The flag is read as 0.1.0 read it (any true value), so that a migrated item is
+    retried exactly as that release would have retried it.
+    """
+    data = _loads(details)
+    if not isinstance(data, dict):
+        return {}
+    return {
+        "settings": _mapping(data.get("settings")),
+        "field_digests": _mapping(data.get("field_digests")),
+        "work_exists": bool(data.get("work_exists")),
+    }
+
+
+def _loads(text: object) -> object:
+    if not isinstance(text, str):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _mapping(value: object) -> dict[str, str] | None:
+    """``value`` if it is a mapping of strings to strings, else None."""
+    if not isinstance(value, dict):
+        return None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return None
+    return value
 
 
 @contextlib.contextmanager
@@ -258,12 +372,12 @@ def prior_states(records: dict[str, Record]) -> dict[str, PriorState]:
 
 
 def prior_state(record: Record) -> PriorState:
-    details = json.loads(record.details) if record.details else {}
     return PriorState(
         status=record.status,
         fingerprint=record.fingerprint,
         settings_fingerprint=record.settings_fingerprint or None,
         task_id=record.task_id,
-        settings=details.get("settings"),
-        field_digests=details.get("field_digests"),
+        settings=record.settings,
+        field_digests=record.field_digests,
+        work_exists=record.work_exists,
     )
