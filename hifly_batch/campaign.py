@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from hifly_batch.api.connect import api_client, base_url_from
 from hifly_batch.core.graph import Graph, build_graph
+from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Plan, make_plan
 from hifly_batch.core.scope import select
 from hifly_batch.errors import ExitStatus
@@ -30,7 +31,7 @@ from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
 from hifly_batch.runner.scheduler import Outcome, Runner, RunSettings
-from hifly_batch.runner.state import Record, StateStore, Status, prior_states, run_lock
+from hifly_batch.runner.state import Record, StateStore, prior_states, run_lock
 
 STATE_FOLDER = ".hifly"
 

@@ -10,8 +10,9 @@ from hifly_batch.cli import build_parser
 from hifly_batch.commands.plan import plan
 from hifly_batch.commands.validate import validate
 from hifly_batch.core.graph import build_graph
+from hifly_batch.core.lifecycle import Status
 from hifly_batch.manifest.loader import load_campaign
-from hifly_batch.runner.state import Record, StateStore, Status
+from hifly_batch.runner.state import Record, StateStore
 from tests.manifest_helpers import INVALID, REPO, campaign, run
 
 QUICKSTART = REPO / "manifests" / "quickstart.yaml"

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from hifly_batch.core.lifecycle import Status
 from hifly_batch.reports.csv_report import COLUMNS
-from hifly_batch.runner.state import Record, Status
+from hifly_batch.runner.state import Record
 from hifly_batch.sandbox import Sandbox, SandboxConfig
 from hifly_batch.sandbox.faults import RequestKind
 from hifly_batch.sandbox.routes import classify

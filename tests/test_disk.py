@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hifly_batch.runner.state import Status
+from hifly_batch.core.lifecycle import Status
 from hifly_batch.sandbox import Sandbox
 from tests.campaigns import Campaign, Result, cli, creates, read_state, temporary_files
 

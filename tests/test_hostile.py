@@ -30,9 +30,9 @@ from pathlib import Path
 import pytest
 
 from hifly_batch import cli as cli_main
+from hifly_batch.core.lifecycle import Status
 from hifly_batch.manifest.templates import TemplateFault, compile_template
 from hifly_batch.reports.csv_report import FORMULA_STARTS
-from hifly_batch.runner.state import Status
 from hifly_batch.sandbox import Sandbox
 from tests.campaigns import Campaign, creates, read_state
 from tests.campaigns import cli as run_cli

@@ -10,10 +10,11 @@ import pytest
 
 from hifly_batch.api.client import HiflyClient
 from hifly_batch.core.graph import Graph, Item, ItemKind
+from hifly_batch.core.lifecycle import Status
 from hifly_batch.runner.events import Event, JobEnded
 from hifly_batch.runner.jobs import JobContext, output_path, submit, work_exists
 from hifly_batch.runner.outputs import OutputFolder
-from hifly_batch.runner.state import Record, StateStore, Status
+from hifly_batch.runner.state import Record, StateStore
 from hifly_batch.sandbox import Sandbox
 
 

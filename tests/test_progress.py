@@ -10,8 +10,9 @@ import sys
 import termios
 from pathlib import Path
 
+from hifly_batch.core.lifecycle import Status
 from hifly_batch.reports.progress import summary_table
-from hifly_batch.runner.state import Record, Status
+from hifly_batch.runner.state import Record
 from hifly_batch.sandbox import Sandbox
 from tests.campaigns import Campaign, cli
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from hifly_batch.core.lifecycle import Status
 from hifly_batch.reports.csv_report import COLUMNS, escape_cell, write
-from hifly_batch.runner.state import Record, Status
+from hifly_batch.runner.state import Record
 
 SPEC_COLUMNS = (
     "item, kind, section, key, status, task_id, resource_id, output, duration_s, "

@@ -13,8 +13,9 @@ from urllib.parse import unquote
 import pytest
 
 from hifly_batch.core.graph import Item, ItemKind
+from hifly_batch.core.lifecycle import Status
 from hifly_batch.reports import review_page as review
-from hifly_batch.runner.state import Record, Status
+from hifly_batch.runner.state import Record
 from hifly_batch.sandbox import Sandbox
 from hifly_batch.sandbox.media_maker import make_mp4
 from tests.campaigns import cli

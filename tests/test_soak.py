@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from hifly_batch.runner.state import Record, Status
+from hifly_batch.core.lifecycle import Status
+from hifly_batch.runner.state import Record
 from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
 from hifly_batch.sandbox.faults import decide_task
 from tests.campaigns import Campaign, Result, cli, creates, read_state, report_rows

@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hifly_batch.core.graph import Graph
-from hifly_batch.runner.state import Record, Status, new_record
+from hifly_batch.core.lifecycle import Status
+from hifly_batch.runner.state import Record, new_record
 
 COLUMNS = (
     "item", "kind", "section", "key", "status", "task_id", "resource_id", "output",

@@ -27,6 +27,7 @@ from hifly_batch.api.errors import (
 )
 from hifly_batch.apispec import BACK_PRESSURE_CODES, INSUFFICIENT_CREDITS, TaskStatus
 from hifly_batch.core.graph import Graph, Item, ItemKind
+from hifly_batch.core.lifecycle import Status
 from hifly_batch.runner.creates import resolve, send_create
 from hifly_batch.runner.errors import ItemError, NoSuchPublicVoice, OutputUnavailable
 from hifly_batch.runner.events import (
@@ -41,7 +42,7 @@ from hifly_batch.runner.events import (
     TaskEnded,
 )
 from hifly_batch.runner.outputs import OutputFolder
-from hifly_batch.runner.state import Record, StateStore, Status
+from hifly_batch.runner.state import Record, StateStore
 
 DOWNLOAD_REFRESHES = 3  # fresh URLs asked for when a download link has expired
 
