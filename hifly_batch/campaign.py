@@ -30,8 +30,9 @@ from hifly_batch.errors import ExitStatus
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
+from hifly_batch.runner.lock import run_lock
 from hifly_batch.runner.scheduler import Outcome, Runner, RunSettings
-from hifly_batch.runner.state import Record, StateStore, prior_states, run_lock
+from hifly_batch.runner.state import Record, StateStore, prior_states
 
 STATE_FOLDER = ".hifly"
 

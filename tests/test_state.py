@@ -1,4 +1,4 @@
-"""The state file: round trips, transactions, the lock, damaged and foreign files, and
+"""The state file: round trips, transactions, damaged and foreign files, and
 files written by earlier versions (migrated when written, translated when read)."""
 
 from __future__ import annotations
@@ -15,15 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from hifly_batch.runner.state import (
-    FORMAT_VERSION,
-    Record,
-    StateError,
-    StateLocked,
-    StateStore,
-    Status,
-    run_lock,
-)
+from hifly_batch.core.lifecycle import Status
+from hifly_batch.runner.errors import StateError
+from hifly_batch.runner.state import FORMAT_VERSION, Record, StateStore
 from tests.campaigns import cli
 from tests.test_examples import copy_repo_campaigns
 
@@ -80,29 +74,6 @@ def test_put_many_writes_all_or_nothing(tmp_path: Path) -> None:
         with pytest.raises(sqlite3.Error):
             store.put_many([record(1), unwritable, record(3)])
         assert store.records() == {}
-
-
-def test_a_second_process_is_refused_with_a_clear_message(tmp_path: Path) -> None:
-    state = tmp_path / "s.db"
-    holder = textwrap.dedent(f"""
-        import sys, time
-        from pathlib import Path
-        from hifly_batch.runner.state import run_lock
-        with run_lock(Path({str(state)!r})):
-            print("locked", flush=True)
-            time.sleep(30)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-        with pytest.raises(StateLocked) as caught, run_lock(state):
-            pass
-        assert str(state) in str(caught.value) and f"pid {proc.pid}" in str(caught.value)
-    finally:
-        proc.kill()
-        proc.wait()
-    with run_lock(state):  # the kernel released it with the process
-        pass
 
 
 def test_damaged_file_names_itself(tmp_path: Path) -> None:

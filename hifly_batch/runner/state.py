@@ -7,8 +7,7 @@ file readable, and a change costs one row write however large the campaign
 commit safe from a process crash; only a power cut may lose the last few, and
 then the file is still consistent.
 
-A lock file beside the database (``flock``, released by the kernel when the
-process dies, however it dies) keeps two runs off one state.
+Two runs are kept off one state by ``runner/lock.py``.
 
 Format versions: 2 keeps what was applied to an item (voice settings, field
 digests, whether its task exists remotely) in columns of their own; 1 (release
@@ -19,14 +18,10 @@ rows in memory and writes nothing.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import sqlite3
 import threading
-import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -89,14 +84,6 @@ _SCHEMA = (
     item TEXT PRIMARY KEY, {", ".join(c + " ANY" for c in _COLUMNS[1:])}
 ) STRICT, WITHOUT ROWID""",
 )
-
-
-class StateLocked(StateError):
-    def __init__(self, path: Path, holder: str) -> None:
-        super().__init__(
-            f"{path}: another hifly-batch run is using this state file ({holder}); "
-            "wait for it to finish, or stop it (its progress is saved) and run again"
-        )
 
 
 class StateStore:
@@ -341,29 +328,6 @@ def _mapping(value: object) -> dict[str, str] | None:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         return None
     return value
-
-
-@contextlib.contextmanager
-def run_lock(state_path: Path) -> Iterator[None]:
-    """Hold the state's lock for a run; StateLocked when another process holds it."""
-    lock_path = state_path.with_name(state_path.name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StateLocked(state_path, _holder(fd)) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
-        yield
-    finally:
-        os.close(fd)
-
-
-def _holder(fd: int) -> str:
-    text = os.pread(fd, 200, 0).decode(errors="replace").strip()
-    return text or "pid unknown"
 
 
 def prior_states(records: dict[str, Record]) -> dict[str, PriorState]:

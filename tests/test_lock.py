@@ -1,0 +1,35 @@
+"""The state's lock: a second process is refused, naming the holder; a dead holder frees it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hifly_batch.runner.lock import StateLocked, run_lock
+
+
+def test_a_second_process_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    state = tmp_path / "s.db"
+    holder = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from hifly_batch.runner.lock import run_lock
+        with run_lock(Path({str(state)!r})):
+            print("locked", flush=True)
+            time.sleep(30)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        with pytest.raises(StateLocked) as caught, run_lock(state):
+            pass
+        assert str(state) in str(caught.value) and f"pid {proc.pid}" in str(caught.value)
+    finally:
+        proc.kill()
+        proc.wait()
+    with run_lock(state):  # the kernel released it with the process
+        pass
