@@ -8,7 +8,7 @@ Already proven elsewhere (not repeated here):
 - template escapes through ``__class__``, ``cycler``/``joiner``/``lipsum`` globals,
   huge ranges and powers: ``test_templates.py::test_sandbox_escapes_are_refused``;
 - ``output: "../{{ key }}.mp4"``: corpus case ``output_escapes``;
-- formula cells in the report: ``test_report.py::test_formula_cells_are_escaped``;
+- formula cells in the report: ``test_csv_report.py::test_formula_cells_are_escaped``;
 - non-UTF-8 CSV: ``test_manifest_data.py::test_not_utf8_is_located`` and corpus
   ``data_not_utf8`` (also through the real command).
 
