@@ -1,0 +1,83 @@
+"""The library call: ``Campaign.load(path).plan()`` / ``.run()`` with the command's guards."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from hifly_batch import Campaign
+from hifly_batch.core.lifecycle import Status
+from hifly_batch.errors import ExitStatus
+from hifly_batch.manifest.diagnostics import ManifestInvalid
+from hifly_batch.runner.errors import StateError
+from hifly_batch.runner.lock import StateLocked, run_lock
+from hifly_batch.runner.state import StateStore
+from tests.test_examples import copy_repo_campaigns, read_report
+
+VIDEO = "videos.welcome[c002]"
+
+
+@pytest.fixture
+def quickstart(tmp_path: Path) -> Path:
+    return copy_repo_campaigns(tmp_path) / "quickstart.yaml"
+
+
+def test_load_plan_run_and_read_back(quickstart: Path) -> None:
+    campaign = Campaign.load(quickstart, sandbox=True)
+    assert campaign.state_path == quickstart.parent / ".hifly" / "quickstart.sandbox.state.db"
+    assert campaign.plan().totals() == {"create": 9}
+    seen: list[int] = []
+    result = campaign.run(on_progress=lambda counts, total: seen.append(counts["done"]))
+    assert result.exit_status is ExitStatus.OK and not result.outcome.interrupted
+    assert {r.status for r in result.records} == {Status.DONE} and len(result.records) == 9
+    assert seen[-1] == 9  # the callback saw every item settle
+    assert {row["status"] for row in read_report(result.report)} == {"done"}
+    assert result.review.is_file()
+    assert campaign.plan().totals() == {"skip": 9}
+    assert [r.item for r in campaign.records()] == [r.item for r in result.records]
+
+
+def test_only_narrows_the_run_and_the_rest_is_skipped(quickstart: Path) -> None:
+    result = Campaign.load(quickstart, sandbox=True).run(only=[VIDEO])
+    statuses = {r.item: r.status for r in result.records}
+    assert statuses[VIDEO] is Status.DONE and statuses["videos.welcome[c001]"] is Status.SKIPPED
+    assert statuses["audios.greeting"] is Status.SKIPPED
+    assert result.exit_status is ExitStatus.OK  # everything in scope is done
+
+
+def test_a_sandbox_state_is_refused_by_a_real_run_before_any_request(quickstart: Path) -> None:
+    rehearsal = Campaign.load(quickstart, sandbox=True)
+    rehearsal.run()
+    real = Campaign.load(quickstart, state=rehearsal.state_path)
+    env = {"HIFLY_TOKEN": "not-used", "HIFLY_BASE_URL": "https://hfw-api.hifly.cc"}
+    with pytest.raises(StateError, match="records work made on the sandbox"):
+        real.run(env=env)
+
+
+def test_an_item_a_dead_run_left_mid_create_is_uncertain_and_not_sent(quickstart: Path) -> None:
+    campaign = Campaign.load(quickstart, sandbox=True)
+    campaign.run()
+    with StateStore(campaign.state_path) as store:
+        record = store.get(VIDEO)
+        assert record is not None
+        store.put(replace(record, status=Status.SUBMITTING, task_id=None))
+    result = campaign.run()
+    mine = next(r for r in result.records if r.item == VIDEO)
+    assert mine.status is Status.UNCERTAIN and mine.task_id is None
+    assert result.exit_status is ExitStatus.ITEMS_FAILED
+
+
+def test_a_second_run_on_a_locked_state_is_refused(quickstart: Path) -> None:
+    campaign = Campaign.load(quickstart, sandbox=True)
+    with run_lock(campaign.state_path), pytest.raises(StateLocked):
+        campaign.run()
+
+
+def test_an_invalid_manifest_raises_with_every_fault(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("version: 1\nvideos:\n  a: {avatar: nope, voice: nope, text: hi}\n", "utf-8")
+    with pytest.raises(ManifestInvalid) as caught:
+        Campaign.load(path)
+    assert [d.path for d in caught.value.diagnostics][0] == "videos.a.avatar"
