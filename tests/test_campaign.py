@@ -80,4 +80,4 @@ def test_an_invalid_manifest_raises_with_every_fault(tmp_path: Path) -> None:
     path.write_text("version: 1\nvideos:\n  a: {avatar: nope, voice: nope, text: hi}\n", "utf-8")
     with pytest.raises(ManifestInvalid) as caught:
         Campaign.load(path)
-    assert [d.path for d in caught.value.diagnostics][0] == "videos.a.avatar"
+    assert "videos.a.avatar" in {d.path for d in caught.value.diagnostics}
