@@ -36,7 +36,14 @@ from hifly_batch.core.planning import Action, make_plan
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.runner.events import Event
 from hifly_batch.runner.jobs import work_exists
-from hifly_batch.runner.scheduler import BACKOFF_START, RETRY_DELAY, Outcome, Runner, RunSettings
+from hifly_batch.runner.scheduler import (
+    BACKOFF_START,
+    RETRY_DELAY,
+    Outcome,
+    Runner,
+    RunSettings,
+    expand_scope,
+)
 from hifly_batch.runner.state import Record, StateStore, Status, prior_states
 from tests.manifest_helpers import campaign
 
@@ -293,10 +300,12 @@ def simulate(
     folder: Path,
     service: FakeHifly,
     *,
+    scope: set[str] | None = None,
     interrupt_when: Callable[[Runner], bool] | None = None,
     **settings: Any,
 ) -> Run:
-    """Run the whole plan of ``graph`` against ``service``; settings override the defaults."""
+    """Run the plan of ``graph`` (of ``scope``: all of it by default) against ``service``;
+    ``settings`` override the defaults."""
     wait = SimulatedWait(service, interrupt_when)
     options = {
         "concurrency": 4,
@@ -314,6 +323,7 @@ def simulate(
             store,
             client,
             RunSettings(folder / "out", **options),
+            scope=scope,
             clock=service.clock,
             receive=wait,
         )
@@ -413,6 +423,25 @@ def test_back_pressure_never_uses_up_attempts_and_the_limit_grows_back(
     assert max(run.limits) == 4
     shrunk = run.limits.index(min(run.limits))
     assert run.limits[shrunk] < 4 and run.limits[-1] == 4
+
+
+def test_a_refused_create_is_sent_again_after_a_back_off_that_doubles(
+    graph: Graph, tmp_path: Path
+) -> None:
+    """Other work fills the account's quota: nothing of this run's is generating, so only
+    the back-off spaces the tries."""
+    video = VIDEOS[0]
+
+    def quota_full(service: FakeHifly, name: str) -> bool:
+        return name == name_of(graph[video]) and len(service.log("create", name)) < 3
+
+    service = FakeHifly(on_create=refusing(TOO_MANY_GENERATING, when=quota_full))
+    run = simulate(graph, tmp_path, service, scope=expand_scope(graph, [video]), max_attempts=1)
+
+    assert run.records[video].status is Status.DONE and run.records[video].attempts == 1
+    tries = [c.at for _, c in service.log("create", name_of(graph[video]))]
+    assert gaps(tries) == [pytest.approx(BACKOFF_START * 2**n) for n in range(3)]
+    assert run.outcome.counts["done"] == 5
 
 
 def test_a_task_is_polled_from_poll_interval_with_gaps_up_to_poll_max(
@@ -547,27 +576,33 @@ def test_an_interrupt_between_polls_sends_nothing_more(graph: Graph, tmp_path: P
     assert {rerun[v] for v in rest} == {Action.CREATE}
 
 
-def test_an_interrupt_waits_for_the_answer_of_a_create_on_the_wire(
+def test_an_interrupt_waits_for_answers_to_creates_sent_and_sends_no_queued_one(
     graph: Graph, tmp_path: Path
 ) -> None:
+    """Two video creates are dispatched together; the Ctrl-C comes while the first is on
+    the wire. The second is then queued behind it on the one worker thread, or, had the
+    pool grown, sent before the Ctrl-C (and held too)."""
     on_the_wire = threading.Event()
 
-    def hold_first_video(name: str) -> None:
-        """Its answer comes back only after the Ctrl-C, and not at once."""
-        if name.startswith("欢迎") and not on_the_wire.is_set():
+    def hold_videos(name: str) -> None:
+        """Their answers come back only after the Ctrl-C, and not at once."""
+        if name.startswith("欢迎"):
             on_the_wire.set()
             assert service.interrupted.wait(BUDGET)
             time.sleep(0.02)
 
-    service = FakeHifly(gate=hold_first_video)
+    service = FakeHifly(gate=hold_videos)
     run = simulate(
-        graph, tmp_path, service, concurrency=1, interrupt_when=lambda _: on_the_wire.is_set()
+        graph, tmp_path, service, concurrency=2, interrupt_when=lambda _: on_the_wire.is_set()
     )
 
     assert run.outcome.interrupted
-    assert service.calls[-1].what == "interrupt"
-    [(_, made)] = [(n, c) for n, c in service.log("create") if c.subject.startswith("欢迎")]
-    [held] = [v for v in VIDEOS if name_of(graph[v]) == made.subject]
-    assert run.records[held].status is Status.RUNNING
-    assert run.records[held].task_id == made.answer
-    assert {run.records[v].attempts for v in VIDEOS if v != held} == {0}
+    assert service.calls[-1].what == "interrupt"  # nothing arrived after it
+    sent = {c.subject: c.answer for _, c in service.log("create") if c.subject.startswith("欢迎")}
+    assert 1 <= len(sent) <= 2
+    for video in VIDEOS:
+        record, name = run.records[video], name_of(graph[video])
+        if name in sent:  # answered after the Ctrl-C, and recorded before the run returned
+            assert (record.status, record.task_id) == (Status.RUNNING, sent[name])
+        else:
+            assert (record.status, record.attempts) == (Status.PENDING, 0)
