@@ -71,7 +71,6 @@ videos:
 """
 CUSTOMERS = "customer_id,name\n" + "".join(f"c{i},客户{i}\n" for i in range(1, 6))
 
-UPLOADS = ("assets.clip", "assets.sample")
 AVATAR, VOICE = "avatars.founder", "voices.cloned"
 VIDEOS = tuple(f"videos.welcome[c{i}]" for i in range(1, 6))
 
@@ -315,7 +314,7 @@ def simulate(
         "max_attempts": 3,
         **settings,
     }
-    client: HiflyClient = service  # type: ignore[assignment]
+    client: HiflyClient = service  # type: ignore[assignment]  # the same methods, faked
     with StateStore(folder / "state.db") as store:
         runner = Runner(
             graph,
