@@ -36,14 +36,7 @@ from hifly_batch.core.planning import Action, make_plan
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.runner.events import Event
 from hifly_batch.runner.jobs import work_exists
-from hifly_batch.runner.scheduler import (
-    BACKOFF_START,
-    RETRY_DELAY,
-    Outcome,
-    Runner,
-    RunSettings,
-    expand_scope,
-)
+from hifly_batch.runner.scheduler import BACKOFF_START, RETRY_DELAY, Outcome, Runner, RunSettings
 from hifly_batch.runner.state import Record, StateStore, Status, prior_states
 from tests.manifest_helpers import campaign
 
@@ -71,6 +64,7 @@ videos:
 """
 CUSTOMERS = "customer_id,name\n" + "".join(f"c{i},客户{i}\n" for i in range(1, 6))
 
+UPLOADS = ("assets.clip", "assets.sample")
 AVATAR, VOICE = "avatars.founder", "voices.cloned"
 VIDEOS = tuple(f"videos.welcome[c{i}]" for i in range(1, 6))
 
@@ -435,7 +429,8 @@ def test_a_refused_create_is_sent_again_after_a_back_off_that_doubles(
         return name == name_of(graph[video]) and len(service.log("create", name)) < 3
 
     service = FakeHifly(on_create=refusing(TOO_MANY_GENERATING, when=quota_full))
-    run = simulate(graph, tmp_path, service, scope=expand_scope(graph, [video]), max_attempts=1)
+    scope = {video, AVATAR, VOICE, *UPLOADS}  # the video and what it needs
+    run = simulate(graph, tmp_path, service, scope=scope, max_attempts=1)
 
     assert run.records[video].status is Status.DONE and run.records[video].attempts == 1
     tries = [c.at for _, c in service.log("create", name_of(graph[video]))]
