@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from hifly_batch.api.client import AvatarTask, HiflyClient, Voice, VoiceTask, WorkTask
+from hifly_batch.api.client import AvatarTask, HiflyClient, VoiceTask, WorkTask
 from hifly_batch.api.transport import ApiError, Delivery, TransportError
 from hifly_batch.apispec import (
     AUDIO_FETCH_FAILED,
@@ -109,7 +109,7 @@ class Call:
     """One request the fake service received, in order of arrival."""
 
     at: float  # simulated seconds
-    what: str  # create, poll, upload, edit_voice, download, voices; or the mark "interrupt"
+    what: str  # create, poll, upload, edit_voice, download; or the mark "interrupt"
     subject: str  # a create's name, a polled task's create name, a file name
     answer: object = None  # a task id, an error, a task status
     body: dict[str, Any] = field(default_factory=dict)
@@ -135,7 +135,8 @@ CreateRule = Callable[["FakeHifly", str], Exception | None]
 
 class FakeHifly:
     """The HiFly API as the jobs call it (the methods of ``HiflyClient`` they use), on a
-    fake clock, logging every request.
+    fake clock, logging every request. (``all_voices`` is left out: the manifest has no
+    public voice to look up.)
 
     ``on_create`` may refuse a create (it runs under the lock, so it sees a consistent
     service); ``gate`` runs after a create is logged and before it is answered, outside
@@ -236,10 +237,6 @@ class FakeHifly:
 
     def edit_voice(self, voice: str, *, rate: str, volume: str, pitch: str) -> None:
         self._log("edit_voice", voice, (rate, volume, pitch))
-
-    def all_voices(self, *, public: bool = False, size: int = 100) -> list[Voice]:
-        self._log("voices", "public" if public else "own")
-        return [Voice("pv1", 10, "公共声音1", "1.0", "1.0", "1.0")]
 
     def _log(self, what: str, subject: str, answer: object = None) -> None:
         with self._lock:
