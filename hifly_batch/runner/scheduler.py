@@ -94,6 +94,13 @@ class _Counts:
         return dict(self.__dict__)
 
 
+def _receive(
+    inbox: queue.SimpleQueue[list[events.Event]], timeout: float | None
+) -> list[events.Event]:
+    """Block until the next batch of events, or raise ``queue.Empty`` after ``timeout``."""
+    return inbox.get(timeout=timeout)
+
+
 @dataclass
 class Runner:
     graph: Graph
@@ -105,6 +112,11 @@ class Runner:
     on_progress: Callable[[dict[str, int], int], None] | None = None
     clock: Callable[[], float] = time.monotonic
     records: dict[str, Record] = field(default_factory=dict)
+    # How the loop waits for events. A seam for tests: they pass one that moves a fake
+    # ``clock`` on by the timeout instead of sleeping, so simulated minutes take no time.
+    receive: Callable[[queue.SimpleQueue[list[events.Event]], float | None], list[events.Event]] = (
+        _receive
+    )
 
     def __post_init__(self) -> None:
         self.events: queue.SimpleQueue[list[events.Event]] = queue.SimpleQueue()
@@ -168,7 +180,7 @@ class Runner:
             if not self._busy():
                 return
             try:
-                event = self.events.get(timeout=self._wait())
+                event = self.receive(self.events, self._wait())
             except queue.Empty:
                 continue
             self._handle(event)
@@ -198,7 +210,7 @@ class Runner:
         deadline = self.clock() + CREATE_GRACE
         while self.creating and self.clock() < deadline:
             try:
-                self._handle(self.events.get(timeout=0.2))
+                self._handle(self.receive(self.events, 0.2))
             except queue.Empty:
                 continue
 
