@@ -31,7 +31,7 @@ from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
 from hifly_batch.runner.lock import run_lock
-from hifly_batch.runner.scheduler import Outcome, Runner, RunSettings
+from hifly_batch.runner.scheduler import Outcome, RunSettings, Scheduler
 from hifly_batch.runner.state import Record, StateStore, prior_states
 
 STATE_FOLDER = ".hifly"
@@ -166,7 +166,7 @@ class Campaign:
             settings = RunSettings.of(self.manifest.settings, concurrency=concurrency)
             sandbox_dir = self.sandbox_dir if self.sandbox else None
             with api_client(env, base_url=base_url, sandbox_dir=sandbox_dir) as client:
-                runner = Runner(
+                runner = Scheduler(
                     self.graph,
                     plan,
                     store,

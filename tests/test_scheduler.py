@@ -36,7 +36,7 @@ from hifly_batch.core.planning import Action, make_plan
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.runner.events import Event
 from hifly_batch.runner.jobs import work_exists
-from hifly_batch.runner.scheduler import BACKOFF_START, RETRY_DELAY, Outcome, Runner, RunSettings
+from hifly_batch.runner.scheduler import BACKOFF_START, RETRY_DELAY, Outcome, RunSettings, Scheduler
 from hifly_batch.runner.state import Record, StateStore, Status, prior_states
 from tests.manifest_helpers import campaign
 
@@ -254,11 +254,11 @@ class SimulatedWait:
     """
 
     def __init__(
-        self, service: FakeHifly, interrupt_when: Callable[[Runner], bool] | None = None
+        self, service: FakeHifly, interrupt_when: Callable[[Scheduler], bool] | None = None
     ) -> None:
         self.service = service
         self.interrupt_when = interrupt_when
-        self.runner: Runner | None = None  # set once the runner exists
+        self.runner: Scheduler | None = None  # set once the runner exists
         self.limits: list[int] = []
         self.deadline = time.monotonic() + BUDGET
 
@@ -291,7 +291,7 @@ def simulate(
     service: FakeHifly,
     *,
     scope: set[str] | None = None,
-    interrupt_when: Callable[[Runner], bool] | None = None,
+    interrupt_when: Callable[[Scheduler], bool] | None = None,
     **settings: Any,
 ) -> Run:
     """Run the plan of ``graph`` (of ``scope``: all of it by default) against ``service``;
@@ -307,7 +307,7 @@ def simulate(
     }
     client: HiflyClient = service  # type: ignore[assignment]  # the same methods, faked
     with StateStore(folder / "state.db") as store:
-        runner = Runner(
+        runner = Scheduler(
             graph,
             make_plan(graph, {}),
             store,
@@ -546,7 +546,7 @@ def test_running_out_of_credits_stops_submitting_and_finishes_running_tasks(
 
 
 def test_an_interrupt_between_polls_sends_nothing_more(graph: Graph, tmp_path: Path) -> None:
-    def two_videos_generating(runner: Runner) -> bool:
+    def two_videos_generating(runner: Scheduler) -> bool:
         if runner.jobs_out:  # the moment must be one with no worker busy
             return False
         made = [c for _, c in service.log("create") if c.answer in service.tasks]

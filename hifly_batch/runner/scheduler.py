@@ -102,7 +102,7 @@ def _receive(
 
 
 @dataclass
-class Runner:
+class Scheduler:
     graph: Graph
     plan: Plan
     store: StateStore
@@ -436,13 +436,13 @@ class Runner:
         self.on_progress(self.counts.as_dict(), self.total)
 
 
-_HANDLERS: dict[type, Callable[[Runner, events.Event], None]] = {
-    events.JobEnded: Runner._on_job_ended,  # type: ignore[dict-item]
-    events.Submitted: Runner._on_submitted,  # type: ignore[dict-item]
-    events.StillRunning: Runner._on_still_running,  # type: ignore[dict-item]
-    events.PollFailed: Runner._on_poll_failed,  # type: ignore[dict-item]
-    events.TaskEnded: Runner._on_task_ended,  # type: ignore[dict-item]
-    events.Deferred: Runner._on_deferred,  # type: ignore[dict-item]
-    events.Finished: Runner._on_finished,  # type: ignore[dict-item]
-    events.Fatal: Runner._on_fatal,  # type: ignore[dict-item]
+_HANDLERS: dict[type, Callable[[Scheduler, events.Event], None]] = {
+    events.JobEnded: Scheduler._on_job_ended,  # type: ignore[dict-item]
+    events.Submitted: Scheduler._on_submitted,  # type: ignore[dict-item]
+    events.StillRunning: Scheduler._on_still_running,  # type: ignore[dict-item]
+    events.PollFailed: Scheduler._on_poll_failed,  # type: ignore[dict-item]
+    events.TaskEnded: Scheduler._on_task_ended,  # type: ignore[dict-item]
+    events.Deferred: Scheduler._on_deferred,  # type: ignore[dict-item]
+    events.Finished: Scheduler._on_finished,  # type: ignore[dict-item]
+    events.Fatal: Scheduler._on_fatal,  # type: ignore[dict-item]
 }
