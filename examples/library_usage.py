@@ -22,14 +22,6 @@ from hifly_batch import Campaign
 REPO = Path(__file__).resolve().parent.parent
 
 
-def progress(counts: dict[str, int], total: int, shown: set[int] = set()) -> None:  # noqa: B006
-    """Called as items change, with done/failed/running/queued counts: a line per settled item."""
-    settled = counts["done"] + counts["failed"]
-    if settled not in shown:
-        shown.add(settled)
-        print(f"  {settled}/{total} settled: {counts['done']} done, {counts['failed']} failed")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("manifest", nargs="?", default="quickstart.yaml", help="in manifests/")
@@ -39,6 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     for folder in ("manifests", "examples"):
         skip = shutil.ignore_patterns(".hifly", "out", "__pycache__")
         shutil.copytree(REPO / folder, work / folder, ignore=skip, dirs_exist_ok=True)
+
+    shown: set[int] = set()
+
+    def progress(counts: dict[str, int], total: int) -> None:
+        """Called as items change: a line each time another item settles."""
+        settled = counts["done"] + counts["failed"]
+        if settled not in shown:
+            shown.add(settled)
+            print(f"  {settled}/{total} settled: {counts['done']} done, {counts['failed']} failed")
 
     campaign = Campaign.load(work / "manifests" / args.manifest, sandbox=True)
     plan = campaign.plan()

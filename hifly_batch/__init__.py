@@ -23,3 +23,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(campaign, name)
     raise AttributeError(f"module 'hifly_batch' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "Campaign", "RunResult"])

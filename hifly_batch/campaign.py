@@ -26,7 +26,7 @@ from hifly_batch.core.graph import Graph, build_graph
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Plan, make_plan
 from hifly_batch.core.scope import select
-from hifly_batch.errors import ExitStatus
+from hifly_batch.errors import ExitStatus, UsageError
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
@@ -135,7 +135,7 @@ class Campaign:
     def run(
         self,
         *,
-        only: Sequence[str] = (),
+        only: Sequence[str] | str = (),
         retry_failed: bool = False,
         concurrency: int | None = None,
         resubmit_uncertain: bool = False,
@@ -155,6 +155,9 @@ class Campaign:
         says ``interrupted``.
         """
         env = os.environ if env is None else env
+        only = (only,) if isinstance(only, str) else tuple(only)
+        if concurrency is not None and concurrency < 1:
+            raise UsageError(f"concurrency {concurrency}: must be 1 or more")
         with run_lock(self.state_path), StateStore(self.state_path) as store:
             store.claim(api_kind(sandbox=self.sandbox, base_url=base_url, env=env))
             records = store.settle_interrupted()

@@ -81,3 +81,14 @@ def test_an_invalid_manifest_raises_with_every_fault(tmp_path: Path) -> None:
     with pytest.raises(ManifestInvalid) as caught:
         Campaign.load(path)
     assert "videos.a.avatar" in {d.path for d in caught.value.diagnostics}
+
+
+def test_a_file_gone_between_load_and_run_fails_its_item_not_the_run(quickstart: Path) -> None:
+    campaign = Campaign.load(quickstart, sandbox=True)
+    (quickstart.parent.parent / "examples" / "quickstart" / "media" / "voice.wav").unlink()
+    result = campaign.run()
+    statuses = {r.item: r.status for r in result.records}
+    assert statuses["assets.voice_sample"] is Status.FAILED
+    assert statuses["voices.founder_voice"] is Status.BLOCKED
+    assert statuses["videos.welcome[c001]"] is Status.DONE  # the rest of the run went on
+    assert result.exit_status is ExitStatus.ITEMS_FAILED

@@ -20,23 +20,68 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: Path) -> set[str]:
-    """Every module ``path`` imports, as dotted names (``from a import b`` gives a and a.b)."""
+def imports_of(path: Path, *, at_import_time: bool = False) -> set[str]:
+    """Every module ``path`` imports, as dotted names (``from a import b`` gives a and a.b):
+    relative imports resolved, and ``importlib.import_module("...")`` with a literal name.
+    ``at_import_time``: only the imports its module body runs when it is imported."""
+    module = module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    tree = ast.parse(path.read_text("utf-8"))
+    nodes = tree.body if at_import_time else list(ast.walk(tree))
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+    for node in nodes:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                anchor = parts[: len(parts) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+        elif _literal_import(node):
+            found.add(str(node.args[0].value))  # type: ignore[attr-defined]
     return found
 
 
-MODULES = {module_name(p): imports_of(p) for p in sorted(PACKAGE.rglob("*.py"))}
+def _literal_import(node: ast.AST) -> bool:
+    """``importlib.import_module("name")`` or ``__import__("name")``."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return False
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name in ("import_module", "__import__") and isinstance(node.args[0], ast.Constant)
+
+
+PATHS = sorted(PACKAGE.rglob("*.py"))
+MODULES = {module_name(p): imports_of(p) for p in PATHS}
+LOADED = {module_name(p): imports_of(p, at_import_time=True) for p in PATHS}
 
 
 def in_package(name: str, package: str) -> bool:
     return name == package or name.startswith(package + ".")
+
+
+def reachable(start: str) -> set[str]:
+    """Every name that importing the modules under ``start`` imports, directly or through
+    the other modules of this package it loads."""
+    names: set[str] = set()
+    visited: set[str] = set()
+    todo = [m for m in LOADED if in_package(m, start)]
+    while todo:
+        module = todo.pop()
+        if module in visited:
+            continue
+        visited.add(module)
+        for name in LOADED[module]:
+            names.add(name)
+            # Importing a.b.c runs a, a.b and a.b.c.
+            parts = name.split(".")
+            todo.extend(
+                p for p in (".".join(parts[:n]) for n in range(1, len(parts) + 1)) if p in LOADED
+            )
+    return names
 
 
 def offenders(importer: str, forbidden: tuple[str, ...]) -> list[str]:
@@ -49,6 +94,17 @@ def offenders(importer: str, forbidden: tuple[str, ...]) -> list[str]:
         for name in names
         if any(in_package(name, f) for f in forbidden)
     )
+
+
+ENTRY_POINTS = ("hifly_batch.cli", "hifly_batch.campaign", "hifly_batch.commands")
+LAYERS = (
+    "hifly_batch.api",
+    "hifly_batch.core",
+    "hifly_batch.manifest",
+    "hifly_batch.reports",
+    "hifly_batch.runner",
+    "hifly_batch.sandbox",
+)
 
 
 RULES = [
@@ -64,7 +120,11 @@ RULES = [
         ("hifly_batch.manifest", "hifly_batch.runner", "hifly_batch.core"),
         "the client knows nothing of manifests or runs",
     ),
-    ("hifly_batch.sandbox", ("hifly_batch.api",), "the sandbox shares no code with the client"),
+    (
+        "hifly_batch.sandbox",
+        ("hifly_batch.api", "hifly_batch.runner", "hifly_batch.core", "hifly_batch.reports"),
+        "the sandbox shares no code with the client, nor with what drives it",
+    ),
     (
         "hifly_batch.runner",
         ("hifly_batch.reports", "hifly_batch.commands", "hifly_batch.campaign"),
@@ -81,7 +141,25 @@ RULES = [
         ("hifly_batch.api", "hifly_batch.runner", "hifly_batch.reports", "hifly_batch.core"),
         "the manifest model is below the core",
     ),
+    *((layer, ENTRY_POINTS, f"{layer} is below the entry points") for layer in LAYERS),
+    *(
+        (shared, (*LAYERS, *ENTRY_POINTS, "requests", "sqlite3"), f"{shared} is shared by all")
+        for shared in ("hifly_batch.errors", "hifly_batch.console", "hifly_batch.apispec")
+    ),
 ]
+
+
+@pytest.mark.parametrize(
+    ("layer", "forbidden"),
+    [
+        ("hifly_batch.sandbox", ("hifly_batch.api",)),
+        ("hifly_batch.core", ("requests", "sqlite3", "urllib3", "psycopg")),
+        ("hifly_batch.api", ("hifly_batch.manifest", "hifly_batch.runner", "hifly_batch.core")),
+    ],
+)
+def test_nothing_forbidden_is_loaded_indirectly(layer: str, forbidden: tuple[str, ...]) -> None:
+    found = {n for n in reachable(layer) if any(in_package(n, f) for f in forbidden)}
+    assert found == set()
 
 
 @pytest.mark.parametrize(("layer", "forbidden", "why"), RULES, ids=[r[2] for r in RULES])

@@ -300,3 +300,30 @@ def status_json(manifest: Path) -> dict[str, dict[str, object]]:
     result = cli("--sandbox", "status", "--json", str(manifest))
     assert result.code == 0, result.stderr
     return {item["item"]: item for item in json.loads(result.stdout)}
+
+
+def test_a_state_that_cannot_be_written_says_so_and_is_not_called_damaged(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with StateStore(path) as store:
+        store.put(Record(item="a", section="assets", kind="upload"))
+        # A connection that may only read, as a read-only file gives a non-root user.
+        store._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        with pytest.raises(StateError, match="cannot be written") as caught:
+            store.put(Record(item="b", section="assets", kind="upload"))
+    assert "damaged" not in str(caught.value)
+    assert set(StateStore(path, readonly=True).records()) == {"a"}
+
+
+def test_a_version_1_file_that_lost_its_version_row_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    shutil.copy(V1_FIXTURE, path)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("DELETE FROM meta WHERE key = 'format_version'")
+    with StateStore(path) as store:
+        records = store.records()
+    assert records["videos.welcome[c002]"].work_exists
+    assert records["voices.founder_voice"].settings == {
+        "pitch": "1.0",
+        "rate": "1.1",
+        "volume": "1.0",
+    }

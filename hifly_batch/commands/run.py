@@ -8,6 +8,8 @@ from pathlib import Path
 
 from hifly_batch import console
 from hifly_batch.campaign import Campaign, RunResult
+from hifly_batch.errors import ExitStatus
+from hifly_batch.manifest.diagnostics import ManifestInvalid
 from hifly_batch.reports.plan_view import render_text
 from hifly_batch.reports.progress import ProgressBar, summary_table
 
@@ -65,10 +67,15 @@ def _positive(text: str) -> int:
 
 
 def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    campaign = Campaign.load(args.manifest, state=args.state, sandbox=args.sandbox)
-    if args.dry_run:
+    if args.dry_run:  # as `plan` does, faults included
+        try:
+            campaign = Campaign.load(args.manifest, state=args.state, sandbox=args.sandbox)
+        except ManifestInvalid as exc:
+            console.err(exc.render(args.manifest))
+            return int(ExitStatus.INVALID)
         console.out(render_text(args.manifest, campaign.plan()))
         return 0
+    campaign = Campaign.load(args.manifest, state=args.state, sandbox=args.sandbox)
     bar = ProgressBar(not args.no_progress and args.quiet == 0)
     try:
         result = campaign.run(

@@ -105,7 +105,7 @@ def submit(ctx: JobContext, item: Item, record: Record, deps: Mapping[str, Recor
         return
     try:
         request = resolve(item.request, lambda name, dep: _value_of(ctx, name, deps[dep]))
-    except ClientError as exc:
+    except (ClientError, ItemError, OSError) as exc:  # OSError: a local file to upload
         ctx.post(Finished(item.id, _fail(ctx, record, exc), transient=True))
         return
     record = ctx.store.update(
@@ -188,7 +188,7 @@ def _finish_without_task(ctx: JobContext, item: Item, record: Record) -> None:
         resource = _resource_without_task(ctx, item)
         if item.settings:
             _edit(ctx, resource, item.settings)
-    except (ClientError, ItemError) as exc:
+    except (ClientError, ItemError, OSError) as exc:  # OSError: the file to upload
         transient = isinstance(exc, TransportError)
         ctx.post(Finished(item.id, _fail(ctx, record, exc), transient=transient))
         return

@@ -19,6 +19,7 @@ rows in memory and writes nothing.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
@@ -151,10 +152,13 @@ class StateStore:
         with self._lock, self._db:
             # The connection is in autocommit mode: without BEGIN, each row would be
             # its own transaction, and a failure or a kill midway would keep the first ones.
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO items ({', '.join(_COLUMNS)}) VALUES ({marks})", rows
-            )
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    f"INSERT OR REPLACE INTO items ({', '.join(_COLUMNS)}) VALUES ({marks})", rows
+                )
+            except sqlite3.OperationalError as exc:
+                raise _unwritable(self.path, exc) from None
 
     def settle_interrupted(self) -> dict[str, Record]:
         """Mark items a dead run left ``submitting`` as ``uncertain``; returns every record.
@@ -182,6 +186,8 @@ class StateStore:
 def _open(path: Path, readonly: bool) -> sqlite3.Connection:
     if readonly and not path.exists():
         raise StateError(f"{path}: no state file yet: nothing has run for this manifest")
+    if not readonly and not _writable(path):
+        raise _unwritable(path, PermissionError("permission denied"))
     try:
         if not readonly:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -193,11 +199,34 @@ def _open(path: Path, readonly: bool) -> sqlite3.Connection:
         else:
             _prepare(db, path)
         return db
+    except sqlite3.OperationalError as exc:
+        if "readonly" in str(exc) or "unable to open" in str(exc):
+            raise _unwritable(path, exc) from None
+        raise _damaged(path, exc) from None
     except sqlite3.DatabaseError as exc:
-        raise StateError(
-            f"{path}: the state file is damaged or not a hifly-batch state file ({exc}); "
-            "move it aside to start over (a fresh run re-creates items it does not know)"
-        ) from None
+        raise _damaged(path, exc) from None
+
+
+def _writable(path: Path) -> bool:
+    """The state file (or, before the first run, its folder) can be written."""
+    if path.exists():
+        return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    folder = next((p for p in path.parents if p.exists()), None)
+    return folder is not None and os.access(folder, os.W_OK)
+
+
+def _unwritable(path: Path, exc: BaseException) -> StateError:
+    return StateError(
+        f"{path}: the state cannot be written ({exc}); make the file and its folder "
+        "writable (nothing in it is lost), or give another path with --state"
+    )
+
+
+def _damaged(path: Path, exc: BaseException) -> StateError:
+    return StateError(
+        f"{path}: the state file is damaged or not a hifly-batch state file ({exc}); "
+        "move it aside to start over (a fresh run re-creates items it does not know)"
+    )
 
 
 def _prepare(db: sqlite3.Connection, path: Path) -> None:
@@ -213,6 +242,9 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
         for statement in _SCHEMA:
             db.execute(statement)
         version = _version(db)
+        if version is None and _LEGACY in _columns_of(db):  # 0.1.0's tables, version row lost
+            db.execute("INSERT INTO meta VALUES ('format_version', '1')")
+            version = "1"
         if version is None:  # a new file
             db.execute("INSERT INTO meta VALUES ('format_version', ?)", (str(FORMAT_VERSION),))
             return
