@@ -159,7 +159,9 @@ class Campaign:
         if concurrency is not None and concurrency < 1:
             raise UsageError(f"concurrency {concurrency}: must be 1 or more")
         with run_lock(self.state_path), StateStore(self.state_path) as store:
-            store.claim(api_kind(sandbox=self.sandbox, base_url=base_url, env=env))
+            store.claim(
+                api_kind(sandbox=self.sandbox, base_url=base_url, env=env), self.manifest.name
+            )
             records = store.settle_interrupted()
             plan = make_plan(
                 self.graph, prior_states(records), resubmit_uncertain=resubmit_uncertain

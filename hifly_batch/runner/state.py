@@ -18,6 +18,7 @@ rows in memory and writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -110,23 +111,23 @@ class StateStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def claim(self, api: str) -> None:
-        """Tie the file to one API (``sandbox`` or ``service``); refuse the other one.
+    def claim(self, api: str, campaign: str | None = None) -> None:
+        """Tie the state to one campaign and one API (``sandbox`` or ``service``); a state
+        already tied to others raises :class:`StateError` and is left as it is.
 
         Avatars, voices and tasks made on a sandbox do not exist on the real
-        service (nor the other way round), so one state file serves one of them.
+        service (nor the other way round), and another campaign's records would
+        be overwritten by this one's, so one state serves one of each.
         """
+        wanted = {"api": api, **({"campaign": campaign} if campaign is not None else {})}
         with self._lock, self._db:
-            row = self._db.execute("SELECT value FROM meta WHERE key = 'api'").fetchone()
-            if row is None:
-                self._db.execute("INSERT INTO meta VALUES ('api', ?)", (api,))
-                return
-        if row[0] != api:
-            raise StateError(
-                f"{self.path}: this state file records work made on the {row[0]}, and this "
-                f"run talks to the {api}; that work does not exist there. Give this run a "
-                "state file of its own with --state, or delete this one to start over"
-            )
+            self._db.execute("BEGIN IMMEDIATE")
+            rows = self._db.execute("SELECT key, value FROM meta WHERE key IN ('api', 'campaign')")
+            found = dict(rows.fetchall())
+            _refuse_another(self.path, found, wanted)  # raising rolls back: nothing written
+            for key, value in wanted.items():
+                if key not in found:  # a new state, or one written before it recorded this
+                    self._db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
 
     def records(self) -> dict[str, Record]:
         """Every item's record, by item id."""
@@ -183,28 +184,79 @@ class StateStore:
         return new
 
 
+def _refuse_another(path: Path, found: Mapping[str, str], wanted: Mapping[str, str]) -> None:
+    if found.get("campaign", wanted.get("campaign")) != wanted.get("campaign"):
+        raise StateError(
+            f"{path}: this state belongs to campaign {found['campaign']!r}, not "
+            f"{wanted.get('campaign')!r}; nothing was changed. Run this campaign with its own "
+            "state (leave out --state for the default)"
+        )
+    if found.get("api", wanted["api"]) != wanted["api"]:
+        raise StateError(
+            f"{path}: this state file records work made on the {found['api']}, and this run "
+            f"talks to the {wanted['api']}; that work does not exist there. Give this run a "
+            "state file of its own with --state, or delete this one to start over"
+        )
+
+
 def _open(path: Path, readonly: bool) -> sqlite3.Connection:
     if readonly and not path.exists():
         raise StateError(f"{path}: no state file yet: nothing has run for this manifest")
     if not readonly and not _writable(path):
         raise _unwritable(path, PermissionError("permission denied"))
     try:
-        if not readonly:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
-        db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA busy_timeout = 5000")
-        if readonly:
-            _check_version(_version(db), path)
-        else:
-            _prepare(db, path)
-        return db
+        if path.exists():
+            _refuse_foreign(path)
+        elif not readonly:
+            _create(path)
+        return _connect(path, readonly)
     except sqlite3.OperationalError as exc:
         if "readonly" in str(exc) or "unable to open" in str(exc):
             raise _unwritable(path, exc) from None
         raise _damaged(path, exc) from None
     except sqlite3.DatabaseError as exc:
         raise _damaged(path, exc) from None
+
+
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+    db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA busy_timeout = 5000")
+    if readonly:
+        _check_version(_version(db), path)
+    else:
+        _prepare(db, path)
+    return db
+
+
+def _create(path: Path) -> None:
+    """A new state, built under a temporary name and renamed into place, so that a state
+    file that exists is always a whole one: an empty file is never a state of ours."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    building = path.with_name(f".{path.name}.{os.getpid()}.new")
+    building.unlink(missing_ok=True)
+    _connect(building, readonly=False).close()  # closing folds the WAL into the file
+    os.replace(building, path)
+
+
+def _refuse_foreign(path: Path) -> None:
+    """An existing file that is not a hifly-batch state is refused, never started afresh:
+    it may be a state whose contents were lost, and starting over would pay again."""
+    wal = path.with_name(path.name + "-wal")
+    if path.stat().st_size == 0 and not (wal.exists() and wal.stat().st_size > 0):
+        raise StateError(
+            f"{path}: the state file is empty, so it is no hifly-batch state: its records "
+            "are gone. Restore it from a backup if you have one; to start this campaign's "
+            "state over (a run then creates again what it does not know), delete the file"
+        )
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    if tables and "meta" not in tables:
+        raise StateError(
+            f"{path}: this is an SQLite file but not a hifly-batch state (its tables: "
+            f"{', '.join(sorted(tables)[:5])}); nothing was changed. Give --state the "
+            "campaign's own state file"
+        )
 
 
 def _writable(path: Path) -> bool:

@@ -1,0 +1,71 @@
+"""A state knows its campaign (SPEC §5, v1.1): an empty file, another campaign's state or a
+file that is no hifly-batch state is refused with exit 3, and nothing is created or changed."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from hifly_batch.sandbox import Sandbox
+from tests.campaigns import Campaign, cli, creates, read_state, state_path
+
+
+def run(campaign: Campaign, sandbox: Sandbox, *extra: str):  # type: ignore[no-untyped-def]
+    return cli("run", "--no-progress", *extra, str(campaign.manifest), sandbox=sandbox)
+
+
+def test_an_empty_state_file_is_refused_and_nothing_is_created(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=2).write()
+    assert run(campaign, sandbox).code == 0
+    made = creates(sandbox)
+    state_path(campaign).write_bytes(b"")  # : > .hifly/campaign.state.db
+    for command in ("status", "plan", "report"):  # the same word from every command
+        result = cli(command, str(campaign.manifest), sandbox=sandbox)
+        assert result.code == 3 and "state file is empty" in result.stderr, result.stderr
+    result = run(campaign, sandbox)
+    assert result.code == 3 and "state file is empty" in result.stderr, result.stderr
+    assert creates(sandbox) == made
+    assert state_path(campaign).stat().st_size == 0  # left as it was
+
+
+def test_another_campaigns_state_is_refused_and_left_unchanged(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    a = Campaign(tmp_path / "a", rows=2, extra_yaml="").write()
+    a.manifest.write_text(a.manifest.read_text("utf-8").replace("name: campaign", "name: a"))
+    b = Campaign(tmp_path / "b", rows=3).write()
+    b.manifest.write_text(b.manifest.read_text("utf-8").replace("name: campaign", "name: b"))
+    assert run(a, sandbox).code == 0
+    a_state = a.root / ".hifly" / "a.state.db"
+    before = a_state.read_bytes()
+    made = creates(sandbox)
+    result = run(b, sandbox, "--state", str(a_state))
+    assert result.code == 3 and "belongs to campaign 'a', not 'b'" in result.stderr, result.stderr
+    assert creates(sandbox) == made
+    assert a_state.read_bytes() == before
+    plan = json.loads(cli("plan", "--json", str(a.manifest)).stdout)
+    assert set(plan["totals"]) == {"skip"}  # a's own state is intact
+
+
+def test_a_file_that_is_no_hifly_batch_state_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:
+    campaign = Campaign(tmp_path / "c", rows=1).write()
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+    result = run(campaign, sandbox, "--state", str(other))
+    assert result.code == 3 and "not a hifly-batch state" in result.stderr, result.stderr
+    assert creates(sandbox) == {}
+    with sqlite3.connect(other) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"notes"}
+
+
+def test_a_new_state_is_whole_from_its_first_byte(sandbox: Sandbox, tmp_path: Path) -> None:
+    campaign = Campaign(tmp_path / "c", rows=1).write()
+    assert run(campaign, sandbox).code == 0
+    assert read_state(campaign)  # readable
+    leftovers = [p.name for p in state_path(campaign).parent.iterdir() if p.name.endswith(".new")]
+    assert leftovers == []
