@@ -327,3 +327,21 @@ def test_a_version_1_file_that_lost_its_version_row_is_migrated(tmp_path: Path) 
         "rate": "1.1",
         "volume": "1.0",
     }
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("status", "weird"), ("attempts", "three"), ("output_size", 1.5), ("item_kind", None)],
+)
+def test_a_value_no_state_holds_is_damage_named_by_item_not_a_traceback(
+    tmp_path: Path, column: str, value: object
+) -> None:
+    path = tmp_path / "s.db"
+    with StateStore(path) as store:
+        store.put(Record(item="a", section="assets", kind="upload"))
+    column = "kind" if column == "item_kind" else column
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(f"UPDATE items SET {column} = ?", (value,))
+    with pytest.raises(StateError, match=r"damaged .*item 'a'") as caught:
+        StateStore(path, readonly=True).records()
+    assert column in str(caught.value)

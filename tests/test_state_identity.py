@@ -69,3 +69,17 @@ def test_a_new_state_is_whole_from_its_first_byte(sandbox: Sandbox, tmp_path: Pa
     assert read_state(campaign)  # readable
     leftovers = [p.name for p in state_path(campaign).parent.iterdir() if p.name.endswith(".new")]
     assert leftovers == []
+
+
+def test_a_row_with_a_value_no_state_holds_is_damage_not_a_traceback(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=1).write()
+    assert run(campaign, sandbox).code == 0
+    made = creates(sandbox)
+    with sqlite3.connect(state_path(campaign)) as db:
+        db.execute("UPDATE items SET status = 'weird' WHERE item LIKE 'videos.%'")
+    for result in (run(campaign, sandbox), cli("status", str(campaign.manifest))):
+        assert result.code == 3 and "damaged" in result.stderr, result.stderr
+        assert "videos.welcome[c0001]" in result.stderr and "Traceback" not in result.stderr
+    assert creates(sandbox) == made

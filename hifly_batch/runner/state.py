@@ -133,14 +133,20 @@ class StateStore:
         """Every item's record, by item id."""
         with self._lock:
             rows = self._db.execute(f"SELECT {', '.join(self._columns)} FROM items").fetchall()
-        return {row[0]: _record(self._columns, row) for row in rows}
+        return {row[0]: self._record(row) for row in rows}
 
     def get(self, item: str) -> Record | None:
         with self._lock:
             row = self._db.execute(
                 f"SELECT {', '.join(self._columns)} FROM items WHERE item = ?", (item,)
             ).fetchone()
-        return _record(self._columns, row) if row else None
+        return self._record(row) if row else None
+
+    def _record(self, row: tuple[Any, ...]) -> Record:
+        try:
+            return _record(self._columns, row)
+        except ValueError as exc:
+            raise _damaged(self.path, f"item {row[0]!r}: {exc}") from None
 
     def put(self, record: Record) -> None:
         """Write one record in its own transaction (the commit is the durability point)."""
@@ -274,10 +280,11 @@ def _unwritable(path: Path, exc: BaseException) -> StateError:
     )
 
 
-def _damaged(path: Path, exc: BaseException) -> StateError:
+def _damaged(path: Path, exc: BaseException | str) -> StateError:
     return StateError(
         f"{path}: the state file is damaged or not a hifly-batch state file ({exc}); "
-        "move it aside to start over (a fresh run re-creates items it does not know)"
+        "restore it from a backup if you have one (if you move it aside, the state starts "
+        "over, and a run creates again, and pays again for, every item it does not know)"
     )
 
 
@@ -367,8 +374,17 @@ def _encode(values: Mapping[str, Any], column: str) -> Any:
     return value
 
 
+# Columns that must hold a number of this type (or NULL), whatever an editor wrote there.
+_NUMBERS = {"output_size": int, "attempts": int, "error_code": int, "duration_s": float,
+            "started_at": float, "finished_at": float}  # fmt: skip
+_TEXTS = ("item", "section", "kind", "fingerprint")
+
+
 def _record(columns: tuple[str, ...], row: tuple[Any, ...]) -> Record:
+    """The record a row holds; ``ValueError`` naming the column when a value is not one a
+    state can hold (the file was edited or damaged)."""
     values = dict(zip(columns, row, strict=True))
+    _check_values(values)
     values["status"] = Status(values["status"])
     for column in _MAPPINGS:
         if column in values:
@@ -378,6 +394,18 @@ def _record(columns: tuple[str, ...], row: tuple[Any, ...]) -> Record:
     if _LEGACY in values:  # a version-1 file read as it is
         values.update(_from_details(values.pop(_LEGACY)))
     return Record(**values)
+
+
+def _check_values(values: Mapping[str, Any]) -> None:
+    if values["status"] not in {s.value for s in Status}:
+        raise ValueError(f"status {values['status']!r} is not one a state records")
+    for column, kind in _NUMBERS.items():
+        value = values.get(column)
+        if value is not None and not (isinstance(value, (int, kind)) and value == value):
+            raise ValueError(f"{column} {value!r} is not a number")
+    for column in _TEXTS:
+        if not isinstance(values.get(column, ""), str):
+            raise ValueError(f"{column} {values[column]!r} is not text")
 
 
 def _from_details(details: object) -> dict[str, Any]:
