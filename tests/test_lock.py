@@ -12,8 +12,17 @@ import pytest
 from hifly_batch.runner.lock import StateLocked, run_lock
 
 
-def test_a_second_process_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spelling", ["same", "symlink", "dotted"])
+def test_a_second_process_is_refused_with_a_clear_message(tmp_path: Path, spelling: str) -> None:
     state = tmp_path / "s.db"
+    (tmp_path / "sub").mkdir()
+    other = {
+        "same": state,
+        "symlink": tmp_path / "alias.db",
+        "dotted": tmp_path / "sub" / ".." / "s.db",
+    }[spelling]
+    if spelling == "symlink":
+        other.symlink_to(state)
     holder = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
@@ -25,9 +34,9 @@ def test_a_second_process_is_refused_with_a_clear_message(tmp_path: Path) -> Non
     proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-        with pytest.raises(StateLocked) as caught, run_lock(state):
+        with pytest.raises(StateLocked) as caught, run_lock(other):
             pass
-        assert str(state) in str(caught.value) and f"pid {proc.pid}" in str(caught.value)
+        assert str(other) in str(caught.value) and f"pid {proc.pid}" in str(caught.value)
     finally:
         proc.kill()
         proc.wait()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
-from hifly_batch.sandbox import Sandbox
-from tests.campaigns import Campaign, cli, creates, read_state, state_path
+from hifly_batch.sandbox import Sandbox, SandboxConfig
+from tests.campaigns import Campaign, cli, creates, popen, read_state, state_path
+from tests.conftest import SECRET_TOKEN
 
 
 def run(campaign: Campaign, sandbox: Sandbox, *extra: str):  # type: ignore[no-untyped-def]
@@ -83,3 +85,23 @@ def test_a_row_with_a_value_no_state_holds_is_damage_not_a_traceback(
         assert result.code == 3 and "damaged" in result.stderr, result.stderr
         assert "videos.welcome[c0001]" in result.stderr and "Traceback" not in result.stderr
     assert creates(sandbox) == made
+
+
+def test_a_run_through_a_symlink_to_a_state_in_use_is_refused(tmp_path: Path) -> None:
+    config = SandboxConfig(task_seconds=2.0, task_jitter=0.0, token=SECRET_TOKEN)
+    with Sandbox(tmp_path / "w", config) as sandbox:
+        campaign = Campaign(tmp_path / "c", rows=3).write()
+        first = popen("run", "--no-progress", str(campaign.manifest), sandbox=sandbox)
+        try:
+            deadline = time.monotonic() + 30
+            while not sandbox.counters().creates and time.monotonic() < deadline:
+                time.sleep(0.05)
+            alias = tmp_path / "elsewhere" / "alias.db"
+            alias.parent.mkdir()
+            alias.symlink_to(state_path(campaign))
+            second = run(campaign, sandbox, "--state", str(alias))
+            assert second.code == 3 and "another hifly-batch run is using" in second.stderr
+        finally:
+            assert first.wait(timeout=60) == 0
+        made = creates(sandbox)
+    assert made["video/create_by_tts"] == 3  # each video created once

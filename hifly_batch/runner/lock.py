@@ -28,8 +28,13 @@ class StateLocked(StateError):
 
 @contextlib.contextmanager
 def run_lock(state_path: Path) -> Iterator[None]:
-    """Hold the state's lock for a run; StateLocked when another process holds it."""
-    lock_path = state_path.with_name(state_path.name + ".lock")
+    """Hold the state's lock for a run; StateLocked when another process holds it.
+
+    The lock belongs to the file, not to how its path is spelled: a symlink to
+    the state, or another spelling of its path, takes the same lock.
+    """
+    real = Path(os.path.realpath(state_path))
+    lock_path = real.with_name(real.name + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
