@@ -67,23 +67,30 @@ def test_action_per_status(
     assert steps[VIDEO].action is action
 
 
+CLONE = "voices.cloned"
+DOWNLOADED = "its output is downloaded, not re-created"
+FETCHED = "is fetched again, not re-created"
+
+
 @pytest.mark.parametrize(
-    ("task_id", "work_exists", "reason"),
+    ("item", "task_id", "work_exists", "action", "reason"),
     [
-        ("t7", True, "failed last run; its task t7 is fetched again, not re-created"),
-        ("t7", False, "failed last run"),
-        (None, True, "failed last run"),
+        (VIDEO, "t7", True, Action.DOWNLOAD, f"task t7 finished; {DOWNLOADED}"),
+        (VIDEO, "t7", False, Action.RETRY, "failed last run"),
+        (VIDEO, None, True, Action.RETRY, "failed last run"),
+        (CLONE, "t7", True, Action.RETRY, f"failed last run; its task t7 {FETCHED}"),
     ],
-)
-def test_a_failed_item_whose_task_exists_says_it_is_fetched_again(
-    graph: Graph, task_id: str | None, work_exists: bool, reason: str
+)  # fmt: skip
+def test_a_failed_item_whose_task_exists_is_fetched_again_never_created(
+    graph: Graph, item: str, task_id: str | None, work_exists: bool, action: Action, reason: str
 ) -> None:
     prior = done_state(graph)
-    prior[VIDEO] = PriorState(
-        Status.FAILED, graph[VIDEO].fingerprint, task_id=task_id, work_exists=work_exists
-    )
+    prior[item] = PriorState(
+        Status.FAILED, graph[item].fingerprint, task_id=task_id, work_exists=work_exists,
+        settings_fingerprint=graph[item].settings_fingerprint,
+    )  # fmt: skip
     steps = {s.item.id: s for s in make_plan(graph, prior).steps}
-    assert (steps[VIDEO].action, steps[VIDEO].reason) == (Action.RETRY, reason)
+    assert (steps[item].action, steps[item].reason) == (action, reason)
 
 
 def test_uncertain_can_be_resubmitted(graph: Graph) -> None:

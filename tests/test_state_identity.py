@@ -4,13 +4,16 @@ file that is no hifly-batch state is refused with exit 3, and nothing is created
 from __future__ import annotations
 
 import json
+import shutil
+import socket
 import sqlite3
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from hifly_batch.sandbox import Sandbox, SandboxConfig
 from tests.campaigns import Campaign, cli, creates, popen, read_state, state_path
-from tests.conftest import SECRET_TOKEN
+from tests.conftest import FAST, SECRET_TOKEN
 
 
 def run(campaign: Campaign, sandbox: Sandbox, *extra: str):  # type: ignore[no-untyped-def]
@@ -105,3 +108,25 @@ def test_a_run_through_a_symlink_to_a_state_in_use_is_refused(tmp_path: Path) ->
             assert first.wait(timeout=60) == 0
         made = creates(sandbox)
     assert made["video/create_by_tts"] == 3  # each video created once
+
+
+def test_a_finished_video_whose_download_failed_is_downloaded_never_created(
+    tmp_path: Path,
+) -> None:
+    world, campaign = tmp_path / "w", Campaign(tmp_path / "c", rows=2).write()
+    with Sandbox(world, FAST) as sandbox:
+        assert run(campaign, sandbox).code == 0
+        token, made = sandbox.token, creates(sandbox)
+    shutil.rmtree(campaign.output_dir / "videos" / "welcome")
+    with socket.socket() as probe:  # a port nothing listens on: the service is unreachable
+        probe.bind(("127.0.0.1", 0))
+        gone = SimpleNamespace(base_url=f"http://127.0.0.1:{probe.getsockname()[1]}", token=token)
+    assert run(campaign, gone).code != 0  # type: ignore[arg-type]
+    plan = cli("plan", str(campaign.manifest)).stdout
+    actions = {line.split()[1]: line.split()[0] for line in plan.splitlines() if "videos." in line}
+    assert set(actions.values()) == {"download"}, plan
+    with Sandbox(world, FAST) as sandbox:
+        again = run(campaign, sandbox)
+        assert again.code == 0, again.stderr
+        assert creates(sandbox) == made  # the world's count: nothing created again
+    assert len(list((campaign.output_dir / "videos" / "welcome").glob("*.mp4"))) == 2

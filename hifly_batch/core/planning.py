@@ -42,6 +42,7 @@ class Action(str, enum.Enum):
     RECREATE = "recreate"  # done or tried before, but its inputs changed
     EDIT = "edit"  # a voice whose rate/volume/pitch changed: voice/edit, no new clone
     RETRY = "retry"  # failed last time, unchanged
+    DOWNLOAD = "download"  # made, but its output was not kept: fetched from its task again
     RESUME = "resume"  # submitted, task id known: poll it
     UNCERTAIN = "uncertain"  # may have been submitted, task id unknown: not sent again
     BLOCKED = "blocked"  # waits for an item that will not run
@@ -107,6 +108,9 @@ def _decide(
             return Step(item, Action.EDIT, _settings_change(item, state))
         return Step(item, Action.SKIP, "done, unchanged")
     if status is Status.FAILED and state.work_exists and state.task_id:
+        if item.output:
+            reason = f"task {state.task_id} finished; its output is downloaded, not re-created"
+            return Step(item, Action.DOWNLOAD, reason)
         reason = f"failed last run; its task {state.task_id} is fetched again, not re-created"
         return Step(item, Action.RETRY, reason)
     if status is Status.FAILED:

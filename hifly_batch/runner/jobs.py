@@ -311,7 +311,10 @@ def refetch(ctx: JobContext, item: Item, record: Record) -> None:
         saved = _save_output(ctx, item, record, task)
     except (ClientError, ItemError, OSError) as exc:
         message = f"output missing and could not be downloaded again: {exc}"
-        failed = ctx.store.update(record, status=Status.FAILED, error_message=message)
+        # The work exists and is paid for: the next run downloads it, never re-creates it.
+        failed = ctx.store.update(
+            record, status=Status.FAILED, error_message=message, work_exists=True
+        )
         ctx.post(Finished(item.id, failed))
         return
     ctx.post(Finished(item.id, ctx.store.update(record, status=Status.DONE, **saved)))

@@ -251,7 +251,7 @@ class Scheduler:
             self._settle(item.id, self._block(record))
         elif action is Action.EDIT:
             self._start_job(jobs.edit_voice, item, record)
-        elif action is Action.RETRY and jobs.work_exists(record):
+        elif action in (Action.DOWNLOAD, Action.RETRY) and jobs.work_exists(record):
             # Made, but saving its result failed: query the task again, never re-create it.
             self.tasks[item.id] = _Task(item.kind.value, self.clock(), 0.0, False, learn=False)
             self._poll_at(item.id, self.clock())
