@@ -32,12 +32,13 @@ from hifly_batch.apispec import (
     TaskStatus,
 )
 from hifly_batch.core.graph import Graph, Item, build_graph
+from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Action, make_plan
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.runner.events import Event
 from hifly_batch.runner.jobs import work_exists
 from hifly_batch.runner.scheduler import BACKOFF_START, RETRY_DELAY, Outcome, RunSettings, Scheduler
-from hifly_batch.runner.state import Record, StateStore, Status, prior_states
+from hifly_batch.runner.state import Record, StateStore, prior_states
 from tests.manifest_helpers import campaign
 
 MANIFEST = """\

@@ -23,13 +23,14 @@ from pathlib import Path
 from hifly_batch.api.client import HiflyClient
 from hifly_batch.apispec import INSUFFICIENT_CREDITS
 from hifly_batch.core.graph import Graph, Item
+from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Action, Plan
 from hifly_batch.manifest.model import Settings
 from hifly_batch.runner import events, jobs
 from hifly_batch.runner.creates import CREATE_KINDS
 from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.polling import PollPlanner
-from hifly_batch.runner.state import Record, StateStore, Status, new_record
+from hifly_batch.runner.state import Record, StateStore, new_record
 from hifly_batch.runner.workers import WorkerPool
 
 BACKOFF_START = 1.0  # seconds before an item refused with 1001/1015 is sent again
