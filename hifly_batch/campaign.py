@@ -25,7 +25,7 @@ from hifly_batch.api.connect import api_client, base_url_from
 from hifly_batch.core.graph import Graph, build_graph
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Plan, make_plan
-from hifly_batch.core.scope import select
+from hifly_batch.core.scope import matching, select
 from hifly_batch.errors import ExitStatus, UsageError
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.manifest.model import Manifest
@@ -98,11 +98,19 @@ class Campaign:
 
     # Reading ------------------------------------------------------------------
 
-    def plan(self, *, resubmit_uncertain: bool = False) -> Plan:
-        """What a run would do with each item, given the state; no network, writes nothing."""
+    def plan(self, *, resubmit_uncertain: bool = False, recreate: Sequence[str] = ()) -> Plan:
+        """What a run would do with each item, given the state; no network, writes nothing.
+        ``recreate``: item-id globs of done items to make again (``NoMatch`` if none match)."""
         return make_plan(
-            self.graph, prior_states(self._recorded()), resubmit_uncertain=resubmit_uncertain
+            self.graph,
+            prior_states(self._recorded()),
+            resubmit_uncertain=resubmit_uncertain,
+            recreate=self._ids(recreate, "--recreate"),
         )
+
+    def _ids(self, globs: Sequence[str] | str, option: str) -> set[str]:
+        globs = (globs,) if isinstance(globs, str) else tuple(globs)
+        return matching(self.graph, globs, option) if globs else set()
 
     def records(self) -> list[Record]:
         """Each item's record as the state has it, in dependency order (``StateError``
@@ -139,6 +147,7 @@ class Campaign:
         retry_failed: bool = False,
         concurrency: int | None = None,
         resubmit_uncertain: bool = False,
+        recreate: Sequence[str] | str = (),
         base_url: str | None = None,
         env: Mapping[str, str] | None = None,
         on_progress: ProgressCallback | None = None,
@@ -149,7 +158,8 @@ class Campaign:
         run has it); refuses a state made on the other kind of API
         (``StateError``); items an interrupted run left mid-create become
         uncertain. ``only`` (item-id globs) and ``retry_failed`` narrow what
-        the run touches (``NoMatch`` when ``only`` matches nothing). The token
+        the run touches (``NoMatch`` when ``only`` matches nothing); ``recreate``
+        (item-id globs) makes matching done items again, as Terraform's ``-replace``. The token
         and base URL come from ``env`` (default ``os.environ``): ``HIFLY_TOKEN``,
         ``HIFLY_BASE_URL``. A Ctrl-C during the run is not raised: the result
         says ``interrupted``.
@@ -164,7 +174,10 @@ class Campaign:
             )
             records = store.settle_interrupted()
             plan = make_plan(
-                self.graph, prior_states(records), resubmit_uncertain=resubmit_uncertain
+                self.graph,
+                prior_states(records),
+                resubmit_uncertain=resubmit_uncertain,
+                recreate=self._ids(recreate, "--recreate"),
             )
             statuses = {item: r.status for item, r in records.items()}
             scope = select(self.graph, plan, statuses, only=only, retry_failed=retry_failed)

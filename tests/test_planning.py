@@ -141,3 +141,12 @@ def test_text_change_reason(tmp_path: Path, graph: Graph) -> None:
 def test_plan_is_pure(graph: Graph) -> None:
     prior = done_state(graph)
     assert make_plan(graph, prior) == make_plan(graph, prior)
+
+
+def test_recreate_makes_only_the_named_done_items_again(graph: Graph) -> None:
+    plan = make_plan(graph, done_state(graph), recreate={VIDEO})
+    steps = {s.item.id: s for s in plan.steps}
+    assert (steps[VIDEO].action, steps[VIDEO].reason) == (Action.RECREATE, "asked with --recreate")
+    assert plan.totals() == {"skip": 8, "recreate": 1}
+    fresh = make_plan(graph, {}, recreate={VIDEO})
+    assert {s.item.id: s.action for s in fresh.steps}[VIDEO] is Action.CREATE

@@ -130,3 +130,24 @@ def test_a_finished_video_whose_download_failed_is_downloaded_never_created(
         assert again.code == 0, again.stderr
         assert creates(sandbox) == made  # the world's count: nothing created again
     assert len(list((campaign.output_dir / "videos" / "welcome").glob("*.mp4"))) == 2
+
+
+def test_recreate_makes_exactly_the_matching_done_item_again(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=3).write()
+    assert run(campaign, sandbox).code == 0
+    made = creates(sandbox)
+    target = "videos.welcome[c0002]"
+    dry = cli("run", "--dry-run", "--recreate", target, str(campaign.manifest), sandbox=sandbox)
+    assert f"recreate  {target}" in dry.stdout and "asked with --recreate" in dry.stdout
+    assert creates(sandbox) == made  # a dry run sends nothing
+    again = run(campaign, sandbox, "--recreate", target)
+    assert again.code == 0, again.stderr
+    after = creates(sandbox)
+    assert after["video/create_by_tts"] == made["video/create_by_tts"] + 1
+    assert {k: v for k, v in after.items() if k != "video/create_by_tts"} == {
+        k: v for k, v in made.items() if k != "video/create_by_tts"
+    }
+    nothing = run(campaign, sandbox, "--recreate", "videos.nope*")
+    assert nothing.code == 2 and "--recreate videos.nope*: no item id matches" in nothing.stderr

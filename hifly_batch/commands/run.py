@@ -45,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="only items that failed (and those they blocked)",
     )
     parser.add_argument(
+        "--recreate",
+        action="append",
+        metavar="PATTERN",
+        help="make done items whose id matches this glob again (pays again); repeatable",
+    )
+    parser.add_argument(
         "--concurrency",
         type=_positive,
         metavar="N",
@@ -73,7 +79,10 @@ def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         except ManifestInvalid as exc:
             console.err(exc.render(args.manifest))
             return int(ExitStatus.INVALID)
-        console.out(render_text(args.manifest, campaign.plan()))
+        plan = campaign.plan(
+            resubmit_uncertain=args.resubmit_uncertain, recreate=tuple(args.recreate or ())
+        )
+        console.out(render_text(args.manifest, plan))
         return 0
     campaign = Campaign.load(args.manifest, state=args.state, sandbox=args.sandbox)
     bar = ProgressBar(not args.no_progress and args.quiet == 0)
@@ -83,6 +92,7 @@ def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             retry_failed=args.retry_failed,
             concurrency=args.concurrency,
             resubmit_uncertain=args.resubmit_uncertain,
+            recreate=tuple(args.recreate or ()),
             base_url=args.base_url,
             env=env,
             on_progress=bar.update,

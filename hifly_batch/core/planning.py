@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from hifly_batch.core.graph import Graph, Item, Ref
@@ -85,12 +85,24 @@ class Plan:
 
 
 def make_plan(
-    graph: Graph, prior: Mapping[str, PriorState], *, resubmit_uncertain: bool = False
+    graph: Graph,
+    prior: Mapping[str, PriorState],
+    *,
+    resubmit_uncertain: bool = False,
+    recreate: Collection[str] = (),
 ) -> Plan:
-    """Decide every item's action from its prior state and its dependencies' actions."""
+    """Decide every item's action from its prior state and its dependencies' actions.
+
+    ``recreate``: ids of items to make again although they are done (``run --recreate``,
+    as Terraform's ``-replace``); the only way, besides a change, to pay again for them.
+    """
     decided: dict[str, Step] = {}
     for item in graph:
-        step = _decide(graph, item, prior.get(item.id), decided, resubmit_uncertain)
+        state = prior.get(item.id)
+        if item.id in recreate and state is not None and state.status is not Status.PENDING:
+            step = Step(item, Action.RECREATE, "asked with --recreate")
+        else:
+            step = _decide(graph, item, state, decided, resubmit_uncertain)
         decided[item.id] = _blocked(step, decided)
     return Plan(tuple(decided.values()))
 

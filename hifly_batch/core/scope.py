@@ -32,16 +32,23 @@ def select(
         return None
     chosen = [item.id for item in graph]
     if only:
-        patterns = [id_pattern(p) for p in only]
-        chosen = [i for i in chosen if any(p.fullmatch(i) for p in patterns)]
-        if not chosen:
-            raise NoMatch(f"--only {' '.join(only)}: no item id matches")
+        chosen = [i for i in chosen if i in matching(graph, only, "--only")]
     if retry_failed:
         stuck = (Status.FAILED, Status.BLOCKED)
         chosen = [i for i in chosen if statuses.get(i) in stuck]
     steps = {s.item.id: s.action for s in plan.steps}
     needed = expand_scope(graph, chosen)
     return {i for i in needed if i in chosen or steps[i] is not Action.SKIP} | set(chosen)
+
+
+def matching(graph: Graph, globs: Sequence[str], option: str) -> set[str]:
+    """The ids of the graph's items that match any of ``globs``; :class:`NoMatch` (naming
+    ``option``) when none does."""
+    patterns = [id_pattern(g) for g in globs]
+    found = {item.id for item in graph if any(p.fullmatch(item.id) for p in patterns)}
+    if not found:
+        raise NoMatch(f"{option} {' '.join(globs)}: no item id matches")
+    return found
 
 
 def id_pattern(glob: str) -> re.Pattern[str]:
