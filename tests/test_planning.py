@@ -150,3 +150,13 @@ def test_recreate_makes_only_the_named_done_items_again(graph: Graph) -> None:
     assert plan.totals() == {"skip": 8, "recreate": 1}
     fresh = make_plan(graph, {}, recreate={VIDEO})
     assert {s.item.id: s.action for s in fresh.steps}[VIDEO] is Action.CREATE
+
+
+def test_items_the_state_has_and_the_manifest_no_longer_has_are_removed(graph: Graph) -> None:
+    prior = done_state(graph)
+    prior["videos.welcome[gone]"] = PriorState(Status.DONE, "f", task_id="t0")
+    plan = make_plan(graph, prior)
+    assert plan.removed == ("videos.welcome[gone]",)
+    assert plan.totals() == {"skip": 9, "removed": 1}
+    assert plan.counts()["videos"] == {"skip": 3, "removed": 1}
+    assert make_plan(graph, done_state(graph)).removed == ()

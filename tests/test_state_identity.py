@@ -151,3 +151,21 @@ def test_recreate_makes_exactly_the_matching_done_item_again(
     }
     nothing = run(campaign, sandbox, "--recreate", "videos.nope*")
     assert nothing.code == 2 and "--recreate videos.nope*: no item id matches" in nothing.stderr
+
+
+def test_rows_taken_out_are_listed_as_removed_and_their_outputs_kept(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=3).write()
+    assert run(campaign, sandbox).code == 0
+    made = creates(sandbox)
+    campaign.rows = 2
+    campaign.write()
+    plan = cli("plan", str(campaign.manifest)).stdout
+    assert "removed   videos.welcome[c0003]  (outputs kept)" in plan, plan
+    assert json.loads(cli("plan", "--json", str(campaign.manifest)).stdout)["removed"] == [
+        "videos.welcome[c0003]"
+    ]
+    assert run(campaign, sandbox).code == 0
+    assert creates(sandbox) == made
+    assert (campaign.output_dir / "videos" / "welcome" / "c0003.mp4").is_file()

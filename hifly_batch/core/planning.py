@@ -46,6 +46,7 @@ class Action(str, enum.Enum):
     RESUME = "resume"  # submitted, task id known: poll it
     UNCERTAIN = "uncertain"  # may have been submitted, task id unknown: not sent again
     BLOCKED = "blocked"  # waits for an item that will not run
+    REMOVED = "removed"  # in the state, no longer in the manifest: nothing done, outputs kept
 
 
 CHANGED = frozenset({Action.RECREATE, Action.EDIT})
@@ -62,9 +63,11 @@ class Step:
 
 @dataclass(frozen=True)
 class Plan:
-    """One step per graph item, in dependency order."""
+    """One step per graph item, in dependency order; ``removed``: ids the state records
+    that the manifest no longer has (nothing is done to them; their outputs are kept)."""
 
     steps: tuple[Step, ...]
+    removed: tuple[str, ...] = ()
 
     def listing(self) -> tuple[Step, ...]:
         """Steps for display: changed items first, each group in dependency order."""
@@ -76,11 +79,14 @@ class Plan:
         table: dict[str, Counter[str]] = {}
         for step in self.steps:
             table.setdefault(step.item.section, Counter())[step.action.value] += 1
+        for item_id in self.removed:
+            table.setdefault(item_id.split(".")[0], Counter())[Action.REMOVED.value] += 1
         return {section: dict(counter) for section, counter in table.items()}
 
     def totals(self) -> dict[str, int]:
         """action -> number of items, in :class:`Action` order."""
         counter = Counter(step.action for step in self.steps)
+        counter[Action.REMOVED] = len(self.removed)
         return {a.value: counter[a] for a in Action if counter[a]}
 
 
@@ -104,7 +110,7 @@ def make_plan(
         else:
             step = _decide(graph, item, state, decided, resubmit_uncertain)
         decided[item.id] = _blocked(step, decided)
-    return Plan(tuple(decided.values()))
+    return Plan(tuple(decided.values()), tuple(sorted(set(prior) - set(decided))))
 
 
 def _decide(

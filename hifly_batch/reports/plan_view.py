@@ -19,6 +19,9 @@ def render_text(manifest: Path, result: Plan) -> str:
         f"  {s.action.value:<9} {s.item.id:<{width}}  {s.item.kind.value:<15} {_detail(s)}".rstrip()
         for s in steps
     ]
+    lines += [
+        f"  {Action.REMOVED.value:<9} {item_id}  (outputs kept)" for item_id in result.removed
+    ]
     lines += ["", *_counts_table(result)]
     return "\n".join(lines)
 
@@ -48,6 +51,7 @@ def render_json(manifest: Path, result: Plan) -> str:
     document = {
         "manifest": str(manifest),
         "items": [_step_json(step) for step in result.steps],
+        "removed": list(result.removed),
         "counts": result.counts(),
         "totals": result.totals(),
     }
