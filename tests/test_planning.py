@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,21 @@ def test_items_the_state_has_and_the_manifest_no_longer_has_are_removed(graph: G
     assert plan.totals() == {"skip": 9, "removed": 1}
     assert plan.counts()["videos"] == {"skip": 3, "removed": 1}
     assert make_plan(graph, done_state(graph)).removed == ()
+
+
+@pytest.mark.parametrize(
+    ("item", "saved", "action", "reason"),
+    [
+        (VIDEO, "videos/welcome/c2.mp4", Action.SKIP, "done, unchanged"),
+        (VIDEO, "old/c2.mp4", Action.MOVE, "output old/c2.mp4 → videos/welcome/c2.mp4"),
+        ("audios.promo", "audios/promo.wav", Action.SKIP, "done, unchanged"),  # URL's extension
+        ("audios.promo", "old/promo.wav", Action.MOVE, "output old/promo.wav → audios/promo.wav"),
+    ],
+)
+def test_a_done_item_saved_elsewhere_is_moved_not_made_again(
+    graph: Graph, item: str, saved: str, action: Action, reason: str
+) -> None:
+    prior = done_state(graph)
+    prior[item] = replace(prior[item], output=saved)
+    steps = {s.item.id: s for s in make_plan(graph, prior).steps}
+    assert (steps[item].action, steps[item].reason) == (action, reason)

@@ -11,8 +11,18 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from hifly_batch.sandbox import Sandbox, SandboxConfig
-from tests.campaigns import Campaign, cli, creates, popen, read_state, state_path
+from tests.campaigns import (
+    Campaign,
+    cli,
+    creates,
+    popen,
+    read_state,
+    report_rows,
+    state_path,
+)
 from tests.conftest import FAST, SECRET_TOKEN
 
 
@@ -169,3 +179,36 @@ def test_rows_taken_out_are_listed_as_removed_and_their_outputs_kept(
     assert run(campaign, sandbox).code == 0
     assert creates(sandbox) == made
     assert (campaign.output_dir / "videos" / "welcome" / "c0003.mp4").is_file()
+
+
+def renamed_output(campaign: Campaign) -> None:
+    text = campaign.manifest.read_text("utf-8")
+    title = '    title: "欢迎{{ row.name }}"\n'
+    campaign.manifest.write_text(
+        text.replace(title, title + '    output: "renamed/{{ key }}.mp4"\n')
+    )
+
+
+@pytest.mark.parametrize("old_file", ["kept", "deleted"])
+def test_a_changed_output_path_moves_or_downloads_the_file_and_creates_nothing(
+    sandbox: Sandbox, tmp_path: Path, old_file: str
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=2).write()
+    assert run(campaign, sandbox).code == 0
+    made = creates(sandbox)
+    old = campaign.output_dir / "videos" / "welcome"
+    before = {p.name: p.read_bytes() for p in old.glob("*.mp4")}
+    if old_file == "deleted":
+        shutil.rmtree(old)
+    renamed_output(campaign)
+    plan = cli("plan", str(campaign.manifest)).stdout
+    assert "move      videos.welcome[c0001]" in plan and "→ renamed/c0001.mp4" in plan, plan
+    assert run(campaign, sandbox).code == 0
+    assert creates(sandbox) == made
+    new = campaign.output_dir / "renamed"
+    assert {p.name: p.read_bytes() for p in new.glob("*.mp4")} == before
+    assert not list(old.glob("*.mp4"))
+    rows = {r["item"]: r["output"] for r in report_rows(campaign)}
+    assert rows["videos.welcome[c0002]"] == "renamed/c0002.mp4"
+    again = json.loads(cli("plan", "--json", str(campaign.manifest)).stdout)
+    assert set(again["totals"]) == {"skip"}

@@ -11,8 +11,9 @@ import enum
 from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
-from hifly_batch.core.graph import Graph, Item, Ref
+from hifly_batch.core.graph import Graph, Item, ItemKind, Ref
 from hifly_batch.core.lifecycle import Status
 
 
@@ -34,6 +35,7 @@ class PriorState:
     settings: Mapping[str, str] | None = None
     field_digests: Mapping[str, str] | None = None
     work_exists: bool = False
+    output: str | None = None  # where its output was saved, relative to output_dir
 
 
 class Action(str, enum.Enum):
@@ -43,6 +45,7 @@ class Action(str, enum.Enum):
     EDIT = "edit"  # a voice whose rate/volume/pitch changed: voice/edit, no new clone
     RETRY = "retry"  # failed last time, unchanged
     DOWNLOAD = "download"  # made, but its output was not kept: fetched from its task again
+    MOVE = "move"  # done, but its output path changed: the file is moved, nothing is made
     RESUME = "resume"  # submitted, task id known: poll it
     UNCERTAIN = "uncertain"  # may have been submitted, task id unknown: not sent again
     BLOCKED = "blocked"  # waits for an item that will not run
@@ -124,6 +127,8 @@ def _decide(
     if status is Status.DONE:
         if item.settings_fingerprint != state.settings_fingerprint:
             return Step(item, Action.EDIT, _settings_change(item, state))
+        if (target := output_target(item, state.output)) is not None:
+            return Step(item, Action.MOVE, f"output {state.output} → {target}")
         return Step(item, Action.SKIP, "done, unchanged")
     if status is Status.FAILED and state.work_exists and state.task_id:
         if item.output:
@@ -140,6 +145,20 @@ def _decide(
     if resubmit:
         return Step(item, Action.CREATE, "uncertain: submitting again as asked")
     return Step(item, Action.UNCERTAIN, "may have been submitted (answer lost); not sent again")
+
+
+def output_target(item: Item, saved: str | None) -> str | None:
+    """Where a done item's output belongs now, when it was saved elsewhere; else None.
+
+    A default audios output takes its extension from the output URL, so only the
+    rest of its path is compared.
+    """
+    if item.output is None or saved is None:
+        return None
+    target = item.output
+    if item.output_default and item.kind is ItemKind.AUDIO_BY_TTS:
+        target = str(PurePosixPath(target).with_suffix(PurePosixPath(saved).suffix))
+    return None if target == saved else target
 
 
 def _blocked(step: Step, decided: Mapping[str, Step]) -> Step:

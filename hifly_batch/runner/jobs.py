@@ -8,6 +8,7 @@ for the runner's loop. Jobs make no decisions about other items.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ from hifly_batch.api.errors import (
 from hifly_batch.apispec import BACK_PRESSURE_CODES, INSUFFICIENT_CREDITS, TaskStatus
 from hifly_batch.core.graph import Graph, Item, ItemKind
 from hifly_batch.core.lifecycle import Status
+from hifly_batch.core.planning import output_target
 from hifly_batch.runner.creates import resolve, send_create
 from hifly_batch.runner.errors import ItemError, NoSuchPublicVoice, OutputUnavailable
 from hifly_batch.runner.events import (
@@ -303,21 +305,46 @@ def _finish_task(ctx: JobContext, item: Item, record: Record, task: Task) -> Non
 @guarded
 def refetch(ctx: JobContext, item: Item, record: Record) -> None:
     """A done item whose output file is gone: download it again from a fresh task URL."""
-    assert record.task_id is not None
     try:
-        task = ctx.client.video_task(record.task_id)
-        if task.status is not TaskStatus.DONE:
-            raise OutputUnavailable(f"task {record.task_id} no longer answers with an output")
-        saved = _save_output(ctx, item, record, task)
+        saved = _download_again(ctx, item, record)
     except (ClientError, ItemError, OSError) as exc:
-        message = f"output missing and could not be downloaded again: {exc}"
-        # The work exists and is paid for: the next run downloads it, never re-creates it.
-        failed = ctx.store.update(
-            record, status=Status.FAILED, error_message=message, work_exists=True
-        )
-        ctx.post(Finished(item.id, failed))
+        _keep_work(ctx, item, record, f"output missing and could not be downloaded again: {exc}")
         return
     ctx.post(Finished(item.id, ctx.store.update(record, status=Status.DONE, **saved)))
+
+
+@guarded
+def move_output(ctx: JobContext, item: Item, record: Record) -> None:
+    """A done item whose output path changed: move its file there, or download it there
+    when the old file is gone or damaged. Nothing is created."""
+    target = output_target(item, record.output)
+    assert target is not None and record.output is not None
+    try:
+        old = ctx.outputs.existing(record.output)
+        if old is not None and record.output_size in (None, old.stat().st_size):
+            os.replace(old, ctx.outputs.destination(target))
+            saved: dict[str, Any] = {"output": target}
+        else:
+            saved = _download_again(ctx, item, record)
+    except (ClientError, ItemError, OSError) as exc:
+        _keep_work(ctx, item, record, f"output could not be moved to {target}: {exc}")
+        return
+    ctx.post(Finished(item.id, ctx.store.update(record, status=Status.DONE, **saved)))
+
+
+def _download_again(ctx: JobContext, item: Item, record: Record) -> dict[str, Any]:
+    assert record.task_id is not None
+    task = ctx.client.video_task(record.task_id)
+    if task.status is not TaskStatus.DONE:
+        raise OutputUnavailable(f"task {record.task_id} no longer answers with an output")
+    return _save_output(ctx, item, record, task)
+
+
+def _keep_work(ctx: JobContext, item: Item, record: Record, message: str) -> None:
+    """Fail the item, keeping the mark that its work exists and is paid for: the next run
+    downloads it (``plan``: download), never creates it again."""
+    failed = ctx.store.update(record, status=Status.FAILED, error_message=message, work_exists=True)
+    ctx.post(Finished(item.id, failed))
 
 
 def _save_output(ctx: JobContext, item: Item, record: Record, task: WorkTask) -> dict[str, Any]:

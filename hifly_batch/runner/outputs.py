@@ -33,6 +33,12 @@ class OutputFolder:
             path.unlink(missing_ok=True)
         return len(leftovers)
 
+    def existing(self, relative: str) -> Path | None:
+        """The file saved at ``relative`` when it is one, inside the folder; else None."""
+        path = self.root / relative
+        inside = Path(os.path.realpath(path)).is_relative_to(self.root)
+        return path if inside and path.is_file() else None
+
     def destination(self, relative: str) -> Path:
         """Where ``relative`` goes; its folder exists when this returns."""
         path = self.root / relative

@@ -456,4 +456,5 @@ def prior_state(record: Record) -> PriorState:
         settings=record.settings,
         field_digests=record.field_digests,
         work_exists=record.work_exists,
+        output=record.output,
     )
