@@ -16,6 +16,7 @@ settling of an interrupted run)::
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,16 @@ class Campaign:
             prior_states(self._recorded()),
             resubmit_uncertain=resubmit_uncertain,
             recreate=self._ids(recreate, "--recreate"),
+            output_whole=self._output_whole,
         )
+
+    def _output_whole(self, relative: str, size: int | None) -> bool:
+        """The saved output is at its place, with the size it was downloaded with."""
+        try:
+            found = (self.output_dir / relative).stat()
+        except OSError:
+            return False
+        return stat.S_ISREG(found.st_mode) and size in (None, found.st_size)
 
     def _ids(self, globs: Sequence[str] | str, option: str) -> set[str]:
         globs = (globs,) if isinstance(globs, str) else tuple(globs)
@@ -178,6 +188,7 @@ class Campaign:
                 prior_states(records),
                 resubmit_uncertain=resubmit_uncertain,
                 recreate=self._ids(recreate, "--recreate"),
+                output_whole=self._output_whole,
             )
             statuses = {item: r.status for item, r in records.items()}
             scope = select(self.graph, plan, statuses, only=only, retry_failed=retry_failed)

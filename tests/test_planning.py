@@ -179,3 +179,22 @@ def test_a_done_item_saved_elsewhere_is_moved_not_made_again(
     prior[item] = replace(prior[item], output=saved)
     steps = {s.item.id: s for s in make_plan(graph, prior).steps}
     assert (steps[item].action, steps[item].reason) == (action, reason)
+
+
+@pytest.mark.parametrize(
+    ("whole", "action"), [(True, Action.SKIP), (False, Action.DOWNLOAD), (None, Action.SKIP)]
+)
+def test_a_done_item_whose_output_is_lost_is_downloaded_not_made_again(
+    graph: Graph, whole: bool | None, action: Action
+) -> None:
+    prior = done_state(graph)
+    prior[VIDEO] = replace(prior[VIDEO], output="videos/welcome/c2.mp4", output_size=10)
+    seen: list[tuple[str, int | None]] = []
+
+    def check(path: str, size: int | None) -> bool:
+        seen.append((path, size))
+        return bool(whole)
+
+    plan = make_plan(graph, prior, output_whole=None if whole is None else check)
+    assert {s.item.id: s.action for s in plan.steps}[VIDEO] is action
+    assert seen == ([] if whole is None else [("videos/welcome/c2.mp4", 10)])

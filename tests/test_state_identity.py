@@ -212,3 +212,20 @@ def test_a_changed_output_path_moves_or_downloads_the_file_and_creates_nothing(
     assert rows["videos.welcome[c0002]"] == "renamed/c0002.mp4"
     again = json.loads(cli("plan", "--json", str(campaign.manifest)).stdout)
     assert set(again["totals"]) == {"skip"}
+
+
+def test_plan_says_download_for_a_deleted_output_and_the_run_creates_nothing(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=2).write()
+    assert run(campaign, sandbox).code == 0
+    made = creates(sandbox)
+    gone = campaign.output_dir / "videos" / "welcome" / "c0001.mp4"
+    original = gone.read_bytes()
+    gone.unlink()
+    plan = json.loads(cli("plan", "--json", str(campaign.manifest)).stdout)
+    actions = {item["id"]: item["action"] for item in plan["items"]}
+    assert actions.pop("videos.welcome[c0001]") == "download"
+    assert set(actions.values()) == {"skip"}
+    assert run(campaign, sandbox).code == 0
+    assert gone.read_bytes() == original and creates(sandbox) == made

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -36,6 +36,11 @@ class PriorState:
     field_digests: Mapping[str, str] | None = None
     work_exists: bool = False
     output: str | None = None  # where its output was saved, relative to output_dir
+    output_size: int | None = None  # bytes, as downloaded
+
+
+OutputCheck = Callable[[str, "int | None"], bool]
+"""``(relative path, size in bytes or None) -> whole``: is a saved output still there, whole."""
 
 
 class Action(str, enum.Enum):
@@ -99,11 +104,14 @@ def make_plan(
     *,
     resubmit_uncertain: bool = False,
     recreate: Collection[str] = (),
+    output_whole: OutputCheck | None = None,
 ) -> Plan:
     """Decide every item's action from its prior state and its dependencies' actions.
 
     ``recreate``: ids of items to make again although they are done (``run --recreate``,
     as Terraform's ``-replace``); the only way, besides a change, to pay again for them.
+    ``output_whole(path, size)`` says whether a done item's saved output is still whole;
+    one that is not is downloaded again from its task (without it: assumed whole).
     """
     decided: dict[str, Step] = {}
     for item in graph:
@@ -112,6 +120,7 @@ def make_plan(
             step = Step(item, Action.RECREATE, "asked with --recreate")
         else:
             step = _decide(graph, item, state, decided, resubmit_uncertain)
+            step = _output_lost(step, state, output_whole)
         decided[item.id] = _blocked(step, decided)
     return Plan(tuple(decided.values()), tuple(sorted(set(prior) - set(decided))))
 
@@ -145,6 +154,16 @@ def _decide(
     if resubmit:
         return Step(item, Action.CREATE, "uncertain: submitting again as asked")
     return Step(item, Action.UNCERTAIN, "may have been submitted (answer lost); not sent again")
+
+
+def _output_lost(step: Step, state: PriorState | None, whole: OutputCheck | None) -> Step:
+    """A done, unchanged item whose output file is gone or damaged: download, not create."""
+    if step.action is not Action.SKIP or whole is None or state is None:
+        return step
+    if state.output is None or state.task_id is None or whole(state.output, state.output_size):
+        return step
+    reason = f"output {state.output} missing; downloaded from task {state.task_id}, not re-created"
+    return Step(step.item, Action.DOWNLOAD, reason)
 
 
 def output_target(item: Item, saved: str | None) -> str | None:

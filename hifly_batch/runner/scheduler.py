@@ -244,6 +244,9 @@ class Scheduler:
         if action is Action.MOVE:  # stays done: its users need not wait
             self._start_job(jobs.move_output, item, record)
             return
+        if action is Action.DOWNLOAD and record.status is Status.DONE:  # its output was lost
+            self._start_job(jobs.refetch, item, record)
+            return
         if record.status is Status.DONE:  # to be made again: its users must wait for it
             self.records[item.id] = record = replace(record, status=Status.PENDING)
         if action is Action.RESUME:

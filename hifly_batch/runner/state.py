@@ -457,4 +457,5 @@ def prior_state(record: Record) -> PriorState:
         field_digests=record.field_digests,
         work_exists=record.work_exists,
         output=record.output,
+        output_size=record.output_size,
     )
