@@ -278,7 +278,9 @@ def test_the_cli_plans_runs_and_reports_on_a_version_1_state(tmp_path: Path) -> 
     plan = cli("--sandbox", "plan", str(manifest))
     assert plan.code == 0, plan.stderr
     steps = {line.split()[1]: line.split()[0] for line in plan.stdout.splitlines()[1:10]}
-    assert steps.pop(C002) == "download" and set(steps.values()) == {"skip"}
+    works = [C002, "videos.welcome[c001]", "videos.welcome[c003]", "audios.greeting"]
+    assert [steps.pop(work) for work in works] == ["download"] * 4  # out/ was removed
+    assert set(steps.values()) == {"skip"}
     assert "task 1000000000000004 finished; its output is downloaded, not re-created" in plan.stdout
     before = status_json(manifest)
     assert before[C002]["work_exists"] is True and before[C002]["state"] == "failed"
