@@ -16,7 +16,6 @@ settling of an interrupted run)::
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
 from hifly_batch.runner.lock import run_lock
+from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.scheduler import Outcome, RunSettings, Scheduler
 from hifly_batch.runner.state import Record, StateStore, prior_states
 
@@ -102,25 +102,19 @@ class Campaign:
     def plan(self, *, resubmit_uncertain: bool = False, recreate: Sequence[str] = ()) -> Plan:
         """What a run would do with each item, given the state; no network, writes nothing.
         ``recreate``: item-id globs of done items to make again (``NoMatch`` if none match)."""
+        return self._plan(self._recorded(), resubmit_uncertain, recreate)
+
+    def _plan(
+        self, records: Mapping[str, Record], resubmit_uncertain: bool, recreate: Sequence[str] | str
+    ) -> Plan:
+        globs = (recreate,) if isinstance(recreate, str) else tuple(recreate)
         return make_plan(
             self.graph,
-            prior_states(self._recorded()),
+            prior_states(records),
             resubmit_uncertain=resubmit_uncertain,
-            recreate=self._ids(recreate, "--recreate"),
-            output_whole=self._output_whole,
+            recreate=matching(self.graph, globs, "--recreate") if globs else set(),
+            output_whole=OutputFolder(self.output_dir).whole,
         )
-
-    def _output_whole(self, relative: str, size: int | None) -> bool:
-        """The saved output is at its place, with the size it was downloaded with."""
-        try:
-            found = (self.output_dir / relative).stat()
-        except OSError:
-            return False
-        return stat.S_ISREG(found.st_mode) and size in (None, found.st_size)
-
-    def _ids(self, globs: Sequence[str] | str, option: str) -> set[str]:
-        globs = (globs,) if isinstance(globs, str) else tuple(globs)
-        return matching(self.graph, globs, option) if globs else set()
 
     def records(self) -> list[Record]:
         """Each item's record as the state has it, in dependency order (``StateError``
@@ -169,8 +163,8 @@ class Campaign:
         (``StateError``); items an interrupted run left mid-create become
         uncertain. ``only`` (item-id globs) and ``retry_failed`` narrow what
         the run touches (``NoMatch`` when ``only`` matches nothing); ``recreate``
-        (item-id globs) makes matching done items again, as Terraform's ``-replace``. The token
-        and base URL come from ``env`` (default ``os.environ``): ``HIFLY_TOKEN``,
+        (item-id globs) makes matching done items again, as Terraform's ``-replace``.
+        The token and base URL come from ``env`` (default ``os.environ``): ``HIFLY_TOKEN``,
         ``HIFLY_BASE_URL``. A Ctrl-C during the run is not raised: the result
         says ``interrupted``.
         """
@@ -183,13 +177,7 @@ class Campaign:
                 api_kind(sandbox=self.sandbox, base_url=base_url, env=env), self.manifest.name
             )
             records = store.settle_interrupted()
-            plan = make_plan(
-                self.graph,
-                prior_states(records),
-                resubmit_uncertain=resubmit_uncertain,
-                recreate=self._ids(recreate, "--recreate"),
-                output_whole=self._output_whole,
-            )
+            plan = self._plan(records, resubmit_uncertain, recreate)
             statuses = {item: r.status for item, r in records.items()}
             scope = select(self.graph, plan, statuses, only=only, retry_failed=retry_failed)
             settings = RunSettings.of(self.manifest.settings, concurrency=concurrency)

@@ -44,3 +44,12 @@ def test_leftover_partial_downloads_are_removed(tmp_path: Path) -> None:
     assert folder.remove_leftovers() == 1
     assert [p.name for p in (tmp_path / "out" / "videos").iterdir()] == ["c2.mp4"]
     assert OutputFolder(tmp_path / "absent").remove_leftovers() == 0
+
+
+def test_whole_means_a_file_of_the_size_it_was_saved_with(tmp_path: Path) -> None:
+    folder = OutputFolder(tmp_path)
+    (tmp_path / "a.mp4").write_bytes(b"12345")
+    (tmp_path / "dir.mp4").mkdir()
+    assert folder.whole("a.mp4", 5) and folder.whole("a.mp4", None)
+    assert not folder.whole("a.mp4", 4)  # damaged: another size
+    assert not folder.whole("gone.mp4", None) and not folder.whole("dir.mp4", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from hifly_batch.runner.errors import OutputOutside
@@ -32,6 +33,14 @@ class OutputFolder:
         for path in leftovers:
             path.unlink(missing_ok=True)
         return len(leftovers)
+
+    def whole(self, relative: str, size: int | None) -> bool:
+        """A file is saved at ``relative`` with ``size`` bytes (any size when None)."""
+        try:
+            found = (self.root / relative).stat()
+        except OSError:
+            return False
+        return stat.S_ISREG(found.st_mode) and size in (None, found.st_size)
 
     def existing(self, relative: str) -> Path | None:
         """The file saved at ``relative`` when it is one, inside the folder; else None."""

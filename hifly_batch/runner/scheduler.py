@@ -239,7 +239,7 @@ class Scheduler:
         for dep in item.deps:
             self.dependents[dep].append(item.id)
         if action is Action.SKIP:
-            self._skip(item, record)
+            self.counts.done += 1  # the plan found its output whole
             return
         if action is Action.MOVE:  # stays done: its users need not wait
             self._start_job(jobs.move_output, item, record)
@@ -267,20 +267,6 @@ class Scheduler:
             self.waiting[item.id] = unmet
             if not unmet:
                 self.ready.append(item.id)
-
-    def _skip(self, item: Item, record: Record) -> None:
-        if item.output and not self._output_whole(record):
-            self._start_job(jobs.refetch, item, record)
-            return
-        self.counts.done += 1
-
-    def _output_whole(self, record: Record) -> bool:
-        """The output is at its place with the size it was downloaded with."""
-        try:
-            size = (self.settings.output_dir / (record.output or "")).stat().st_size
-        except OSError:
-            return False
-        return record.output is not None and record.output_size in (None, size)
 
     # Dispatching ----------------------------------------------------------------
 

@@ -442,7 +442,7 @@ def _mapping(value: object) -> dict[str, str] | None:
     return value
 
 
-def prior_states(records: dict[str, Record]) -> dict[str, PriorState]:
+def prior_states(records: Mapping[str, Record]) -> dict[str, PriorState]:
     """What the plan needs to know of each recorded item."""
     return {item: prior_state(r) for item, r in records.items()}
 
