@@ -12,6 +12,9 @@ from typing import Final
 
 DEFAULT_BASE_URL: Final = "https://hfw-api.hifly.cc"
 PREFIX: Final = "/api/v2/hifly"
+# Not the API document's: every answer of the sandbox carries this header with
+# value "1" (SPEC §7), and only that tells a client it talks to a sandbox.
+SANDBOX_HEADER: Final = "X-HiFly-Sandbox"
 
 
 class Endpoint(str, enum.Enum):

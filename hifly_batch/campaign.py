@@ -15,13 +15,13 @@ settling of an interrupted run)::
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from hifly_batch.api.connect import api_client, base_url_from
+from hifly_batch.api.connect import api_client
 from hifly_batch.core.graph import Graph, build_graph
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Plan, make_plan
@@ -30,6 +30,8 @@ from hifly_batch.errors import ExitStatus, UsageError
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
+from hifly_batch.runner import lockfile
+from hifly_batch.runner.errors import StateError
 from hifly_batch.runner.lock import run_lock
 from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.scheduler import Outcome, RunSettings, Scheduler
@@ -59,6 +61,15 @@ class RunResult:
         in_scope = (r for r in self.records if self.scope is None or r.item in self.scope)
         finished = all(r.status is Status.DONE for r in in_scope)
         return ExitStatus.OK if finished else ExitStatus.ITEMS_FAILED
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What is known of the campaign's items: the local state read with the lock file."""
+
+    records: dict[str, Record]  # by item id, the manifest's and any others recorded
+    from_lock: frozenset[str]  # ids whose record comes from the lock file, not the state
+    lock_file: Path
 
 
 @dataclass(frozen=True)
@@ -97,12 +108,18 @@ class Campaign:
         """The sandbox world of sandbox runs, kept beside the manifest."""
         return self.manifest.root / STATE_FOLDER / "sandbox"
 
+    def lock_path(self, *, sandbox: bool) -> Path:
+        """The lock file (SPEC §5): ``<stem>.lock`` beside the manifest, committed to git;
+        ``<stem>.sandbox.lock`` for sandbox runs, whose work exists only in that sandbox."""
+        return lockfile.lock_path(self.manifest.path, sandbox=sandbox)
+
     # Reading ------------------------------------------------------------------
 
     def plan(self, *, resubmit_uncertain: bool = False, recreate: Sequence[str] = ()) -> Plan:
-        """What a run would do with each item, given the state; no network, writes nothing.
-        ``recreate``: item-id globs of done items to make again (``NoMatch`` if none match)."""
-        return self._plan(self._recorded(), resubmit_uncertain, recreate)
+        """What a run would do with each item, given the state and the lock file; no
+        network, writes nothing. ``recreate``: item-id globs of done items to make
+        again (``NoMatch`` if none match)."""
+        return self._plan(self.recorded().records, resubmit_uncertain, recreate)
 
     def _plan(
         self, records: Mapping[str, Record], resubmit_uncertain: bool, recreate: Sequence[str] | str
@@ -116,11 +133,34 @@ class Campaign:
             output_whole=OutputFolder(self.output_dir).whole,
         )
 
+    def recorded(self) -> Recorded:
+        """The state's records combined with the lock file's (``StateError`` when either
+        cannot be read). The lock file read is the sandbox one with ``--sandbox`` or
+        when the state was made on a sandbox."""
+        local: dict[str, Record] = {}
+        sandbox = self.sandbox
+        if self.state_path.exists():
+            with StateStore(self.state_path, readonly=True) as store:
+                local = store.records()
+                sandbox = sandbox or store.claimed_api() == "sandbox"
+        return self._combine(local, self.lock_path(sandbox=sandbox))
+
+    def _combine(self, local: Mapping[str, Record], lock_file: Path) -> Recorded:
+        locked = lockfile.read(lock_file, campaign=self.manifest.name)
+        fingerprints = {item.id: item.fingerprint for item in self.graph}
+        records, from_lock = lockfile.combine(local, locked, fingerprints)
+        return Recorded(records, from_lock, lock_file)
+
     def records(self) -> list[Record]:
-        """Each item's record as the state has it, in dependency order (``StateError``
-        when there is no state yet or it cannot be read)."""
-        with StateStore(self.state_path, readonly=True) as store:
-            return csv_report.report_records(self.graph, store.records())
+        """Each item's record as the state and the lock file have it, in dependency
+        order (``StateError`` when there is neither yet, or one cannot be read)."""
+        recorded = self.recorded()
+        if not recorded.records and not self.state_path.exists():
+            raise StateError(
+                f"{self.state_path}: no state file yet (and no {recorded.lock_file.name}): "
+                "nothing has run for this manifest"
+            )
+        return csv_report.report_records(self.graph, recorded.records)
 
     def write_reports(
         self, records: list[Record] | None = None, path: Path | None = None
@@ -135,12 +175,6 @@ class Campaign:
             rows, self.graph.by_id, page, output_dir=self.output_dir, title=self.manifest.name
         )
         return csv_path, page
-
-    def _recorded(self) -> dict[str, Record]:
-        if not self.state_path.exists():
-            return {}
-        with StateStore(self.state_path, readonly=True) as store:
-            return store.records()
 
     # Running ------------------------------------------------------------------
 
@@ -172,37 +206,43 @@ class Campaign:
         only = (only,) if isinstance(only, str) else tuple(only)
         if concurrency is not None and concurrency < 1:
             raise UsageError(f"concurrency {concurrency}: must be 1 or more")
-        with run_lock(self.state_path), StateStore(self.state_path) as store:
-            store.claim(
-                api_kind(sandbox=self.sandbox, base_url=base_url, env=env), self.manifest.name
-            )
-            records = store.settle_interrupted()
-            plan = self._plan(records, resubmit_uncertain, recreate)
-            statuses = {item: r.status for item, r in records.items()}
-            scope = select(self.graph, plan, statuses, only=only, retry_failed=retry_failed)
-            settings = RunSettings.of(self.manifest.settings, concurrency=concurrency)
-            sandbox_dir = self.sandbox_dir if self.sandbox else None
-            with api_client(env, base_url=base_url, sandbox_dir=sandbox_dir) as client:
+        sandbox_dir = self.sandbox_dir if self.sandbox else None
+        with (
+            run_lock(self.state_path),
+            api_client(env, base_url=base_url, sandbox_dir=sandbox_dir) as client,
+        ):
+            sandbox = self.sandbox or client.is_sandbox()
+            lock_file = self.lock_path(sandbox=sandbox)
+            with StateStore(self.state_path) as store:
+                store.claim("sandbox" if sandbox else "service", self.manifest.name)
+                records = self._combine(store.settle_interrupted(), lock_file).records
+                plan = self._plan(records, resubmit_uncertain, recreate)
+                statuses = {item: r.status for item, r in records.items()}
+                scope = select(self.graph, plan, statuses, only=only, retry_failed=retry_failed)
                 runner = Scheduler(
                     self.graph,
                     plan,
                     store,
                     client,
-                    settings,
+                    RunSettings.of(self.manifest.settings, concurrency=concurrency),
                     scope=scope,
                     on_progress=on_progress,
                     records=dict(records),
                 )
-                outcome = runner.run()
-            final = csv_report.report_records(self.graph, store.records(), scope)
+                try:
+                    outcome = runner.run()
+                except BaseException:
+                    with contextlib.suppress(StateError):  # the run's own error is the one to see
+                        self._save_lock(store, lock_file)
+                    raise
+                known = self._save_lock(store, lock_file)
+            final = csv_report.report_records(self.graph, known, scope)
             report, review = self.write_reports(final)
         return RunResult(outcome, final, scope, report, review)
 
-
-def api_kind(*, sandbox: bool, base_url: str | None, env: Mapping[str, str]) -> str:
-    """``sandbox`` for an in-process or loopback API, ``service`` for the real one."""
-    if sandbox:
-        return "sandbox"
-    host = urlsplit(base_url_from(base_url, env)).hostname or ""
-    loopback = host == "localhost" or host == "::1" or host.startswith("127.")
-    return "sandbox" if loopback else "service"
+    def _save_lock(self, store: StateStore, lock_file: Path) -> dict[str, Record]:
+        """Write the lock file from the state and the lock file's own lines (unchanged
+        bytes when nothing changed); returns the records combined."""
+        known = self._combine(store.records(), lock_file).records
+        lockfile.write(lock_file, lockfile.render(self.manifest.name, known.values()))
+        return known

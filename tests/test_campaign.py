@@ -14,6 +14,7 @@ from hifly_batch.manifest.diagnostics import ManifestInvalid
 from hifly_batch.runner.errors import StateError
 from hifly_batch.runner.lock import StateLocked, run_lock
 from hifly_batch.runner.state import StateStore
+from hifly_batch.sandbox import Sandbox, SandboxConfig
 from tests.test_examples import copy_repo_campaigns, read_report
 
 VIDEO = "videos.welcome[c002]"
@@ -47,13 +48,18 @@ def test_only_narrows_the_run_and_the_rest_is_skipped(quickstart: Path) -> None:
     assert result.exit_status is ExitStatus.OK  # everything in scope is done
 
 
-def test_a_sandbox_state_is_refused_by_a_real_run_before_any_request(quickstart: Path) -> None:
+def test_a_sandbox_state_is_refused_by_a_real_run_before_any_create(
+    quickstart: Path, tmp_path: Path
+) -> None:
     rehearsal = Campaign.load(quickstart, sandbox=True)
     rehearsal.run()
     real = Campaign.load(quickstart, state=rehearsal.state_path)
-    env = {"HIFLY_TOKEN": "not-used", "HIFLY_BASE_URL": "https://hfw-api.hifly.cc"}
-    with pytest.raises(StateError, match="records work made on the sandbox"):
-        real.run(env=env)
+    # An implementation of the API that does not say it is a sandbox is the real service.
+    with Sandbox(tmp_path / "service", SandboxConfig(identify=False)) as service:
+        env = {"HIFLY_TOKEN": service.token, "HIFLY_BASE_URL": service.base_url}
+        with pytest.raises(StateError, match="records work made on the sandbox"):
+            real.run(env=env)
+        assert dict(service.counters().creates) == {}
 
 
 def test_an_item_a_dead_run_left_mid_create_is_uncertain_and_not_sent(quickstart: Path) -> None:
@@ -63,6 +69,8 @@ def test_an_item_a_dead_run_left_mid_create_is_uncertain_and_not_sent(quickstart
         record = store.get(VIDEO)
         assert record is not None
         store.put(replace(record, status=Status.SUBMITTING, task_id=None))
+    # As at its first create: no lock file knew it yet (finished work there would win).
+    campaign.lock_path(sandbox=True).unlink()
     result = campaign.run()
     mine = next(r for r in result.records if r.item == VIDEO)
     assert mine.status is Status.UNCERTAIN and mine.task_id is None

@@ -277,12 +277,8 @@ def test_a_rehearsal_keeps_its_own_state(tmp_path: Path) -> None:
 
 
 def test_a_state_file_serves_one_api(tmp_path: Path) -> None:
-    from hifly_batch.campaign import api_kind
     from hifly_batch.runner.state import StateError, StateStore
 
-    assert api_kind(sandbox=True, base_url=None, env={}) == "sandbox"
-    assert api_kind(sandbox=False, base_url="http://127.0.0.1:8800", env={}) == "sandbox"
-    assert api_kind(sandbox=False, base_url=None, env={}) == "service"
     with StateStore(tmp_path / "s.db") as store:
         store.claim("sandbox")
         store.claim("sandbox")

@@ -255,6 +255,17 @@ class HiflyClient:
         answer = self.transport.call(Endpoint.ACCOUNT_CREDIT)
         return _optional_int(answer.get("left")) or 0
 
+    def is_sandbox(self) -> bool:
+        """Whether the API is a sandbox: its answers carry ``X-HiFly-Sandbox: 1`` (SPEC §7).
+
+        Asks for the credit balance (free) when no answer has been seen yet; raises
+        what that call raises (``AuthError`` for a refused token). A loopback
+        address alone says nothing: a proxy or tunnel to the service is the service.
+        """
+        if not self.transport.sandbox_seen:
+            self.credit()
+        return self.transport.sandbox_seen
+
     # Plumbing ------------------------------------------------------------
 
     def _create(self, endpoint: Endpoint, body: JSONDict) -> str:

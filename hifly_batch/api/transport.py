@@ -30,6 +30,7 @@ from hifly_batch.api.session import ApiSession, new_session
 from hifly_batch.apispec import (
     CREATE_ENDPOINTS,
     INVALID_TOKEN,
+    SANDBOX_HEADER,
     Endpoint,
 )
 
@@ -108,6 +109,7 @@ class Transport:
         self.retry = retry
         self.sleep = sleep
         self.rng = rng or random.Random()
+        self.sandbox_seen = False  # an answer said it came from a sandbox (SPEC §7)
 
     def __repr__(self) -> str:  # never show the token
         return f"Transport(base_url={self.base_url!r})"
@@ -191,6 +193,8 @@ class Transport:
         return self._answer(endpoint, resp, task_answer)
 
     def _answer(self, endpoint: Endpoint, resp: requests.Response, task_answer: bool) -> JSONDict:
+        if resp.headers.get(SANDBOX_HEADER) == "1":
+            self.sandbox_seen = True
         if resp.status_code == 401:
             raise AuthError(INVALID_TOKEN, endpoint, _request_id_of(resp))
         if is_retryable_status(resp.status_code):

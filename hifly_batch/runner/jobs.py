@@ -30,6 +30,7 @@ from hifly_batch.apispec import BACK_PRESSURE_CODES, INSUFFICIENT_CREDITS, TaskS
 from hifly_batch.core.graph import Graph, Item, ItemKind
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import output_target
+from hifly_batch.manifest.media import file_sha256
 from hifly_batch.runner.creates import resolve, send_create
 from hifly_batch.runner.errors import ItemError, NoSuchPublicVoice, OutputUnavailable
 from hifly_batch.runner.events import (
@@ -361,7 +362,12 @@ def _save_output(ctx: JobContext, item: Item, record: Record, task: WorkTask) ->
                 raise
             assert record.task_id is not None
             url = ctx.client.video_task(record.task_id).url
-    return {"output": relative, "output_size": size, "duration_s": task.duration}
+    return {
+        "output": relative,
+        "output_size": size,
+        "output_sha256": file_sha256(dest),
+        "duration_s": task.duration,
+    }
 
 
 def output_path(item: Item, url: str) -> str:

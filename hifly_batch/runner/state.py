@@ -52,6 +52,7 @@ class Record:
     resource_id: str | None = None
     output: str | None = None
     output_size: int | None = None  # bytes, to tell a whole output from a damaged one
+    output_sha256: str | None = None  # of the output's bytes, for the lock file
     duration_s: float | None = None
     attempts: int = 0
     error_code: int | None = None
@@ -128,6 +129,12 @@ class StateStore:
             for key, value in wanted.items():
                 if key not in found:  # a new state, or one written before it recorded this
                     self._db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
+
+    def claimed_api(self) -> str | None:
+        """The API the state was claimed for (``sandbox`` or ``service``); None before."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'api'").fetchone()
+        return str(row[0]) if row else None
 
     def records(self) -> dict[str, Record]:
         """Every item's record, by item id."""

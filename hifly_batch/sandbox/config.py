@@ -97,6 +97,9 @@ class SandboxConfig:
     callback_retry_seconds: float = 300.0
     faults: Faults = field(default_factory=Faults)
     token: str | None = None
+    # Answers carry ``X-HiFly-Sandbox: 1`` (SPEC §7). Off only to stand in, in tests,
+    # for another implementation of the API, which clients must take as the real one.
+    identify: bool = True
 
     def __post_init__(self) -> None:
         for name in ("task_seconds", "task_jitter", "url_ttl", "callback_retry_seconds"):

@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from hifly_batch.apispec import SANDBOX_HEADER
+
 logger = logging.getLogger("hifly_batch.sandbox")
 
 _ONE_WRITE_LIMIT = 4 * 1024 * 1024  # larger files go out as headers, then chunks
@@ -100,6 +102,8 @@ class Handler(BaseHTTPRequestHandler):
             f"Content-Type: {content_type}",
             f"Content-Length: {length}",
         ]
+        if self.server.identify:
+            lines.append(f"{SANDBOX_HEADER}: 1")
         lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
         if self.close_connection:
             lines.append("Connection: close")
@@ -149,7 +153,14 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], dispatch: Callable[[Handler], None]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        dispatch: Callable[[Handler], None],
+        *,
+        identify: bool = True,
+    ) -> None:
+        self.identify = identify  # every answer says it comes from a sandbox (SPEC §7)
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.dispatch = dispatch
         self._open: set[socket.socket] = set()

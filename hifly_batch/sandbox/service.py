@@ -66,7 +66,7 @@ class Sandbox:
             return self
         if self._world is None:
             raise RuntimeError("a stopped Sandbox cannot be started again; make a new one")
-        server = SandboxHTTPServer((self.host, self.port), self._app)
+        server = SandboxHTTPServer((self.host, self.port), self._app, identify=self.config.identify)
         port = server.server_address[1]
         shown = f"[{self.host}]" if ":" in self.host else self.host
         self.base_url = f"http://{shown}:{port}"

@@ -1,0 +1,302 @@
+"""The lock file, ``<manifest stem>.lock``: the campaign's record of what was made,
+committed beside the manifest (SPEC §5; in the spirit of DVC's ``dvc.lock``)::
+
+    {"hifly-batch": "lock", "format": 1, "campaign": "spring"}
+    {"id": "assets.a", "kind": "upload", "fingerprint": "…", "status": "done", "resource_id": "1"}
+    {"id": "videos.welcome[c001]", "kind": "video_by_tts", "fingerprint": "…", "status": "done",
+     "task_id": "t9", "output": "welcome/c001.mp4", "size": 48213, "sha256": "…", "duration": 4.2}
+
+(the last one is one line in the file).
+
+Text, one JSON object per line: a header naming the format and the campaign,
+then one line per item that has a task or a resource (or may have one: an
+uncertain create), sorted by item id. Nothing of the machine goes in (no
+timestamps, no absolute paths, never the token), so a run that changed nothing
+writes the same bytes, and two branches that each added items merge line by line
+(``init`` writes ``*.lock merge=union`` to ``.gitattributes``).
+
+This file is the state's other half, not a second state: the local state (this
+machine's record) and the lock file (everyone's) are read together, item by
+item, by :func:`combine`. A union merge may leave several lines for one item,
+and a clone's state may disagree with the file; :func:`choose` picks one record
+by one rule wherever the records come from, so every machine reads the same
+file the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hifly_batch.core.lifecycle import Status
+from hifly_batch.runner.errors import StateError
+from hifly_batch.runner.state import Record
+
+FORMAT = 1
+_HEADER_KEY = "hifly-batch"
+
+# Statuses a line can hold. ``submitting`` is written as ``uncertain``: to anyone
+# reading the file later, a create whose answer was not recorded is uncertain.
+_WRITTEN = (Status.DONE, Status.RUNNING, Status.UNCERTAIN, Status.FAILED)
+
+
+class LockFileError(StateError):
+    """The lock file cannot be read as one of this campaign (exit 3): nothing is guessed,
+    since a record skipped here would be created, and paid for, again."""
+
+
+def lock_path(manifest: Path, *, sandbox: bool) -> Path:
+    """``campaign.yaml`` -> ``campaign.lock`` beside it; ``campaign.sandbox.lock`` for
+    sandbox runs, whose avatars, voices and tasks exist only in that sandbox."""
+    return manifest.with_name(manifest.stem + (".sandbox.lock" if sandbox else ".lock"))
+
+
+# Records and lines --------------------------------------------------------------
+
+
+def entry(record: Record) -> dict[str, Any] | None:
+    """The line's object for ``record``, or None when there is nothing made to record
+    (never submitted, refused before a task existed, blocked)."""
+    status = Status.UNCERTAIN if record.status is Status.SUBMITTING else record.status
+    if status not in _WRITTEN:
+        return None
+    if status is not Status.UNCERTAIN and not (record.task_id or record.resource_id):
+        return None
+    fields: dict[str, Any] = {
+        "id": record.item,
+        "kind": record.kind,
+        "fingerprint": record.fingerprint,
+        "settings_fingerprint": record.settings_fingerprint or None,
+        "settings": dict(sorted(record.settings.items())) if record.settings else None,
+        "status": status.value,
+        "work": True if record.work_exists and status is Status.FAILED else None,
+        "task_id": record.task_id,
+        "resource_id": record.resource_id,
+        "output": record.output,
+        "size": record.output_size,
+        "sha256": record.output_sha256,
+        "duration": record.duration_s,
+    }
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def render(campaign: str, records: Iterable[Record]) -> str:
+    """The file's text: the header, then one line per recorded item, by item id."""
+    header = {_HEADER_KEY: "lock", "format": FORMAT, "campaign": campaign}
+    lines = [_line(header)]
+    entries = (entry(r) for r in records)
+    lines += sorted(_line(e) for e in entries if e is not None)
+    return "\n".join(lines) + "\n"
+
+
+def parse(text: str, *, path: Path, campaign: str) -> list[Record]:
+    """Every item line of a lock file, as records (several for one item after a union
+    merge); raises :class:`LockFileError` naming the line for anything else."""
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        if line.startswith(("<<<<<<<", "=======", ">>>>>>>", "|||||||")):
+            raise LockFileError(
+                f"{where}: a git merge conflict is left in the lock file; keep the lines of "
+                "both sides and remove the markers (with `*.lock merge=union` in "
+                ".gitattributes, as `hifly-batch init` writes it, git does this itself)"
+            )
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            if _HEADER_KEY in data:
+                _check_header(data, where, campaign)
+            else:
+                records.append(_record(data))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise LockFileError(
+                f"{where}: not a line of a hifly-batch lock file ({exc}); restore the file "
+                "from git (`git checkout -- FILE`), or fix that line"
+            ) from None
+    return records
+
+
+def _check_header(data: Mapping[str, Any], where: str, campaign: str) -> None:
+    if data.get("format") != FORMAT:
+        raise LockFileError(
+            f"{where}: lock file format {data.get('format')!r}, this hifly-batch reads "
+            f"{FORMAT}; use the hifly-batch version that wrote it"
+        )
+    if data.get("campaign") != campaign:
+        raise LockFileError(
+            f"{where}: this lock file records campaign {data.get('campaign')!r}, not "
+            f"{campaign!r}; nothing was changed. If the campaign was renamed, change the "
+            "name in the file's first line too"
+        )
+
+
+def _record(data: Mapping[str, Any]) -> Record:
+    item = _text(data, "id")
+    status = Status(_text(data, "status"))
+    if status not in _WRITTEN:
+        raise ValueError(f"status {status.value!r} is not one a lock file holds")
+    settings = data.get("settings")
+    if settings is not None and not (
+        isinstance(settings, dict) and all(isinstance(v, str) for v in settings.values())
+    ):
+        raise ValueError("settings is not a mapping of strings")
+    return Record(
+        item=item,
+        section=item.split(".", 1)[0],
+        kind=_text(data, "kind"),
+        key=item[item.index("[") + 1 : -1] if item.endswith("]") and "[" in item else None,
+        status=status,
+        fingerprint=_text(data, "fingerprint"),
+        settings_fingerprint=_text(data, "settings_fingerprint", ""),
+        task_id=_text(data, "task_id", None),
+        resource_id=_text(data, "resource_id", None),
+        output=_text(data, "output", None),
+        output_size=_number(data, "size", int),
+        output_sha256=_text(data, "sha256", None),
+        duration_s=_number(data, "duration", float),
+        settings=settings,
+        work_exists=data.get("work") is True,
+    )
+
+
+_REQUIRED = object()
+
+
+def _text(data: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
+    value = data.get(key, default)
+    if value is _REQUIRED:
+        raise KeyError(f"no {key!r}")
+    if value is not default and not isinstance(value, str):
+        raise ValueError(f"{key} {value!r} is not text")
+    return value
+
+
+def _number(data: Mapping[str, Any], key: str, kind: type) -> Any:
+    value = data.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, kind))):
+        raise ValueError(f"{key} {value!r} is not a number")
+    return value
+
+
+def _line(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, allow_nan=False)
+
+
+# Choosing between records -----------------------------------------------------------
+
+
+def choose(local: Record | None, locked: Sequence[Record], fingerprint: str | None) -> Record:
+    """The one record to go by for an item, of its local record and its lock-file lines.
+
+    SPEC §5's rule: finished work wins, then the record matching the manifest's
+    ``fingerprint``, read so that nothing is made twice and nothing outdated is
+    called done: finished work for the current fingerprint first; then a task for
+    it that may still be running (or an uncertain create), which finished work of
+    an older fingerprint would have made again beside it; then any record for the
+    current fingerprint (a failed retry is newer than the output it replaces);
+    then finished work of another. A record superseded by a later word on the same
+    task (running, then done or failed) is left out.
+    Ties go to the local record, then to the line that sorts first, so the
+    answer does not depend on the order of the lines.
+    """
+    candidates = ([local] if local is not None else []) + sorted(locked, key=_sort_key)
+    alive = [c for c in candidates if not any(_supersedes(o, c) for o in candidates)]
+    return max(alive, key=lambda c: _rank(c, fingerprint, local is c), default=candidates[0])
+
+
+def _sort_key(record: Record) -> str:
+    return _line(entry(record) or {"id": record.item})
+
+
+def _finished(record: Record) -> bool:
+    failed_after_work = record.status is Status.FAILED and record.work_exists
+    return record.status is Status.DONE or (failed_after_work and record.task_id is not None)
+
+
+def _rank(record: Record, fingerprint: str | None, local: bool) -> tuple[bool, ...]:
+    current = fingerprint is None or record.fingerprint == fingerprint
+    finished = _finished(record)
+    underway = record.status in (Status.RUNNING, Status.UNCERTAIN, Status.SUBMITTING)
+    return (finished and current, (finished or underway) and current, current, finished, local)
+
+
+_STAGE = {Status.SUBMITTING: 0, Status.RUNNING: 1, Status.FAILED: 2, Status.DONE: 3}
+
+
+def _supersedes(later: Record, earlier: Record) -> bool:
+    """``later`` is a further word on the task ``earlier`` speaks of."""
+    if later is earlier or later.task_id is None or later.task_id != earlier.task_id:
+        return False
+    return _STAGE.get(later.status, 0) > _STAGE.get(earlier.status, 0)
+
+
+def combine(
+    local: Mapping[str, Record], locked: Sequence[Record], fingerprints: Mapping[str, str]
+) -> tuple[dict[str, Record], frozenset[str]]:
+    """The records to go by: each item's choice of its local record and its lock-file
+    lines; and the ids whose choice came from the lock file. ``fingerprints``: the
+    manifest's, by item id (items the manifest no longer has are chosen without one)."""
+    lines: dict[str, list[Record]] = {}
+    for record in locked:
+        lines.setdefault(record.item, []).append(record)
+    chosen = dict(local)
+    from_lock = set()
+    for item, candidates in lines.items():
+        pick = choose(local.get(item), candidates, fingerprints.get(item))
+        if pick is not local.get(item):
+            chosen[item] = pick
+            from_lock.add(item)
+    return chosen, frozenset(from_lock)
+
+
+# The file -----------------------------------------------------------------------
+
+
+def read(path: Path, *, campaign: str) -> list[Record]:
+    """The records of the lock file at ``path`` ([] when there is none yet)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockFileError(f"{path}: the lock file cannot be read ({exc})") from None
+    return parse(text, path=path, campaign=campaign)
+
+
+def write(path: Path, text: str) -> bool:
+    """Put ``text`` at ``path`` atomically (a reader sees the old file or the new one,
+    never part of one), unless it holds exactly that already; True when written."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)  # a file for git, read by everyone (mkstemp makes 0600)
+        os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise _unwritable(path, exc) from None
+    return True
+
+
+def _unwritable(path: Path, exc: OSError) -> LockFileError:
+    return LockFileError(
+        f"{path}: the lock file cannot be written ({exc}); the state has every record, "
+        "so the next run that can write it will"
+    )
