@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,10 +33,22 @@ def test_scaffold_validates_and_runs_on_the_sandbox(tmp_path: Path) -> None:
     assert (out / "report.html").is_file()
 
 
-def test_gitignore_keeps_state_and_outputs_out_of_git(tmp_path: Path) -> None:
-    assert cli("init", str(tmp_path / "c")).code == 0
-    ignored = (tmp_path / "c" / ".gitignore").read_text().split()
-    assert ".hifly/" in ignored and "out/" in ignored
+def test_git_ignores_state_outputs_and_sandbox_records_and_union_merges_the_lock_file(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "c"
+    assert cli("init", str(folder)).code == 0
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True)
+        return done.stdout
+
+    paths = [".hifly/campaign.state.db", "out/campaign/welcome/c001.mp4", "campaign.sandbox.lock",
+             "campaign.lock", "campaign.yaml"]  # fmt: skip
+    ignored = git("check-ignore", *paths).split()
+    assert ignored == paths[:3]  # campaign.lock and the manifest are committed
+    assert git("check-attr", "merge", "campaign.lock").strip() == "campaign.lock: merge: union"
 
 
 def test_scaffold_files_and_media(tmp_path: Path) -> None:

@@ -78,9 +78,19 @@ This video was made just for you.
 """
 
 GITIGNORE = """\
-# hifly-batch: run state (keep it to resume; it is not for version control) and outputs
+# hifly-batch: this machine's run state (keep it to resume) and the outputs. Commit
+# campaign.lock: it is the record of what was made, so no one pays for it again.
 .hifly/
 out/
+# A sandbox's world lives on one machine; its record is not for others.
+*.sandbox.lock
+"""
+
+# Two branches that each ran add different lines to the lock file: git keeps both
+# sides' lines instead of a conflict, and hifly-batch reads several lines for one
+# item by one rule (SPEC §5).
+GITATTRIBUTES = """\
+*.lock merge=union
 """
 
 
@@ -92,7 +102,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         description=(
             "Create a campaign in DIR (new or empty): campaign.yaml, data/customers.csv,\n"
             "templates/welcome.txt.j2, small placeholder media, the manifest's JSON Schema\n"
-            "for editors, and a .gitignore for the state folder (.hifly/) and outputs (out/).\n"
+            "for editors, a .gitignore for the state folder (.hifly/) and outputs (out/),\n"
+            "and a .gitattributes that lets git merge campaign.lock without conflicts.\n"
             "It validates and rehearses on the sandbox as created."
         ),
         epilog=(
@@ -150,4 +161,5 @@ def scaffold(name: str) -> dict[str, str | bytes]:
         "media/presenter.mp4": make_mp4(6.0, f"{name}:presenter"),
         "media/voice.wav": make_wav(8.0, f"{name}:voice"),
         ".gitignore": GITIGNORE,
+        ".gitattributes": GITATTRIBUTES,
     }
