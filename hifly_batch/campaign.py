@@ -151,10 +151,11 @@ class Campaign:
         records, from_lock = lockfile.combine(local, locked, fingerprints)
         return Recorded(records, from_lock, lock_file)
 
-    def records(self) -> list[Record]:
-        """Each item's record as the state and the lock file have it, in dependency
-        order (``StateError`` when there is neither yet, or one cannot be read)."""
-        recorded = self.recorded()
+    def records(self, recorded: Recorded | None = None) -> list[Record]:
+        """Each item's record as the state and the lock file have it (``recorded``,
+        default read now), in dependency order (``StateError`` when there is neither
+        yet, or one cannot be read)."""
+        recorded = recorded or self.recorded()
         if not recorded.records and not self.state_path.exists():
             raise StateError(
                 f"{self.state_path}: no state file yet (and no {recorded.lock_file.name}): "

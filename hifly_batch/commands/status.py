@@ -39,29 +39,44 @@ def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def status(
     manifest: Path, *, state: str | None = None, as_json: bool = False, sandbox: bool = False
 ) -> int:
-    """Print the items' states; 0 whatever they are (the state was readable)."""
-    records = Campaign.load(manifest, state=state, sandbox=sandbox).records()
+    """Print the items' states; 0 whatever they are (the state was readable).
+
+    Items known only from the lock file (made on another machine, or before the
+    local state was lost) are marked with the lock file's name."""
+    campaign = Campaign.load(manifest, state=state, sandbox=sandbox)
+    recorded = campaign.recorded()
+    records = campaign.records(recorded)
+    source = {item: recorded.lock_file.name for item in recorded.from_lock}
     if as_json:
-        console.out(json.dumps([_as_json(r) for r in records], ensure_ascii=False, indent=2))
+        rows = [_as_json(r, source.get(r.item, "state")) for r in records]
+        console.out(json.dumps(rows, ensure_ascii=False, indent=2))
     else:
-        console.out(_table(records))
+        console.out(_table(records, source))
         console.out("")
         console.out(summary_table(records))
+        if source:
+            console.out(
+                f"{len(source)} item(s) known from {recorded.lock_file.name} only "
+                "(made on another machine, or before this machine's state was lost)"
+            )
     return 0
 
 
-def _as_json(record: Record) -> dict[str, object]:
+def _as_json(record: Record, source: str) -> dict[str, object]:
     data = dataclasses.asdict(record)
     data["status"] = report_status(record.status)
     data["state"] = record.status.value
+    data["source"] = source  # "state", or the lock file's name
     data.pop("field_digests")  # the plan's own bookkeeping: which request fields changed
     return data
 
 
-def _table(records: list[Record]) -> str:
+def _table(records: list[Record], source: Mapping[str, str]) -> str:
     width = max((len(r.item) for r in records), default=4)
     lines = []
     for r in records:
         error = f"  {r.error_code or ''} {r.error_message or ''}".rstrip()
-        lines.append(f"{r.item:<{width}}  {r.status.value:<10} {r.task_id or '-':<18}{error}")
+        origin = f"  (from {source[r.item]})" if r.item in source else ""
+        line = f"{r.item:<{width}}  {r.status.value:<10} {r.task_id or '-':<18}{error}{origin}"
+        lines.append(line.rstrip())
     return "\n".join(lines)

@@ -1,0 +1,198 @@
+"""The lock file's format and its one rule for choosing between records of one item."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hifly_batch.core.lifecycle import Status
+from hifly_batch.runner import lockfile
+from hifly_batch.runner.lockfile import LockFileError, choose, combine, parse, render
+from hifly_batch.runner.state import Record
+
+VIDEO = "videos.welcome[c001]"
+NEW, OLD = "fp-new", "fp-old"
+
+
+def video(status: Status = Status.DONE, task: str | None = "t1", fp: str = NEW, **more) -> Record:
+    base = Record(VIDEO, "videos", "video_by_tts", "c001", status=status, fingerprint=fp,
+                  task_id=task)  # fmt: skip
+    return replace(base, **more)
+
+
+def done_video(task: str = "t1", fp: str = NEW) -> Record:
+    return video(Status.DONE, task, fp, output="welcome/c001.mp4", output_size=10,
+                 output_sha256="ab" * 32, duration_s=4.2)  # fmt: skip
+
+
+UPLOAD = Record("assets.clip", "assets", "upload", status=Status.DONE, fingerprint="fu",
+                resource_id="file-1")  # fmt: skip
+VOICE = Record("voices.v", "voices", "voice_clone", status=Status.DONE, fingerprint="fv",
+               settings_fingerprint="fs", task_id="tv", resource_id="voice-1",
+               settings={"rate": "1.2"})  # fmt: skip
+
+
+# Writing --------------------------------------------------------------------------
+
+
+def test_a_header_then_one_sorted_line_per_item_with_a_task_or_a_resource() -> None:
+    never_sent = Record("videos.welcome[c000]", "videos", "video_by_tts", "c000")
+    refused = video(Status.FAILED, task=None, error_code=11)
+    text = render("spring", [done_video(), never_sent, VOICE, UPLOAD, refused])
+    lines = text.splitlines()
+    assert json.loads(lines[0]) == {"hifly-batch": "lock", "format": 1, "campaign": "spring"}
+    assert [json.loads(line)["id"] for line in lines[1:]] == ["assets.clip", VIDEO, "voices.v"]
+    assert json.loads(lines[2]) == {
+        "id": VIDEO, "kind": "video_by_tts", "fingerprint": NEW, "status": "done",
+        "task_id": "t1", "output": "welcome/c001.mp4", "size": 10, "sha256": "ab" * 32,
+        "duration": 4.2,
+    }  # fmt: skip
+    assert text.endswith("\n") and "\n\n" not in text
+
+
+def test_the_same_records_give_the_same_bytes_whatever_their_order() -> None:
+    records = [done_video(), VOICE, UPLOAD]
+    assert render("c", records) == render("c", reversed(records))
+
+
+def test_nothing_of_the_machine_is_written() -> None:
+    local = replace(done_video(), started_at=1.0, finished_at=2.0, attempts=3,
+                    error_message="x", field_digests={"text": "d"})  # fmt: skip
+    assert render("c", [local]) == render("c", [done_video()])
+
+
+def test_a_create_on_the_wire_is_written_uncertain_and_finished_work_keeps_its_mark() -> None:
+    on_the_wire = video(Status.SUBMITTING, task=None)
+    kept = video(Status.FAILED, work_exists=True)
+    lines = [json.loads(line) for line in render("c", [on_the_wire]).splitlines()[1:]]
+    assert lines == [{"id": VIDEO, "kind": "video_by_tts", "fingerprint": NEW,
+                      "status": "uncertain"}]  # fmt: skip
+    assert json.loads(render("c", [kept]).splitlines()[1])["work"] is True
+
+
+def test_what_is_written_reads_back() -> None:
+    records = [done_video(), VOICE, UPLOAD, video(Status.FAILED, work_exists=True)]
+    back = parse(render("c", records[:3]), path=Path("c.lock"), campaign="c")
+    assert sorted(back, key=lambda r: r.item) == sorted(records[:3], key=lambda r: r.item)
+    (failed,) = parse(render("c", records[3:]), path=Path("c.lock"), campaign="c")
+    assert failed.work_exists and failed.status is Status.FAILED
+
+
+# Reading ------------------------------------------------------------------------------
+
+
+def lines_of(*records: Record, campaign: str = "c") -> str:
+    return render(campaign, records)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("<<<<<<< HEAD\n", "merge conflict"),
+        ('{"id": "x", "kind": "upload"\n', "not a line of a hifly-batch lock file"),
+        ("[1, 2]\n", "not a JSON object"),
+        ('{"id": "x", "kind": "upload", "fingerprint": "f", "status": "pending"}\n', "pending"),
+        ('{"id": "x", "kind": "upload", "fingerprint": "f", "status": "done", "size": "9"}\n',
+         "size '9' is not a number"),
+        ('{"id": 7, "kind": "upload", "fingerprint": "f", "status": "done"}\n', "id 7"),
+        ('{"kind": "upload", "fingerprint": "f", "status": "done"}\n', "'id'"),
+        ('{"hifly-batch": "lock", "format": 2, "campaign": "c"}\n', "format 2"),
+        ('{"hifly-batch": "lock", "format": 1, "campaign": "other"}\n', "campaign 'other'"),
+    ],
+)  # fmt: skip
+def test_a_line_that_is_not_ours_is_refused_with_its_place(text: str, message: str) -> None:
+    good = lines_of(done_video())
+    with pytest.raises(LockFileError, match=message) as caught:
+        parse(good + text, path=Path("c.lock"), campaign="c")
+    assert str(caught.value).startswith(f"c.lock:{len(good.splitlines()) + 1}: ")
+
+
+def test_a_union_merge_may_repeat_the_header_and_leave_two_lines_for_one_item() -> None:
+    merged = lines_of(done_video("t1")) + lines_of(done_video("t2"))
+    assert [r.task_id for r in parse(merged, path=Path("c.lock"), campaign="c")] == ["t1", "t2"]
+
+
+def test_no_file_reads_as_no_records_and_a_written_file_is_left_alone_when_unchanged(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.lock"
+    assert lockfile.read(path, campaign="c") == []
+    text = lines_of(done_video())
+    assert lockfile.write(path, text) is True
+    os.utime(path, ns=(0, 0))
+    assert lockfile.write(path, text) is False and path.stat().st_mtime_ns == 0
+    assert lockfile.read(path, campaign="c") == [done_video()]
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in tmp_path.iterdir()] == ["c.lock"]
+
+
+def test_a_place_that_cannot_be_written_is_said_so_and_leaves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(LockFileError, match="cannot be written"):
+        lockfile.write(tmp_path / "a-file" / "c.lock", "x\n")
+    (tmp_path / "c.lock").mkdir()  # os.replace cannot put a file over a folder
+    with pytest.raises(LockFileError, match="cannot be written"):
+        lockfile.write(tmp_path / "c.lock", "x\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "c.lock"]
+
+
+# Choosing --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("local", "locked", "expected"),
+    [
+        # The lock file knows work the local state lacks or failed to keep.
+        (None, [done_video()], "lock"),
+        (video(Status.FAILED, task="t2"), [done_video("t1")], "lock"),
+        (video(Status.PENDING, task=None), [video(Status.RUNNING)], "lock"),
+        (video(Status.PENDING, task=None), [video(Status.UNCERTAIN, task=None)], "lock"),
+        # Finished work of the current fingerprint beats an older one, wherever it is.
+        (done_video("t1", OLD), [done_video("t2", NEW)], "lock"),
+        (done_video("t2", NEW), [done_video("t1", OLD)], "local"),
+        # A task for the manifest as it is now, maybe still running, beats finished work
+        # of an older version: choosing that would make the item a second time.
+        (video(Status.RUNNING, "t2"), [done_video("t1", OLD)], "local"),
+        # A retry of a changed item that failed is newer than the output it replaces.
+        (video(Status.FAILED, "t2"), [done_video("t1", OLD)], "local"),
+        # A later word on the same task: the local run saw it fail after the file said running.
+        (video(Status.FAILED, "t1"), [video(Status.RUNNING, "t1")], "local"),
+        # ... and a teammate saw it done after this machine last saw it running.
+        (video(Status.RUNNING, "t1"), [done_video("t1")], "lock"),
+        # Equal records: the local one, which knows more (attempts, times, digests).
+        (done_video("t1"), [done_video("t1")], "local"),
+    ],
+)  # fmt: skip
+def test_finished_work_wins_then_the_current_fingerprint(
+    local: Record | None, locked: list[Record], expected: str
+) -> None:
+    chosen = choose(local, locked, NEW)
+    assert chosen is (local if expected == "local" else locked[0])
+
+
+def test_an_item_the_manifest_no_longer_has_keeps_its_finished_work() -> None:
+    assert choose(video(Status.FAILED, "t2"), [done_video("t1")], None).task_id == "t1"
+
+
+@given(st.permutations([done_video("t1"), done_video("t2"), done_video("t3", OLD),
+                        video(Status.RUNNING, "t4", OLD), video(Status.FAILED, "t5")]))  # fmt: skip
+def test_the_choice_between_lines_does_not_depend_on_their_order(lines: list[Record]) -> None:
+    assert choose(None, lines, NEW) == done_video("t1")
+
+
+def test_combine_says_which_records_came_from_the_lock_file() -> None:
+    other = replace(done_video("t9"), item="videos.welcome[c002]", key="c002")
+    local = {VIDEO: video(Status.FAILED, "t2"), UPLOAD.item: UPLOAD}
+    shuffled = [done_video("t1"), other, UPLOAD]
+    random.Random(1).shuffle(shuffled)
+    records, from_lock = combine(local, shuffled, {VIDEO: NEW, UPLOAD.item: "fu"})
+    assert from_lock == {VIDEO, "videos.welcome[c002]"}
+    assert records[VIDEO].task_id == "t1" and records[UPLOAD.item] is UPLOAD
+    assert records["videos.welcome[c002]"] == other  # not in the manifest: kept, as removed
