@@ -5,6 +5,7 @@ and the pre-commit hook hold what they promise."""
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shlex
 import shutil
@@ -17,6 +18,8 @@ import pytest
 import yaml
 
 from hifly_batch.cli import build_parser
+from hifly_batch.commands.init import GITATTRIBUTES
+from hifly_batch.runner.lockfile import lock_path
 from hifly_batch.sandbox.media_maker import read_duration
 from tests.campaigns import cli
 from tests.readme import ROOT
@@ -188,6 +191,58 @@ def test_workflow_caches_the_state_and_uploads_the_report() -> None:
     upload = by_action["actions/upload-artifact"]
     assert upload["if"] == "always()"
     assert "report.csv" in upload["with"]["path"] and "report.html" in upload["with"]["path"]
+
+
+def test_workflow_commits_the_manifests_lock_file_one_run_at_a_time() -> None:
+    flow = workflow()
+    job = flow["jobs"]["run"]
+    assert flow["permissions"]["contents"] == "write"
+    assert "github.ref" not in flow["concurrency"]["group"]  # one run of the campaign at once
+    assert flow["concurrency"]["cancel-in-progress"] is False
+    manifest = Path(flow["env"]["MANIFEST"])
+    assert flow["env"]["LOCK_FILE"] == str(lock_path(manifest, sandbox=False))
+    names = [str(s.get("name", s.get("uses"))) for s in steps(job)]
+    commit = steps(job)[names.index("Commit the lock file")]
+    assert names.index("Run") < names.index("Commit the lock file")
+    assert commit["if"] == "always()"  # a failed run made things too
+
+
+def test_the_commit_step_pushes_the_lock_file_and_merges_a_teammates_push(
+    tmp_path: Path,
+) -> None:
+    step = next(
+        s for s in steps(workflow()["jobs"]["run"]) if s.get("name") == "Commit the lock file"
+    )
+    env = {**os.environ, "LOCK_FILE": "c.lock", "GIT_AUTHOR_NAME": "t", "GIT_COMMITTER_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_EMAIL": "t@example.com"}  # fmt: skip
+
+    def git(*args: str, cwd: Path) -> str:
+        done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    origin, runner, teammate = tmp_path / "origin.git", tmp_path / "runner", tmp_path / "mate"
+    git("init", "-q", "--bare", "-b", "main", str(origin), cwd=tmp_path)
+    git("clone", "-q", str(origin), str(teammate), cwd=tmp_path)
+    (teammate / ".gitattributes").write_text(GITATTRIBUTES)
+    (teammate / "c.lock").write_text('{"h": 1}\n{"id": "b"}\n')
+    git("add", ".", cwd=teammate)
+    git("commit", "-qm", "start", cwd=teammate)
+    git("push", "-q", "origin", "HEAD:main", cwd=teammate)
+    git("clone", "-q", str(origin), str(runner), cwd=tmp_path)
+    # While the job runs, a teammate pushes a line; the job's run adds another.
+    (teammate / "c.lock").write_text('{"h": 1}\n{"id": "a"}\n{"id": "b"}\n')
+    git("commit", "-qam", "mine", cwd=teammate)
+    git("push", "-q", "origin", "HEAD:main", cwd=teammate)
+    (runner / "c.lock").write_text('{"h": 1}\n{"id": "b"}\n{"id": "c"}\n')
+    done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=runner, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    pushed = git("show", "main:c.lock", cwd=origin).splitlines()
+    assert sorted(pushed) == sorted(['{"h": 1}', '{"id": "a"}', '{"id": "b"}', '{"id": "c"}'])
+    again = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=runner, env=env,
+                           capture_output=True, text=True)  # fmt: skip
+    assert again.returncode == 0 and git("rev-list", "--count", "main", cwd=origin) == "3\n"
 
 
 def test_workflow_commands_are_real_commands() -> None:
