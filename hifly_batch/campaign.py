@@ -147,8 +147,7 @@ class Campaign:
 
     def _combine(self, local: Mapping[str, Record], lock_file: Path) -> Recorded:
         locked = lockfile.read(lock_file, campaign=self.manifest.name)
-        fingerprints = {item.id: item.fingerprint for item in self.graph}
-        records, from_lock = lockfile.combine(local, locked, fingerprints)
+        records, from_lock = lockfile.combine(local, locked, self._fingerprints())
         return Recorded(records, from_lock, lock_file)
 
     def records(self, recorded: Recorded | None = None) -> list[Record]:
@@ -216,7 +215,8 @@ class Campaign:
             lock_file = self.lock_path(sandbox=sandbox)
             with StateStore(self.state_path) as store:
                 store.claim("sandbox" if sandbox else "service", self.manifest.name)
-                records = self._combine(store.settle_interrupted(), lock_file).records
+                before = store.settle_interrupted()
+                records = self._combine(before, lock_file).records
                 plan = self._plan(records, resubmit_uncertain, recreate)
                 statuses = {item: r.status for item, r in records.items()}
                 scope = select(self.graph, plan, statuses, only=only, retry_failed=retry_failed)
@@ -234,16 +234,24 @@ class Campaign:
                     outcome = runner.run()
                 except BaseException:
                     with contextlib.suppress(StateError):  # the run's own error is the one to see
-                        self._save_lock(store, lock_file)
+                        self._save_lock(store, before, lock_file)
                     raise
-                known = self._save_lock(store, lock_file)
+                known = self._save_lock(store, before, lock_file)
             final = csv_report.report_records(self.graph, known, scope)
             report, review = self.write_reports(final)
         return RunResult(outcome, final, scope, report, review)
 
-    def _save_lock(self, store: StateStore, lock_file: Path) -> dict[str, Record]:
-        """Write the lock file from the state and the lock file's own lines (unchanged
-        bytes when nothing changed); returns the records combined."""
-        known = self._combine(store.records(), lock_file).records
-        lockfile.write(lock_file, lockfile.render(self.manifest.name, known.values()))
-        return known
+    def _save_lock(
+        self, store: StateStore, before: Mapping[str, Record], lock_file: Path
+    ) -> dict[str, Record]:
+        """Write the lock file from the state (``before``: its records as the run began)
+        and the file's own lines; returns the records as a run reads them."""
+        local = store.records()
+        changed = {item for item, record in local.items() if before.get(item) != record}
+        locked = lockfile.read(lock_file, campaign=self.manifest.name)
+        written = lockfile.to_write(local, changed, locked, self._fingerprints())
+        lockfile.write(lock_file, lockfile.render(self.manifest.name, written))
+        return lockfile.combine(local, locked, self._fingerprints())[0]
+
+    def _fingerprints(self) -> dict[str, str]:
+        return {item.id: item.fingerprint for item in self.graph}

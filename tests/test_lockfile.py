@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.runner import lockfile
-from hifly_batch.runner.lockfile import LockFileError, choose, combine, parse, render
+from hifly_batch.runner.lockfile import LockFileError, choose, combine, parse, render, to_write
 from hifly_batch.runner.state import Record
 
 VIDEO = "videos.welcome[c001]"
@@ -196,3 +196,37 @@ def test_combine_says_which_records_came_from_the_lock_file() -> None:
     assert from_lock == {VIDEO, "videos.welcome[c002]"}
     assert records[VIDEO].task_id == "t1" and records[UPLOAD.item] is UPLOAD
     assert records["videos.welcome[c002]"] == other  # not in the manifest: kept, as removed
+
+
+# What a run writes back -------------------------------------------------------------------
+
+
+def written(local: Record | None, lines: list[Record], changed: bool = False) -> list[str | None]:
+    mine = {VIDEO: local} if local is not None else {}
+    records = to_write(mine, {VIDEO} if changed else set(), lines, {VIDEO: NEW})
+    return [r.task_id for r in records]
+
+
+def test_a_run_writes_what_it_changed_and_what_the_file_lacks() -> None:
+    assert written(done_video("t2"), [done_video("t1")], changed=True) == ["t2"]  # --recreate
+    assert written(done_video("t2"), []) == ["t2"]
+    moved = replace(done_video("t1"), output="renamed/c001.mp4")
+    assert to_write({VIDEO: moved}, {VIDEO}, [done_video("t1")], {})[0].output == moved.output
+
+
+def test_a_tie_keeps_the_line_already_there_so_machines_do_not_take_turns() -> None:
+    # Two machines each made the item (a union merge kept both lines); after one line
+    # was written back, the other machine's rerun with nothing to do keeps it.
+    assert written(done_video("t2"), [done_video("t1")]) == ["t1"]
+    assert written(done_video("t1"), [done_video("t2")]) == ["t2"]
+
+
+def test_an_untouched_local_record_better_than_the_line_replaces_it() -> None:
+    # The run that saw the task finish was killed before it wrote the file.
+    (record,) = to_write({VIDEO: done_video("t1")}, set(), [video(Status.RUNNING, "t1")], {})
+    assert record.status is Status.DONE
+
+
+def test_several_lines_for_one_item_become_the_chosen_one_on_every_machine() -> None:
+    lines = [done_video("t2"), done_video("t1"), done_video("t3", OLD)]
+    assert written(None, lines) == written(None, lines[::-1]) == ["t1"]

@@ -272,6 +272,7 @@ def test_the_cli_plans_runs_and_reports_on_a_version_1_state(tmp_path: Path) -> 
     )
     assert seed.code == 0, seed.stdout + seed.stderr
     shutil.rmtree(manifest.parent / "out")  # every output must come from the old tasks
+    (manifest.parent / "quickstart.sandbox.lock").unlink()  # 0.1.0 wrote no lock file
     state = manifest.parent / ".hifly" / "quickstart.sandbox.state.db"
     shutil.copyfile(V1_FIXTURE, state)
 

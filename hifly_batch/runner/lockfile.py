@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +192,13 @@ def _line(data: Mapping[str, Any]) -> str:
 # Choosing between records -----------------------------------------------------------
 
 
-def choose(local: Record | None, locked: Sequence[Record], fingerprint: str | None) -> Record:
+def choose(
+    local: Record | None,
+    locked: Sequence[Record],
+    fingerprint: str | None,
+    *,
+    prefer_local: bool = True,
+) -> Record:
     """The one record to go by for an item, of its local record and its lock-file lines.
 
     SPEC §5's rule: finished work wins, then the record matching the manifest's
@@ -203,12 +209,18 @@ def choose(local: Record | None, locked: Sequence[Record], fingerprint: str | No
     current fingerprint (a failed retry is newer than the output it replaces);
     then finished work of another. A record superseded by a later word on the same
     task (running, then done or failed) is left out.
-    Ties go to the local record, then to the line that sorts first, so the
-    answer does not depend on the order of the lines.
+
+    Ties go to the local record (``prefer_local``, as a run reads: it has the
+    outputs it made) or else to the lock file's, then to the line that sorts
+    first, so the answer does not depend on the order of the lines.
     """
     candidates = ([local] if local is not None else []) + sorted(locked, key=_sort_key)
     alive = [c for c in candidates if not any(_supersedes(o, c) for o in candidates)]
-    return max(alive, key=lambda c: _rank(c, fingerprint, local is c), default=candidates[0])
+    return max(
+        alive,
+        key=lambda c: _rank(c, fingerprint, (c is local) == prefer_local),
+        default=candidates[0],
+    )
 
 
 def _sort_key(record: Record) -> str:
@@ -220,11 +232,11 @@ def _finished(record: Record) -> bool:
     return record.status is Status.DONE or (failed_after_work and record.task_id is not None)
 
 
-def _rank(record: Record, fingerprint: str | None, local: bool) -> tuple[bool, ...]:
+def _rank(record: Record, fingerprint: str | None, preferred: bool) -> tuple[bool, ...]:
     current = fingerprint is None or record.fingerprint == fingerprint
     finished = _finished(record)
     underway = record.status in (Status.RUNNING, Status.UNCERTAIN, Status.SUBMITTING)
-    return (finished and current, (finished or underway) and current, current, finished, local)
+    return (finished and current, (finished or underway) and current, current, finished, preferred)
 
 
 _STAGE = {Status.SUBMITTING: 0, Status.RUNNING: 1, Status.FAILED: 2, Status.DONE: 3}
@@ -254,6 +266,34 @@ def combine(
             chosen[item] = pick
             from_lock.add(item)
     return chosen, frozenset(from_lock)
+
+
+def to_write(
+    local: Mapping[str, Record],
+    changed: Set[str],
+    locked: Sequence[Record],
+    fingerprints: Mapping[str, str],
+) -> list[Record]:
+    """The records a run writes to the lock file, one per item: for an item the run
+    ``changed``, or one the file lacks, the local record; for any other, the file's
+    line, unless the local record is better by :func:`choose`'s rule.
+
+    A tie keeps the line already there, so that two machines holding different
+    finished work for one item (both made it) do not each write their own on
+    every run: a rerun that changes nothing writes the same bytes wherever it
+    runs. Several lines for one item (a union merge) become the one chosen.
+    """
+    lines: dict[str, list[Record]] = {}
+    for record in locked:
+        lines.setdefault(record.item, []).append(record)
+    written = {}
+    for item in sorted({*local, *lines}):
+        mine, theirs = local.get(item), lines.get(item, [])
+        if mine is not None and (item in changed or not theirs):
+            written[item] = mine
+        else:
+            written[item] = choose(mine, theirs, fingerprints.get(item), prefer_local=False)
+    return list(written.values())
 
 
 # The file -----------------------------------------------------------------------
