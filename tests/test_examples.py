@@ -31,7 +31,7 @@ SCHEMA_LINE = "# yaml-language-server: $schema=../schemas/manifest.schema.json"
 
 def copy_repo_campaigns(dest: Path) -> Path:
     """The repository's manifests/ and examples/ copied into ``dest`` (nothing run there)."""
-    skip = shutil.ignore_patterns(".hifly", "out", "__pycache__")
+    skip = shutil.ignore_patterns(".hifly", "out", "__pycache__", "*.sandbox.lock")
     for folder in ("manifests", "examples"):
         shutil.copytree(ROOT / folder, dest / folder, ignore=skip)
     return dest / "manifests"
