@@ -114,6 +114,28 @@ def test_a_line_that_is_not_ours_is_refused_with_its_place(text: str, message: s
     assert str(caught.value).startswith(f"c.lock:{len(good.splitlines()) + 1}: ")
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the lock file is empty"),
+        ("\n\n", "the lock file is empty"),
+        ('{"id": "x", "kind": "upload", "fingerprint": "f", "status": "done"}\n',
+         "header line naming the campaign is missing"),
+    ],
+)  # fmt: skip
+def test_a_file_without_its_header_is_refused_not_read_as_nothing_made(
+    text: str, message: str
+) -> None:
+    with pytest.raises(LockFileError, match=message):
+        parse(text, path=Path("c.lock"), campaign="c")
+
+
+def test_a_link_to_a_missing_lock_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "c.lock").symlink_to(tmp_path / "elsewhere.lock")
+    with pytest.raises(LockFileError, match="does not exist"):
+        lockfile.read(tmp_path / "c.lock", campaign="c")
+
+
 def test_a_union_merge_may_repeat_the_header_and_leave_two_lines_for_one_item() -> None:
     merged = lines_of(done_video("t1")) + lines_of(done_video("t2"))
     assert [r.task_id for r in parse(merged, path=Path("c.lock"), campaign="c")] == ["t1", "t2"]
@@ -166,6 +188,8 @@ def test_a_place_that_cannot_be_written_is_said_so_and_leaves_nothing(tmp_path: 
         (video(Status.FAILED, "t1"), [video(Status.RUNNING, "t1")], "local"),
         # ... and a teammate saw it done after this machine last saw it running.
         (video(Status.RUNNING, "t1"), [done_video("t1")], "lock"),
+        # This machine lost the output of a task the file says is done: it is not done here.
+        (video(Status.FAILED, "t1", work_exists=True), [done_video("t1")], "local"),
         # Equal records: the local one, which knows more (attempts, times, digests).
         (done_video("t1"), [done_video("t1")], "local"),
     ],
@@ -212,6 +236,12 @@ def test_a_run_writes_what_it_changed_and_what_the_file_lacks() -> None:
     assert written(done_video("t2"), []) == ["t2"]
     moved = replace(done_video("t1"), output="renamed/c001.mp4")
     assert to_write({VIDEO: moved}, {VIDEO}, [done_video("t1")], {})[0].output == moved.output
+
+
+def test_an_output_lost_on_this_machine_does_not_change_the_record_of_its_task() -> None:
+    lost = video(Status.FAILED, "t1", work_exists=True, error_message="download failed")
+    (record,) = to_write({VIDEO: lost}, {VIDEO}, [done_video("t1")], {VIDEO: NEW})
+    assert record == done_video("t1")
 
 
 def test_a_tie_keeps_the_line_already_there_so_machines_do_not_take_turns() -> None:

@@ -214,6 +214,26 @@ def test_a_changed_output_path_moves_or_downloads_the_file_and_creates_nothing(
     assert set(again["totals"]) == {"skip"}
 
 
+def test_two_outputs_that_swap_paths_each_end_up_with_their_own_video(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=2).write()
+    assert run(campaign, sandbox).code == 0
+    made = creates(sandbox)
+    swapped = "videos/welcome/{{ 'c0002' if key == 'c0001' else 'c0001' }}.mp4"
+    text = campaign.manifest.read_text("utf-8")
+    title = '    title: "欢迎{{ row.name }}"\n'
+    campaign.manifest.write_text(text.replace(title, f'{title}    output: "{swapped}"\n'))
+    assert run(campaign, sandbox).code == 0
+    assert creates(sandbox) == made
+    rows = {r["item"]: r for r in report_rows(campaign)}
+    for item, other in (("c0001", "c0002"), ("c0002", "c0001")):
+        row = rows[f"videos.welcome[{item}]"]
+        assert row["output"] == f"videos/welcome/{other}.mp4"
+        saved = (campaign.output_dir / row["output"]).read_bytes()
+        assert saved == sandbox.output_bytes(row["task_id"]), item
+
+
 def test_plan_says_download_for_a_deleted_output_and_the_run_creates_nothing(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -322,7 +322,7 @@ def move_output(ctx: JobContext, item: Item, record: Record) -> None:
     assert target is not None and record.output is not None
     try:
         old = ctx.outputs.existing(record.output)
-        if old is not None and record.output_size in (None, old.stat().st_size):
+        if old is not None and _holds_output(old, record):
             os.replace(old, ctx.outputs.destination(target))
             saved: dict[str, Any] = {"output": target}
         else:
@@ -331,6 +331,14 @@ def move_output(ctx: JobContext, item: Item, record: Record) -> None:
         _keep_work(ctx, item, record, f"output could not be moved to {target}: {exc}")
         return
     ctx.post(Finished(item.id, ctx.store.update(record, status=Status.DONE, **saved)))
+
+
+def _holds_output(path: Path, record: Record) -> bool:
+    """The file is the item's own output: its size and, where recorded, its SHA-256 (two
+    outputs that swap paths are the same size, and the first move replaces the other)."""
+    if record.output_size not in (None, path.stat().st_size):
+        return False
+    return record.output_sha256 in (None, file_sha256(path))
 
 
 def _download_again(ctx: JobContext, item: Item, record: Record) -> dict[str, Any]:

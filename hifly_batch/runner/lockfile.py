@@ -97,6 +97,7 @@ def parse(text: str, *, path: Path, campaign: str) -> list[Record]:
     """Every item line of a lock file, as records (several for one item after a union
     merge); raises :class:`LockFileError` naming the line for anything else."""
     records = []
+    header_seen = False
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -113,6 +114,9 @@ def parse(text: str, *, path: Path, campaign: str) -> list[Record]:
                 raise ValueError("not a JSON object")
             if _HEADER_KEY in data:
                 _check_header(data, where, campaign)
+                header_seen = True
+            elif not header_seen:
+                raise ValueError("the header line naming the campaign is missing above it")
             else:
                 records.append(_record(data))
         except (ValueError, TypeError, KeyError) as exc:
@@ -120,6 +124,13 @@ def parse(text: str, *, path: Path, campaign: str) -> list[Record]:
                 f"{where}: not a line of a hifly-batch lock file ({exc}); restore the file "
                 "from git (`git checkout -- FILE`), or fix that line"
             ) from None
+    if not header_seen:
+        raise LockFileError(
+            f"{path}: the lock file is empty, so the record of what was made is gone; "
+            "restore it from git (`git checkout -- FILE`); to start the record over "
+            "(a run then creates again, and pays again for, what this machine's state "
+            "does not know), delete the file"
+        )
     return records
 
 
@@ -239,14 +250,18 @@ def _rank(record: Record, fingerprint: str | None, preferred: bool) -> tuple[boo
     return (finished and current, (finished or underway) and current, current, finished, preferred)
 
 
-_STAGE = {Status.SUBMITTING: 0, Status.RUNNING: 1, Status.FAILED: 2, Status.DONE: 3}
+def _stage(record: Record) -> int:
+    """How far a task had got: a failure after it finished (a download) is as far as done."""
+    if _finished(record):
+        return 3
+    return {Status.RUNNING: 1, Status.FAILED: 2}.get(record.status, 0)
 
 
 def _supersedes(later: Record, earlier: Record) -> bool:
     """``later`` is a further word on the task ``earlier`` speaks of."""
     if later is earlier or later.task_id is None or later.task_id != earlier.task_id:
         return False
-    return _STAGE.get(later.status, 0) > _STAGE.get(earlier.status, 0)
+    return _stage(later) > _stage(earlier)
 
 
 def combine(
@@ -289,11 +304,19 @@ def to_write(
     written = {}
     for item in sorted({*local, *lines}):
         mine, theirs = local.get(item), lines.get(item, [])
-        if mine is not None and (item in changed or not theirs):
+        if mine is not None and (item in changed or not theirs) and not _lost_here(mine, theirs):
             written[item] = mine
         else:
             written[item] = choose(mine, theirs, fingerprints.get(item), prefer_local=False)
     return list(written.values())
+
+
+def _lost_here(mine: Record, theirs: Sequence[Record]) -> bool:
+    """This machine failed to keep the output of a task the file records as done: a fact
+    of this machine, not of the campaign, so the file keeps its line."""
+    return mine.status is Status.FAILED and any(
+        t.status is Status.DONE and t.task_id == mine.task_id for t in theirs
+    )
 
 
 # The file -----------------------------------------------------------------------
@@ -304,6 +327,11 @@ def read(path: Path, *, campaign: str) -> list[Record]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if path.is_symlink():  # a link to a record that is not there is not "no record"
+            raise LockFileError(
+                f"{path}: the lock file is a link to {os.readlink(path)}, which does not "
+                "exist; restore that file, or replace the link with the file"
+            ) from None
         return []
     except (OSError, UnicodeDecodeError) as exc:
         raise LockFileError(f"{path}: the lock file cannot be read ({exc})") from None
