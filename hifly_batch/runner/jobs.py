@@ -64,6 +64,9 @@ class JobContext:
     wall: Callable[[], float] = time.time
     public_voices: dict[str, str] | None = None
     _voices_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Moves look at a file, then rename it: one at a time, or two outputs swapping
+    # paths could each look before the other renames.
+    moving: threading.Lock = field(default_factory=threading.Lock)
     _local: threading.local = field(default_factory=threading.local)
 
     def post(self, event: Event) -> None:
@@ -321,12 +324,12 @@ def move_output(ctx: JobContext, item: Item, record: Record) -> None:
     target = output_target(item, record.output)
     assert target is not None and record.output is not None
     try:
-        old = ctx.outputs.existing(record.output)
-        if old is not None and _holds_output(old, record):
-            os.replace(old, ctx.outputs.destination(target))
-            saved: dict[str, Any] = {"output": target}
-        else:
-            saved = _download_again(ctx, item, record)
+        with ctx.moving:
+            old = ctx.outputs.existing(record.output)
+            moved = old is not None and _holds_output(old, record)
+            if old is not None and moved:
+                os.replace(old, ctx.outputs.destination(target))
+        saved = {"output": target} if moved else _download_again(ctx, item, record)
     except (ClientError, ItemError, OSError) as exc:
         _keep_work(ctx, item, record, f"output could not be moved to {target}: {exc}")
         return
