@@ -141,8 +141,9 @@ class Campaign:
         sandbox = self.sandbox
         if self.state_path.exists():
             with StateStore(self.state_path, readonly=True) as store:
+                store.check_campaign(self.manifest.name)
                 local = store.records()
-                sandbox = sandbox or store.claimed_api() == "sandbox"
+                sandbox = sandbox or store.claimed().get("api") == "sandbox"
         return self._combine(local, self.lock_path(sandbox=sandbox))
 
     def _combine(self, local: Mapping[str, Record], lock_file: Path) -> Recorded:

@@ -136,6 +136,16 @@ def test_a_link_to_a_missing_lock_file_is_refused(tmp_path: Path) -> None:
         lockfile.read(tmp_path / "c.lock", campaign="c")
 
 
+def test_a_lock_file_left_behind_by_a_renamed_manifest_is_named(tmp_path: Path) -> None:
+    lockfile.write(tmp_path / "old.lock", lines_of(done_video(), campaign="c"))
+    lockfile.write(tmp_path / "other.lock", lines_of(done_video(), campaign="other"))
+    (tmp_path / "notes.lock").write_text("not ours\n")
+    with pytest.raises(LockFileError, match=r"old\.lock records campaign 'c'.*git mv old"):
+        lockfile.read(tmp_path / "new.lock", campaign="c")
+    assert lockfile.read(tmp_path / "new.sandbox.lock", campaign="c") == []  # another kind
+    assert lockfile.read(tmp_path / "new.lock", campaign="d") == []
+
+
 def test_a_union_merge_may_repeat_the_header_and_leave_two_lines_for_one_item() -> None:
     merged = lines_of(done_video("t1")) + lines_of(done_video("t2"))
     assert [r.task_id for r in parse(merged, path=Path("c.lock"), campaign="c")] == ["t1", "t2"]

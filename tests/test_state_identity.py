@@ -63,6 +63,9 @@ def test_another_campaigns_state_is_refused_and_left_unchanged(
     assert a_state.read_bytes() == before
     plan = json.loads(cli("plan", "--json", str(a.manifest)).stdout)
     assert set(plan["totals"]) == {"skip"}  # a's own state is intact
+    for command in ("plan", "status", "report"):  # reading it as b's is refused too
+        shown = cli(command, "--state", str(a_state), str(b.manifest))
+        assert shown.code == 3 and "belongs to campaign 'a'" in shown.stderr, (command, shown)
 
 
 def test_a_file_that_is_no_hifly_batch_state_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:

@@ -323,7 +323,11 @@ def _lost_here(mine: Record, theirs: Sequence[Record]) -> bool:
 
 
 def read(path: Path, *, campaign: str) -> list[Record]:
-    """The records of the lock file at ``path`` ([] when there is none yet)."""
+    """The records of the lock file at ``path`` ([] when there is none yet).
+
+    When there is none, another lock file beside it that records this campaign
+    (the manifest was renamed, its lock file was not) is a :class:`LockFileError`:
+    going on without it would pay again for everything it records."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -332,10 +336,37 @@ def read(path: Path, *, campaign: str) -> list[Record]:
                 f"{path}: the lock file is a link to {os.readlink(path)}, which does not "
                 "exist; restore that file, or replace the link with the file"
             ) from None
+        _refuse_orphans(path, campaign)
         return []
     except (OSError, UnicodeDecodeError) as exc:
         raise LockFileError(f"{path}: the lock file cannot be read ({exc})") from None
     return parse(text, path=path, campaign=campaign)
+
+
+def _refuse_orphans(path: Path, campaign: str) -> None:
+    sandbox = path.name.endswith(".sandbox.lock")
+    for other in sorted(path.parent.glob("*.lock")):
+        if other.name.endswith(".sandbox.lock") != sandbox or not other.is_file():
+            continue
+        if _campaign_of(other) == campaign:
+            raise LockFileError(
+                f"{path}: there is no lock file here, but {other.name} records campaign "
+                f"{campaign!r}. If the manifest was renamed, rename its lock file too "
+                f"(git mv {other.name} {path.name}) so that what it records is not paid "
+                "for again; if it belongs to another manifest, give one of them another name"
+            )
+
+
+def _campaign_of(path: Path) -> str | None:
+    """The campaign a lock file's header names; None for any other file."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            header = json.loads(handle.readline(4096))
+    except (OSError, ValueError):
+        return None
+    if isinstance(header, dict) and header.get(_HEADER_KEY) == "lock":
+        return header.get("campaign")
+    return None
 
 
 def write(path: Path, text: str) -> bool:

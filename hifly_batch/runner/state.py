@@ -130,11 +130,18 @@ class StateStore:
                 if key not in found:  # a new state, or one written before it recorded this
                     self._db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
 
-    def claimed_api(self) -> str | None:
-        """The API the state was claimed for (``sandbox`` or ``service``); None before."""
+    def claimed(self) -> dict[str, str]:
+        """What the state was claimed for: ``api`` (``sandbox`` or ``service``) and
+        ``campaign``, each missing before the first claim."""
         with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key = 'api'").fetchone()
-        return str(row[0]) if row else None
+            rows = self._db.execute("SELECT key, value FROM meta WHERE key IN ('api', 'campaign')")
+            return {str(k): str(v) for k, v in rows.fetchall()}
+
+    def check_campaign(self, campaign: str) -> None:
+        """:class:`StateError` when the state belongs to another campaign (for commands
+        that only read it, which must not show another campaign's records as this one's)."""
+        found = self.claimed()
+        _refuse_another(self.path, found, {"api": found.get("api", ""), "campaign": campaign})
 
     def records(self) -> dict[str, Record]:
         """Every item's record, by item id."""
