@@ -32,7 +32,7 @@ from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
 from hifly_batch.runner import lockfile
 from hifly_batch.runner.errors import StateError
-from hifly_batch.runner.lock import run_lock
+from hifly_batch.runner.lock import campaign_lock, run_lock
 from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.scheduler import Outcome, RunSettings, Scheduler
 from hifly_batch.runner.state import Record, StateStore, prior_states
@@ -214,7 +214,8 @@ class Campaign:
         ):
             sandbox = self.sandbox or client.is_sandbox()
             lock_file = self.lock_path(sandbox=sandbox)
-            with StateStore(self.state_path) as store:
+            state_folder = self.manifest.root / STATE_FOLDER
+            with campaign_lock(lock_file, state_folder), StateStore(self.state_path) as store:
                 store.claim("sandbox" if sandbox else "service", self.manifest.name)
                 before = store.settle_interrupted()
                 records = self._combine(before, lock_file).records

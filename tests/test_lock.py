@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -12,17 +13,21 @@ import pytest
 from hifly_batch.runner.lock import StateLocked, run_lock
 
 
-@pytest.mark.parametrize("spelling", ["same", "symlink", "dotted"])
+@pytest.mark.parametrize("spelling", ["same", "symlink", "dotted", "hard link"])
 def test_a_second_process_is_refused_with_a_clear_message(tmp_path: Path, spelling: str) -> None:
     state = tmp_path / "s.db"
+    state.write_bytes(b"")
     (tmp_path / "sub").mkdir()
     other = {
         "same": state,
         "symlink": tmp_path / "alias.db",
         "dotted": tmp_path / "sub" / ".." / "s.db",
+        "hard link": tmp_path / "sub" / "linked.db",
     }[spelling]
     if spelling == "symlink":
         other.symlink_to(state)
+    if spelling == "hard link":
+        os.link(state, other)
     holder = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
@@ -36,7 +41,8 @@ def test_a_second_process_is_refused_with_a_clear_message(tmp_path: Path, spelli
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
         with pytest.raises(StateLocked) as caught, run_lock(other):
             pass
-        assert str(other) in str(caught.value) and f"pid {proc.pid}" in str(caught.value)
+        holder_named = "by another path" if spelling == "hard link" else f"pid {proc.pid}"
+        assert str(other) in str(caught.value) and holder_named in str(caught.value)
     finally:
         proc.kill()
         proc.wait()

@@ -1,7 +1,11 @@
-"""The state's lock: one run at a time on one state.
+"""One run at a time: on one state, and on one campaign's lock file.
 
-A lock file beside the state (``flock``, released by the kernel when the
+A lock file in the state's folder (``flock``, released by the kernel when the
 process dies, however it dies) names its holder, so a refused run can say who.
+A run also holds ``flock`` on the state file itself, which every path to it
+shares (hard links too), and on its campaign's record (the lock file beside the
+manifest), so that two runs given different states cannot both make, and pay
+for, the same items.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hifly_batch.runner.errors import StateError
@@ -26,24 +30,72 @@ class StateLocked(StateError):
         )
 
 
+class CampaignLocked(StateError):
+    """Another run of the same campaign (with another state) holds its lock file."""
+
+    def __init__(self, lock_file: Path, holder: str) -> None:
+        super().__init__(
+            f"{lock_file}: another hifly-batch run of this campaign is under way ({holder}), "
+            "with another state file; two runs at once would each pay for what the other "
+            "makes. Wait for it to finish, or stop it (its progress is saved) and run again"
+        )
+
+
 @contextlib.contextmanager
 def run_lock(state_path: Path) -> Iterator[None]:
     """Hold the state's lock for a run; StateLocked when another process holds it.
 
     The lock belongs to the file, not to how its path is spelled: a symlink to
-    the state, or another spelling of its path, takes the same lock.
+    the state, another spelling of its path, or a hard link takes the same lock.
     """
     real = Path(os.path.realpath(state_path))
-    lock_path = real.with_name(real.name + ".lock")
+    with (
+        _held(real.with_name(real.name + ".lock"), lambda h: StateLocked(state_path, h)),
+        _held_file(real, lambda: StateLocked(state_path, "by another path to the same file")),
+    ):
+        yield
+
+
+@contextlib.contextmanager
+def campaign_lock(lock_file: Path, folder: Path) -> Iterator[None]:
+    """Hold the lock of a campaign's lock file (by its place in ``folder``, the state
+    folder beside the manifest) for a run; CampaignLocked when another run has it."""
+    real = Path(os.path.realpath(folder)) / (lock_file.name + ".run")
+    with _held(real, lambda holder: CampaignLocked(lock_file, holder)):
+        yield
+
+
+@contextlib.contextmanager
+def _held(lock_path: Path, busy: Callable[[str], StateError]) -> Iterator[None]:
+    """``flock`` on ``lock_path`` (made if missing), naming this process inside it."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StateLocked(state_path, _holder(fd)) from None
+            raise busy(_holder(fd)) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _held_file(path: Path, busy: Callable[[], StateError]) -> Iterator[None]:
+    """``flock`` on the file itself when it exists (SQLite's own locks are ``fcntl``
+    ones, which ``flock`` leaves alone on Linux)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # not made yet (or not readable: opening the state says so)
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy() from None
         yield
     finally:
         os.close(fd)
