@@ -5,13 +5,23 @@ child the instant the sandbox has answered (or is about to answer) a create
 request or a download: those kills land in the at-most-once window (create
 answered, task id not yet committed) and in the middle of a download (temporary
 file written, synced, renamed, then the state write). Timer kills land
-anywhere else: start-up, planning, polling, report writing.
+anywhere else: start-up, planning, polling, report writing. A watcher kills
+some runs the instant their lock file's temporary copy appears, while the
+lock file is being written.
+
+The lock file (``campaign.sandbox.lock`` beside the manifest, SPEC §5) is read
+after every process: it must parse, never lose an item or a finished task it
+once recorded, and, after a run that finished, hold everything the state has
+made. Once during the torture and once at the end the local state (``.hifly/``)
+is deleted, as on a new machine: the lock file alone must then carry the
+campaign, and at the end nothing at all is created or uploaded again.
 """
 
 from __future__ import annotations
 
 import csv
 import random
+import shutil
 import subprocess
 import threading
 import time
@@ -24,6 +34,7 @@ import pytest
 
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.reports.csv_report import COLUMNS
+from hifly_batch.runner import lockfile
 from hifly_batch.runner.state import Record
 from hifly_batch.sandbox import Sandbox, SandboxConfig
 from hifly_batch.sandbox.faults import RequestKind
@@ -37,6 +48,8 @@ from tests.campaigns import (
     output_files,
     popen,
     read_state,
+    report_rows,
+    state_path,
     temporary_files,
 )
 from tests.conftest import SECRET_TOKEN
@@ -54,7 +67,9 @@ PHASES: tuple[tuple[str, float, tuple[float, float]], ...] = (
     ("create answered, task id not yet recorded", 0.30, (0.0, 0.004)),
     ("download answered, file being written", 0.35, (0.0, 0.008)),
     ("timer", 0.20, (0.15, 1.5)),
+    ("lock file being written", 0.07, (0.0, 0.0)),
 )
+LOCK_WRITE = PHASES[4][0]
 
 
 @dataclass
@@ -105,6 +120,18 @@ class KillSwitch:
             armed.proc.kill()
 
 
+@dataclass(frozen=True)
+class Before:
+    """What the earlier processes left, for the checks after the next one."""
+
+    partial_downloads: int
+    lock_temporaries: frozenset[str]
+
+    @classmethod
+    def of(cls, campaign: Campaign) -> Before:
+        return cls(_partial_downloads(campaign), lock_temporaries(campaign))
+
+
 @dataclass
 class Torture:
     """Bookkeeping across kills: what each kill hit and which creates may repeat."""
@@ -116,32 +143,162 @@ class Torture:
     left_submitting: int = 0
     left_file_unrecorded: int = 0
     finished_runs: int = 0
-    ever_uncertain: set[tuple[str, int]] = field(default_factory=set)
-    resubmittable: set[tuple[str, int]] = field(default_factory=set)
+    # Episodes of uncertainty, as (epoch, item, attempts): the epoch counts the losses of
+    # the local state, after which an item's attempts start again from the lock file's.
+    ever_uncertain: set[tuple[int, str, int]] = field(default_factory=set)
+    resubmittable: set[tuple[int, str, int]] = field(default_factory=set)
+    epoch: int = 0
+    # The lock file as last read, by item id: it never loses an item or a finished task.
+    locked: dict[str, Record] = field(default_factory=dict)
+    lock_checks: int = 0
+    kills_with_lock: int = 0
+    lock_temporaries_left: int = 0
+    # What a loss of the local state gave up: items made (or maybe made) that the lock file
+    # did not record, each of which may be created once more; tasks the lost state alone knew.
+    relinquished: Counter[str] = field(default_factory=Counter)
+    lost_tasks: dict[str, set[str]] = field(default_factory=dict)
+    state_losses: list[str] = field(default_factory=list)
 
     @property
     def kills(self) -> int:
         return sum(self.phases.values())
 
-    def after_process(self, temporaries_before: int) -> None:
-        """Checks that must hold whenever no run is going: state, outputs, report."""
-        records = read_state(self.campaign)  # opens read-only: the file is usable
-        submitting = [r for r in records.values() if r.status is Status.SUBMITTING]
+    def records(self) -> dict[str, Record]:
+        """What the next run goes by: the local state's records, else the lock file's."""
+        return {**self.locked, **read_state(self.campaign)}
+
+    def after_process(self, before: Before, *, finished: bool) -> dict[str, Record]:
+        """Checks that must hold whenever no run is going: lock file, state, outputs, report.
+        ``finished``: the process ran to its end (was not killed). Returns :meth:`records`."""
+        local = read_state(self.campaign)  # opens read-only: the file is usable
+        self.check_lock_file(local, before, finished=finished)
+        records = {**self.locked, **local}
+        submitting = [r for r in local.values() if r.status is Status.SUBMITTING]
         self.left_submitting += bool(submitting)
-        self.ever_uncertain |= {_attempt(r) for r in records.values() if _is_uncertain(r)}
-        self.left_partial_download += _partial_downloads(self.campaign) > temporaries_before
-        assert_outputs_whole(self.campaign, self.sandbox, records)
+        self.ever_uncertain |= self._episodes(records)
+        self.left_partial_download += _partial_downloads(self.campaign) > before.partial_downloads
+        assert_outputs_whole(self.campaign, self.sandbox, records, self.lost_tasks)
         self.left_file_unrecorded += any(
-            records[f"videos.welcome[{p.stem}]"].status is not Status.DONE
+            (r := records.get(f"videos.welcome[{p.stem}]")) is None or r.status is not Status.DONE
             for p in output_files(self.campaign)
             if p.parent.name == "welcome"
         )
         assert_report_readable(self.campaign)
+        return records
+
+    def check_lock_file(self, local: dict[str, Record], before: Before, *, finished: bool) -> None:
+        """The lock file, if there is one, is whole: it parses, keeps every item and every
+        finished task it ever recorded (a file cut at a line end would drop some), and after
+        a run that finished holds what the state made. A finished run leaves no temporary
+        copy of its own; those of writes a kill cut short stay (no later run removes them),
+        and are counted."""
+        path = lock_file(self.campaign)
+        new_temporaries = lock_temporaries(self.campaign) - before.lock_temporaries
+        if finished:
+            assert not new_temporaries, f"a finished run left {sorted(new_temporaries)}"
+        self.lock_temporaries_left += bool(new_temporaries)
+        if not path.exists():
+            assert not self.locked, f"{path.name} was there and is gone"
+            return
+        lines = lockfile.read(path, campaign="campaign")  # raises on a torn line
+        self.lock_checks += 1
+        locked = {r.item: r for r in lines}
+        assert len(locked) == len(lines), "one item has two lines, yet nothing was merged"
+        for item, was in self.locked.items():
+            now = locked.get(item)
+            assert now is not None, f"{path.name} lost its line for {item}"
+            if was.status is Status.DONE:
+                assert _made(now) == _made(was), f"{path.name} changed finished {item}"
+        if finished:
+            for record in local.values():
+                status = Status.UNCERTAIN if record.status is Status.SUBMITTING else record.status
+                if status is Status.UNCERTAIN or (
+                    status in (Status.DONE, Status.RUNNING)
+                    and (record.task_id or record.resource_id)
+                ):
+                    line = locked.get(record.item)
+                    assert line is not None, f"{path.name} has no line for {record.item}"
+                    assert _made(line) == (status, record.task_id, record.resource_id), (
+                        record.item, _made(line), record.status, record.task_id
+                    )  # fmt: skip
+        self.locked = locked
 
     def before_resubmit(self) -> None:
-        """A ``--resubmit-uncertain`` run may create each uncertain item once more."""
-        records = read_state(self.campaign)
-        self.resubmittable |= {_attempt(r) for r in records.values() if _is_uncertain(r)}
+        """A ``--resubmit-uncertain`` run may create each uncertain item once more: those the
+        state has, and after a loss of the state those the lock file has."""
+        self.resubmittable |= self._episodes(self.records())
+
+    def _episodes(self, records: dict[str, Record]) -> set[tuple[int, str, int]]:
+        return {(self.epoch, r.item, r.attempts) for r in records.values() if _is_uncertain(r)}
+
+    def unrecorded(self) -> list[Record]:
+        """Items of the local state made, or maybe made (left ``submitting`` or uncertain),
+        that the lock file does not record as done, running or uncertain.
+
+        The lock file is written when a run ends (SPEC §5), and a SIGKILL ends none: what
+        the runs killed since the last run that ended made, or began to make, only the
+        local state knows. Were it lost, each such item would be pending again, and created
+        once more; an item the lock file records must not be (an uncertain one only in a
+        ``--resubmit-uncertain`` run, counted as any other resubmission).
+        """
+        held = (Status.DONE, Status.RUNNING, Status.UNCERTAIN)
+        return [
+            record
+            for record in read_state(self.campaign).values()
+            if _made_or_maybe(record)
+            and ((line := self.locked.get(record.item)) is None or line.status not in held)
+        ]
+
+    def lose_state(self, when: str) -> int:
+        """Delete ``.hifly/``, as a new machine or an evicted CI cache has none; returns how
+        many items the next run may create again (:meth:`unrecorded`)."""
+        local = read_state(self.campaign)
+        unrecorded = self.unrecorded()
+        for record in local.values():  # their outputs stay until the item is made again
+            line = self.locked.get(record.item)
+            if record.task_id is not None and (line is None or line.task_id != record.task_id):
+                self.lost_tasks.setdefault(record.item, set()).add(record.task_id)
+        self.relinquished.update(r.item for r in unrecorded)
+        made = sum(_made_or_maybe(r) for r in local.values())
+        shutil.rmtree(state_path(self.campaign).parent)
+        self.epoch += 1
+        mid_create = sum(_is_uncertain(r) for r in unrecorded)
+        self.state_losses.append(
+            f"{when}: of the {made} items it had made (or begun to), "
+            f"{made - len(unrecorded)} were in the lock file, {len(unrecorded)} in the lost "
+            f"state alone ({mid_create} of them mid-create)"
+        )
+        return len(unrecorded)
+
+
+def _made_or_maybe(record: Record) -> bool:
+    """A create of the item was answered, or may have been made."""
+    return create_endpoint(record) is not None and (
+        record.task_id is not None or _is_uncertain(record)
+    )
+
+
+def _made(record: Record) -> tuple[Status, str | None, str | None]:
+    return record.status, record.task_id, record.resource_id
+
+
+def lock_file(campaign: Campaign) -> Path:
+    """Where runs against a sandbox keep the lock file: ``campaign.sandbox.lock``."""
+    return lockfile.lock_path(campaign.manifest, sandbox=True)
+
+
+def lock_temporaries(campaign: Campaign) -> frozenset[str]:
+    """Temporary copies of the lock file (``.campaign.sandbox.lock.XXXX.tmp``) beside it."""
+    prefix = f".{lock_file(campaign).name}."
+    return frozenset(
+        p.name for p in campaign.root.iterdir() if p.name.startswith(prefix) and p.suffix == ".tmp"
+    )
+
+
+def uploads(sandbox: Sandbox) -> dict[str, int]:
+    """Upload URLs asked for and files sent, as the sandbox counted them."""
+    requests = sandbox.counters().requests
+    return {name: requests.get(name, 0) for name in ("tool/create_upload_url", "upload")}
 
 
 def _partial_downloads(campaign: Campaign) -> int:
@@ -152,20 +309,36 @@ def _is_uncertain(record: Record) -> bool:
     return record.status in (Status.SUBMITTING, Status.UNCERTAIN)
 
 
-def _attempt(record: Record) -> tuple[str, int]:
-    return record.item, record.attempts
-
-
-def assert_outputs_whole(campaign: Campaign, sandbox: Sandbox, records: dict[str, Record]) -> None:
-    """Every file at a final name is exactly the output of its item's task."""
+def assert_outputs_whole(
+    campaign: Campaign,
+    sandbox: Sandbox,
+    records: dict[str, Record],
+    lost_tasks: dict[str, set[str]] | None = None,
+) -> None:
+    """Every file at a final name is exactly the output of its item's task (or of a task
+    only a lost state knew: the file stays until the item is made again)."""
     for path in output_files(campaign):
         relative = path.relative_to(campaign.output_dir).as_posix()
         if "/" not in relative:  # the report and its review page, written atomically
             continue
         assert relative.startswith("videos/welcome/") and path.suffix == ".mp4", relative
-        record = records[f"videos.welcome[{path.stem}]"]
-        assert record.task_id is not None, f"{relative} exists but its item has no task id"
-        assert path.read_bytes() == sandbox.output_bytes(record.task_id), f"{relative} is partial"
+        item = f"videos.welcome[{path.stem}]"
+        record = records.get(item)
+        tasks = {record.task_id} if record is not None and record.task_id else set()
+        tasks |= (lost_tasks or {}).get(item, set())
+        assert tasks, f"{relative} exists but its item has no task id"
+        data = path.read_bytes()
+        assert any(data == _output(sandbox, t) for t in sorted(tasks)), (
+            f"{relative} is not the whole output of a task of its item ({sorted(tasks)})"
+        )
+
+
+def _output(sandbox: Sandbox, task_id: str) -> bytes | None:
+    """The output of a finished task; None while it has none."""
+    try:
+        return sandbox.output_bytes(task_id)
+    except KeyError:
+        return None
 
 
 def assert_report_readable(campaign: Campaign) -> None:
@@ -178,9 +351,10 @@ def assert_report_readable(campaign: Campaign) -> None:
 
 def one_killed_run(
     torture: Torture, switch: KillSwitch, rng: random.Random, resubmit: bool
-) -> None:
+) -> bool:
+    """One run, killed at a moment of a phase drawn at random; True if it was killed."""
     phase, trigger, delays = _choose(rng)
-    temporaries = _partial_downloads(torture.campaign)
+    before = Before.of(torture.campaign)
     extra = ("--resubmit-uncertain",) if resubmit else ()
     if resubmit:
         torture.before_resubmit()
@@ -188,23 +362,47 @@ def one_killed_run(
                  sandbox=torture.sandbox)  # fmt: skip
     delay = rng.uniform(*delays)
     if trigger is not None:
-        kind, before = trigger
-        switch.arm(_Armed(phase, kind, before, delay, proc))
+        kind, before_answer = trigger
+        switch.arm(_Armed(phase, kind, before_answer, delay, proc))
+    watching = threading.Event()
+    watcher = threading.Thread(
+        target=_kill_on_lock_write, args=(torture.campaign, proc, before, watching)
+    )
+    if phase == LOCK_WRITE:
+        watching.set()
+        watcher.start()
+    timeout = delay if trigger is None and phase != LOCK_WRITE else 60.0
     try:
-        _, stderr = proc.communicate(timeout=delay if trigger is None else 10.0)
+        _, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         _, stderr = proc.communicate()
-        phase = phase if trigger is None else "timer (trigger never came)"
+        phase = phase if trigger is None and phase != LOCK_WRITE else "timer (trigger never came)"
     finally:
         switch.disarm()
+        watching.clear()
+        if watcher.is_alive():
+            watcher.join()
     if proc.returncode == -9:
         torture.phases[phase] += 1
+        torture.kills_with_lock += lock_file(torture.campaign).exists()
     else:
         torture.finished_runs += 1
         assert proc.returncode in (0, 1), stderr
         assert "Traceback" not in stderr and "internal error" not in stderr, stderr
-    torture.after_process(temporaries)
+    torture.after_process(before, finished=proc.returncode != -9)
+    return proc.returncode == -9
+
+
+def _kill_on_lock_write(
+    campaign: Campaign, proc: subprocess.Popen[str], before: Before, watching: threading.Event
+) -> None:
+    """Kill ``proc`` as soon as a new temporary copy of the lock file appears."""
+    while watching.is_set():
+        if lock_temporaries(campaign) - before.lock_temporaries:
+            proc.kill()
+            return
+        time.sleep(0.0002)
 
 
 def _choose(rng: random.Random) -> tuple[str, tuple[RequestKind, bool] | None, tuple[float, float]]:
@@ -221,19 +419,33 @@ def _choose(rng: random.Random) -> tuple[str, tuple[RequestKind, bool] | None, t
 
 def assert_no_create_repeated(torture: Torture, records: dict[str, Record]) -> None:
     """Per endpoint: every item created at least once, and more only where it was uncertain
-    and then resubmitted on request (once per such episode)."""
+    and then resubmitted on request (once per such episode), or where a lost state alone
+    knew it was made (once per loss)."""
     items: Counter[str] = Counter()
     allowed: Counter[str] = Counter()
     for record in records.values():
         endpoint = create_endpoint(record)
         if endpoint is not None:
             items[endpoint] += 1
-            allowed[endpoint] += sum(1 for item, _ in torture.resubmittable if item == record.item)
+            allowed[endpoint] += sum(
+                1 for _, item, _ in torture.resubmittable if item == record.item
+            )
+            allowed[endpoint] += torture.relinquished[record.item]
     made = creates(torture.sandbox)
     for endpoint, count in items.items():
         assert count <= made.get(endpoint, 0) <= count + allowed[endpoint], (
             endpoint, made.get(endpoint), count, allowed[endpoint]
         )  # fmt: skip
+
+
+def assert_videos_are_their_tasks(
+    campaign: Campaign, sandbox: Sandbox, records: dict[str, Record]
+) -> None:
+    for record in records.values():
+        if record.section == "videos":
+            assert record.output is not None and record.task_id is not None
+            data = (campaign.output_dir / record.output).read_bytes()
+            assert data == sandbox.output_bytes(record.task_id), record.item
 
 
 @pytest.mark.slow
@@ -245,37 +457,69 @@ def test_sigkill_at_random_moments_loses_nothing_and_pays_once(tmp_path: Path) -
         campaign.write()
         torture = Torture(campaign, sandbox)
         switch = KillSwitch(sandbox)
+        # Once during the torture, when there is a lock file, the local state is lost between
+        # two runs: right after a kill, preferably one whose work the state alone records.
+        lose_state_after = rng.randrange(KILLS // 4, 3 * KILLS // 4)
         runs = 0
         while torture.kills < KILLS:
             runs += 1
             assert runs < 4 * KILLS, "the runs stopped reaching the kill points"
-            one_killed_run(torture, switch, rng, resubmit=rng.random() < 0.25)
-            if torture.finished_runs and torture.kills < KILLS and _all_done(campaign):
+            killed = one_killed_run(torture, switch, rng, resubmit=rng.random() < 0.25)
+            if (
+                killed
+                and not torture.epoch
+                and torture.kills >= lose_state_after
+                and torture.locked
+                and (torture.unrecorded() or torture.kills >= lose_state_after + 8)
+            ):
+                torture.lose_state(f"after kill {torture.kills} (run {runs})")
+            if torture.finished_runs and torture.kills < KILLS and _all_done(torture):
                 campaign.rows += 10  # keep work coming so later kills hit real work
                 campaign.write()
+        assert torture.epoch == 1, "the local state was never lost during the torture"
+        before = Before.of(campaign)
         final = cli("run", "--no-progress", str(campaign.manifest), sandbox=sandbox)
         assert final.code in (0, 1), final.stderr
-        torture.after_process(_partial_downloads(campaign))
-        uncertain_at_end = sum(_is_uncertain(r) for r in read_state(campaign).values())
+        records = torture.after_process(before, finished=True)
+        uncertain_at_end = sum(_is_uncertain(r) for r in records.values())
         if uncertain_at_end:
             assert final.code == 1
             torture.before_resubmit()
+            before = Before.of(campaign)
             again = cli("run", "--no-progress", str(campaign.manifest), "--resubmit-uncertain",
                         sandbox=sandbox)  # fmt: skip
             assert again.code == 0, again.stderr
+            torture.after_process(before, finished=True)
         else:
             assert final.code == 0, final.stderr
-        records = read_state(campaign)
+        records = torture.records()
         assert {r.status for r in records.values()} == {Status.DONE}
         assert len(records) == campaign.rows + 4
         assert len(output_files(campaign)) >= campaign.rows
-        for record in records.values():
-            if record.section == "videos":
-                assert record.output is not None and record.task_id is not None
-                data = (campaign.output_dir / record.output).read_bytes()
-                assert data == sandbox.output_bytes(record.task_id), record.item
+        assert_videos_are_their_tasks(campaign, sandbox, records)
         assert_outputs_whole(campaign, sandbox, records)
         assert_no_create_repeated(torture, records)
+
+        # The local state lost for good (a new machine, an evicted CI cache): the lock file
+        # alone carries the campaign, and nothing is made or uploaded again.
+        made, sent, fetched = creates(sandbox), uploads(sandbox), _downloads(sandbox)
+        assert torture.lose_state("at the end") == 0
+        before = Before.of(campaign)
+        fresh = cli("run", "--no-progress", str(campaign.manifest), sandbox=sandbox)
+        assert fresh.code == 0, fresh.stderr
+        assert creates(sandbox) == made, "a run with the lock file alone created again"
+        assert uploads(sandbox) == sent, "a run with the lock file alone uploaded again"
+        assert _downloads(sandbox) == fetched, "a run with the lock file alone downloaded again"
+        after = torture.after_process(before, finished=True)
+        assert {i: _made(r) for i, r in after.items()} == {i: _made(r) for i, r in records.items()}
+        report = report_rows(campaign)
+        assert len(report) == campaign.rows + 4
+        assert {r["status"] for r in report} == {"done"}, Counter(r["status"] for r in report)
+        assert {r["item"]: r["task_id"] for r in report} == {
+            i: r.task_id or "" for i, r in records.items()
+        }
+        assert_videos_are_their_tasks(campaign, sandbox, records)
+
         print(
             f"\ncrash torture: {torture.kills} kills in {runs} runs "
             f"({torture.finished_runs} ran to the end), {time.monotonic() - started:.1f} s"
@@ -289,15 +533,32 @@ def test_sigkill_at_random_moments_loses_nothing_and_pays_once(tmp_path: Path) -
             f"{_partial_downloads(campaign)} temporary download files remain, hidden"
         )
         print(
-            f"  items ever uncertain: {len({i for i, _ in torture.ever_uncertain})}; "
+            f"  items ever uncertain: {len({i for _, i, _ in torture.ever_uncertain})}; "
             f"uncertain at the end (then resubmitted): {uncertain_at_end}; "
             f"creates: {creates(sandbox)} for {campaign.rows} videos, "
-            f"{len(torture.resubmittable)} resubmissions of uncertain items allowed"
+            f"{len(torture.resubmittable)} resubmissions of uncertain items allowed, "
+            f"{sum(torture.relinquished.values())} creates allowed again after the lost state"
+        )
+        print(
+            f"  lock file: checked whole {torture.lock_checks} times; "
+            f"{torture.kills_with_lock} kills landed while it existed; "
+            f"{torture.lock_temporaries_left} kills left a temporary lock file "
+            f"({len(lock_temporaries(campaign))} remain)"
+        )
+        for loss in torture.state_losses:
+            print(f"  local state deleted {loss}")
+        print(
+            f"  then a run from the lock file alone: 0 creates, 0 uploads, 0 downloads, "
+            f"{len(report)} items done"
         )
 
 
-def _all_done(campaign: Campaign) -> bool:
-    records = read_state(campaign)
-    return len(records) == campaign.rows + 4 and all(
+def _downloads(sandbox: Sandbox) -> int:
+    return sandbox.counters().requests.get("download", 0)
+
+
+def _all_done(torture: Torture) -> bool:
+    records = torture.records()
+    return len(records) == torture.campaign.rows + 4 and all(
         r.status is Status.DONE for r in records.values()
     )
