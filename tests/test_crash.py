@@ -190,12 +190,13 @@ class Torture:
         """The lock file, if there is one, is whole: it parses, keeps every item and every
         finished task it ever recorded (a file cut at a line end would drop some), and after
         a run that finished holds what the state made. A finished run leaves no temporary
-        copy of its own; those of writes a kill cut short stay (no later run removes them),
-        and are counted."""
+        copy, neither its own nor those of writes a kill cut short; kills that left one
+        are counted."""
         path = lock_file(self.campaign)
         new_temporaries = lock_temporaries(self.campaign) - before.lock_temporaries
         if finished:
-            assert not new_temporaries, f"a finished run left {sorted(new_temporaries)}"
+            left = lock_temporaries(self.campaign)
+            assert not left, f"a finished run left {sorted(left)}"
         self.lock_temporaries_left += bool(new_temporaries)
         if not path.exists():
             assert not self.locked, f"{path.name} was there and is gone"

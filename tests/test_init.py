@@ -45,9 +45,9 @@ def test_git_ignores_state_outputs_and_sandbox_records_and_union_merges_the_lock
         return done.stdout
 
     paths = [".hifly/campaign.state.db", "out/campaign/welcome/c001.mp4", "campaign.sandbox.lock",
-             "campaign.lock", "campaign.yaml"]  # fmt: skip
+             ".campaign.lock.x1y2.tmp", "campaign.lock", "campaign.yaml"]  # fmt: skip
     ignored = git("check-ignore", *paths).split()
-    assert ignored == paths[:3]  # campaign.lock and the manifest are committed
+    assert ignored == paths[:4]  # campaign.lock and the manifest are committed
     assert git("check-attr", "merge", "campaign.lock").strip() == "campaign.lock: merge: union"
 
 

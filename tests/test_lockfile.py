@@ -165,6 +165,13 @@ def test_no_file_reads_as_no_records_and_a_written_file_is_left_alone_when_uncha
     assert [p.name for p in tmp_path.iterdir()] == ["c.lock"]
 
 
+def test_a_write_removes_what_a_killed_write_left(tmp_path: Path) -> None:
+    (tmp_path / ".c.lock.k1lled.tmp").write_text("half")
+    (tmp_path / ".other.lock.x.tmp").write_text("not ours")
+    lockfile.write(tmp_path / "c.lock", lines_of(done_video()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.lock.x.tmp", "c.lock"]
+
+
 def test_a_place_that_cannot_be_written_is_said_so_and_leaves_nothing(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")
     with pytest.raises(LockFileError, match="cannot be written"):

@@ -84,6 +84,8 @@ GITIGNORE = """\
 out/
 # A sandbox's world lives on one machine; its record is not for others.
 *.sandbox.lock
+# What a run killed while writing a lock file left (the next run removes it).
+.*.lock.*.tmp
 """
 
 # Two branches that each ran add different lines to the lock file: git keeps both

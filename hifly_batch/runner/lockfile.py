@@ -25,6 +25,7 @@ file the same way.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -371,7 +372,12 @@ def _campaign_of(path: Path) -> str | None:
 
 def write(path: Path, text: str) -> bool:
     """Put ``text`` at ``path`` atomically (a reader sees the old file or the new one,
-    never part of one), unless it holds exactly that already; True when written."""
+    never part of one), unless it holds exactly that already; True when written.
+
+    Temporary files a killed write left beside it are removed first (the caller
+    holds the campaign's lock: no other write is under way)."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        leftover.unlink(missing_ok=True)
     try:
         if path.read_text(encoding="utf-8") == text:
             return False
