@@ -32,7 +32,7 @@ from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
 from hifly_batch.runner import lockfile
 from hifly_batch.runner.errors import StateError
-from hifly_batch.runner.lock import campaign_lock, run_lock
+from hifly_batch.runner.lock import campaign_lock, run_lock, state_file_lock
 from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.scheduler import Outcome, RunSettings, Scheduler
 from hifly_batch.runner.state import Record, StateStore, prior_states
@@ -215,7 +215,11 @@ class Campaign:
             sandbox = self.sandbox or client.is_sandbox()
             lock_file = self.lock_path(sandbox=sandbox)
             state_folder = self.manifest.root / STATE_FOLDER
-            with campaign_lock(lock_file, state_folder), StateStore(self.state_path) as store:
+            with (
+                campaign_lock(lock_file, state_folder),
+                StateStore(self.state_path) as store,
+                state_file_lock(self.state_path),
+            ):
                 store.claim("sandbox" if sandbox else "service", self.manifest.name)
                 before = store.settle_interrupted()
                 records = self._combine(before, lock_file).records

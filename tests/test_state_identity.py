@@ -4,6 +4,7 @@ file that is no hifly-batch state is refused with exit 3, and nothing is created
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import sqlite3
@@ -103,7 +104,8 @@ def test_a_row_with_a_value_no_state_holds_is_damage_not_a_traceback(
     assert creates(sandbox) == made
 
 
-def test_a_run_through_a_symlink_to_a_state_in_use_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("second_state", ["symlink", "hard link", "another state"])
+def test_a_second_run_of_a_campaign_under_way_is_refused(tmp_path: Path, second_state: str) -> None:
     config = SandboxConfig(task_seconds=2.0, task_jitter=0.0, token=SECRET_TOKEN)
     with Sandbox(tmp_path / "w", config) as sandbox:
         campaign = Campaign(tmp_path / "c", rows=3).write()
@@ -114,9 +116,15 @@ def test_a_run_through_a_symlink_to_a_state_in_use_is_refused(tmp_path: Path) ->
                 time.sleep(0.05)
             alias = tmp_path / "elsewhere" / "alias.db"
             alias.parent.mkdir()
-            alias.symlink_to(state_path(campaign))
+            if second_state == "symlink":
+                alias.symlink_to(state_path(campaign))
+            elif second_state == "hard link":
+                os.link(state_path(campaign), alias)
             second = run(campaign, sandbox, "--state", str(alias))
-            assert second.code == 3 and "another hifly-batch run is using" in second.stderr
+            expected = {"symlink": "another hifly-batch run is using this state",
+                        "hard link": "another hifly-batch run of this campaign",
+                        "another state": "another hifly-batch run of this campaign"}  # fmt: skip
+            assert second.code == 3 and expected[second_state] in second.stderr, second.stderr
         finally:
             assert first.wait(timeout=60) == 0
         made = creates(sandbox)

@@ -46,14 +46,28 @@ def run_lock(state_path: Path) -> Iterator[None]:
     """Hold the state's lock for a run; StateLocked when another process holds it.
 
     The lock belongs to the file, not to how its path is spelled: a symlink to
-    the state, another spelling of its path, or a hard link takes the same lock.
+    the state, or another spelling of its path, takes the same lock (a hard link,
+    another name of the same file, is caught by :func:`state_file_lock`).
     """
     real = Path(os.path.realpath(state_path))
-    with (
-        _held(real.with_name(real.name + ".lock"), lambda h: StateLocked(state_path, h)),
-        _held_file(real, lambda: StateLocked(state_path, "by another path to the same file")),
-    ):
+    with _held(real.with_name(real.name + ".lock"), lambda h: StateLocked(state_path, h)):
         yield
+
+
+@contextlib.contextmanager
+def state_file_lock(state_path: Path) -> Iterator[None]:
+    """``flock`` on the state file itself, which every name of it shares (hard links
+    too); StateLocked when another run holds it. Taken once the file exists. SQLite's
+    own locks are ``fcntl`` ones, which ``flock`` leaves alone on Linux."""
+    fd = os.open(state_path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateLocked(state_path, "by another path to the same file") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -77,25 +91,6 @@ def _held(lock_path: Path, busy: Callable[[str], StateError]) -> Iterator[None]:
             raise busy(_holder(fd)) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
-        yield
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _held_file(path: Path, busy: Callable[[], StateError]) -> Iterator[None]:
-    """``flock`` on the file itself when it exists (SQLite's own locks are ``fcntl``
-    ones, which ``flock`` leaves alone on Linux)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # not made yet (or not readable: opening the state says so)
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise busy() from None
         yield
     finally:
         os.close(fd)
