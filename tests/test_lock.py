@@ -62,9 +62,9 @@ def test_a_hard_link_to_a_state_in_use_takes_the_same_lock(tmp_path: Path) -> No
     proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-        with pytest.raises(StateLocked, match="by another path to the same file"):
-            with run_lock(linked), state_file_lock(linked):  # its own lock file is free
-                pass
+        refused = pytest.raises(StateLocked, match="by another path to the same file")
+        with refused, run_lock(linked), state_file_lock(linked):  # its own lock file is free
+            pass
     finally:
         proc.kill()
         proc.wait()
