@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from hifly_batch.runner.scheduler import Outcome, RunSettings, Scheduler
 from hifly_batch.runner.state import Record, StateStore, prior_states
 
 STATE_FOLDER = ".hifly"
+LOCK_SAVE_SECONDS = 5.0  # during a run; it is also written at its end
 
 ProgressCallback = Callable[[dict[str, int], int], None]
 """Called as items change: counts of done/failed/running/queued, and the total."""
@@ -233,7 +235,7 @@ class Campaign:
                     client,
                     RunSettings.of(self.manifest.settings, concurrency=concurrency),
                     scope=scope,
-                    on_progress=on_progress,
+                    on_progress=self._saving_lock(on_progress, store, before, lock_file),
                     records=dict(records),
                 )
                 try:
@@ -258,6 +260,29 @@ class Campaign:
         written = lockfile.to_write(local, changed, locked, self._fingerprints())
         lockfile.write(lock_file, lockfile.render(self.manifest.name, written))
         return lockfile.combine(local, locked, self._fingerprints())[0]
+
+    def _saving_lock(
+        self,
+        on_progress: ProgressCallback | None,
+        store: StateStore,
+        before: Mapping[str, Record],
+        lock_file: Path,
+    ) -> ProgressCallback:
+        """``on_progress``, also writing the lock file at most every LOCK_SAVE_SECONDS,
+        so that a run killed outright (SIGKILL, a power cut) has recorded most of what it
+        made in the file that travels, not only in this machine's state."""
+        saved = time.monotonic()
+
+        def progress(counts: dict[str, int], total: int) -> None:
+            nonlocal saved
+            if on_progress is not None:
+                on_progress(counts, total)
+            if time.monotonic() - saved >= LOCK_SAVE_SECONDS:
+                saved = time.monotonic()
+                with contextlib.suppress(StateError):  # the write at the end says why
+                    self._save_lock(store, before, lock_file)
+
+        return progress
 
     def _fingerprints(self) -> dict[str, str]:
         return {item.id: item.fingerprint for item in self.graph}

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import pytest
 
 from hifly_batch.commands.init import GITATTRIBUTES, GITIGNORE
 from hifly_batch.sandbox import Sandbox
-from tests.campaigns import Campaign, Result, cli, creates
+from tests.campaigns import Campaign, Result, cli, creates, popen
 from tests.conftest import FAST, SECRET_TOKEN
 
 # The real service, as far as the client can tell: no X-HiFly-Sandbox header.
@@ -434,3 +435,33 @@ def test_a_rehearsal_keeps_its_own_lock_file_and_a_copy_makes_nothing_again(
         git_ok(copy, "init", "--quiet", "-b", "main")
         assert git(copy, "check-ignore", "--quiet", "campaign.sandbox.lock").returncode == 0
     assert creates(sandbox)[VIDEO_CREATE] == 3
+
+
+# 6. A run killed outright -----------------------------------------------------------------
+
+
+def test_a_run_killed_outright_has_recorded_most_of_what_it_made(tmp_path: Path) -> None:
+    """The lock file is written during a run too (every few seconds), so a SIGKILLed run
+    whose state is then lost pays again only for what it made since the last write."""
+    slow = dataclasses.replace(SERVICE, task_seconds=0.6, task_jitter=0.0, max_generating=2)
+    with Sandbox(tmp_path / "world", slow) as sandbox:
+        campaign = Campaign(tmp_path / "c", rows=40, concurrency=2).write()
+        proc = popen("run", "--no-progress", str(campaign.manifest), sandbox=sandbox)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not (campaign.root / "campaign.lock").exists():
+                time.sleep(0.05)
+            time.sleep(0.5)
+        finally:
+            proc.kill()
+            proc.wait()
+        at_kill = creates(sandbox).get(VIDEO_CREATE, 0)
+        recorded = [r for r in lock_lines(campaign.root) if r["id"].startswith("videos.")]
+        assert recorded and all(r.get("task_id") for r in recorded)
+        assert at_kill < campaign.rows, "the run was not killed half way"
+        shutil.rmtree(campaign.root / ".hifly")
+        again = run(campaign.manifest, sandbox)
+        assert again.code == 0, again.stderr
+        lost = at_kill - len(recorded)  # made after the last write: made again
+        assert creates(sandbox)[VIDEO_CREATE] == at_kill + (campaign.rows - len(recorded))
+        print(f"\nkilled with {at_kill} videos made, {len(recorded)} in the lock file, {lost} lost")
