@@ -121,15 +121,17 @@ class Campaign:
         """What a run would do with each item, given the state and the lock file; no
         network, writes nothing. ``recreate``: item-id globs of done items to make
         again (``NoMatch`` if none match)."""
-        return self._plan(self.recorded().records, resubmit_uncertain, recreate)
+        return self._plan(self.recorded(), resubmit_uncertain, recreate)
 
     def _plan(
-        self, records: Mapping[str, Record], resubmit_uncertain: bool, recreate: Sequence[str] | str
+        self, recorded: Recorded, resubmit_uncertain: bool, recreate: Sequence[str] | str
     ) -> Plan:
+        """The plan; an output this machine has for a record it did not make (from the
+        lock file) must match that record's SHA-256, or it is downloaded."""
         globs = (recreate,) if isinstance(recreate, str) else tuple(recreate)
         return make_plan(
             self.graph,
-            prior_states(records),
+            prior_states(recorded.records, verify=recorded.from_lock),
             resubmit_uncertain=resubmit_uncertain,
             recreate=matching(self.graph, globs, "--recreate") if globs else set(),
             output_whole=OutputFolder(self.output_dir).whole,
@@ -224,8 +226,9 @@ class Campaign:
             ):
                 store.claim("sandbox" if sandbox else "service", self.manifest.name)
                 before = store.settle_interrupted()
-                records = self._combine(before, lock_file).records
-                plan = self._plan(records, resubmit_uncertain, recreate)
+                recorded = self._combine(before, lock_file)
+                records = recorded.records
+                plan = self._plan(recorded, resubmit_uncertain, recreate)
                 statuses = {item: r.status for item, r in records.items()}
                 scope = select(self.graph, plan, statuses, only=only, retry_failed=retry_failed)
                 runner = Scheduler(

@@ -78,7 +78,8 @@ def test_a_create_on_the_wire_is_written_uncertain_and_finished_work_keeps_its_m
 
 
 def test_what_is_written_reads_back() -> None:
-    records = [done_video(), VOICE, UPLOAD, video(Status.FAILED, work_exists=True)]
+    records = [replace(done_video(), replaces="t0"), VOICE, UPLOAD,
+               video(Status.FAILED, work_exists=True)]  # fmt: skip
     back = parse(render("c", records[:3]), path=Path("c.lock"), campaign="c")
     assert sorted(back, key=lambda r: r.item) == sorted(records[:3], key=lambda r: r.item)
     (failed,) = parse(render("c", records[3:]), path=Path("c.lock"), campaign="c")
@@ -207,6 +208,11 @@ def test_a_place_that_cannot_be_written_is_said_so_and_leaves_nothing(tmp_path: 
         (video(Status.RUNNING, "t1"), [done_video("t1")], "lock"),
         # This machine lost the output of a task the file says is done: it is not done here.
         (video(Status.FAILED, "t1", work_exists=True), [done_video("t1")], "local"),
+        # Made again with --recreate elsewhere: the new work replaces this machine's.
+        (done_video("t1"), [replace(done_video("t2"), replaces="t1")], "lock"),
+        (replace(done_video("t2"), replaces="t1"), [done_video("t1")], "local"),
+        # ... but not before that new work has a task.
+        (done_video("t1"), [replace(video(Status.UNCERTAIN, None), replaces="t1")], "local"),
         # Equal records: the local one, which knows more (attempts, times, digests).
         (done_video("t1"), [done_video("t1")], "local"),
     ],
@@ -226,6 +232,11 @@ def test_an_item_the_manifest_no_longer_has_keeps_its_finished_work() -> None:
                         video(Status.RUNNING, "t4", OLD), video(Status.FAILED, "t5")]))  # fmt: skip
 def test_the_choice_between_lines_does_not_depend_on_their_order(lines: list[Record]) -> None:
     assert choose(None, lines, NEW) == done_video("t1")
+
+
+@given(st.permutations([done_video("t1"), replace(done_video("t2"), replaces="t1")]))
+def test_a_recreated_item_is_read_as_its_new_work_in_any_order(lines: list[Record]) -> None:
+    assert choose(None, lines, NEW).task_id == "t2"
 
 
 def test_combine_says_which_records_came_from_the_lock_file() -> None:

@@ -465,3 +465,44 @@ def test_a_run_killed_outright_has_recorded_most_of_what_it_made(tmp_path: Path)
         lost = at_kill - len(recorded)  # made after the last write: made again
         assert creates(sandbox)[VIDEO_CREATE] == at_kill + (campaign.rows - len(recorded))
         print(f"\nkilled with {at_kill} videos made, {len(recorded)} in the lock file, {lost} lost")
+
+
+# 7. --recreate on one machine -------------------------------------------------------------
+
+
+def test_an_item_made_again_on_one_machine_replaces_it_on_every_other(
+    service: Sandbox, tmp_path: Path
+) -> None:
+    origin = campaign_repo(tmp_path / "origin", service, rows=2)
+    alice = git_clone(origin, tmp_path / "alice")
+    bob = git_clone(origin, tmp_path / "bob")
+    for clone in (alice, bob):
+        assert run(clone / "campaign.yaml", service).code == 0  # downloads, makes nothing
+    before = made(service)
+    again = cli("run", "--no-progress", "--recreate", video("c0001"), str(alice / "campaign.yaml"),
+                sandbox=service)  # fmt: skip
+    assert again.code == 0, again.stderr
+    assert new(made(service), before) == {f"create {VIDEO_CREATE}": 1}
+    commit_all(alice, "c0001 made again")
+    new_task = status_of(alice)[video("c0001")]["task_id"]
+    old_task = status_of(bob)[video("c0001")]["task_id"]
+    assert new_task != old_task
+
+    assert merge(bob, alice).returncode == 0
+    assert plan_actions(bob)[video("c0001")] == "download"  # Bob's file is the old video
+    assert run(bob / "campaign.yaml", service).code == 0
+    assert new(made(service), before) == {f"create {VIDEO_CREATE}": 1}  # nothing more made
+    assert status_of(bob)[video("c0001")]["task_id"] == new_task
+    saved = bob / "out" / "campaign" / "videos" / "welcome" / "c0001.mp4"
+    assert saved.read_bytes() == service.output_bytes(new_task)
+    # A union merge that kept the old line beside the new one reads as the new one.
+    lines = (bob / "campaign.lock").read_text(encoding="utf-8").splitlines()
+    old_line = json.loads(next(ln for ln in lines if new_task in ln))
+    old_line.update(task_id=old_task)
+    old_line.pop("replaces")
+    doubled = bob / "doubled"
+    clone_copy(bob, doubled)
+    (doubled / "campaign.lock").write_text(
+        "\n".join([*lines, json.dumps(old_line, ensure_ascii=False)]) + "\n", encoding="utf-8"
+    )
+    assert status_of(doubled)[video("c0001")]["task_id"] == new_task

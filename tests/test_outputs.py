@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,5 @@ def test_whole_means_a_file_of_the_size_it_was_saved_with(tmp_path: Path) -> Non
     assert folder.whole("a.mp4", 5) and folder.whole("a.mp4", None)
     assert not folder.whole("a.mp4", 4)  # damaged: another size
     assert not folder.whole("gone.mp4", None) and not folder.whole("dir.mp4", None)
+    assert folder.whole("a.mp4", 5, hashlib.sha256(b"12345").hexdigest())
+    assert not folder.whole("a.mp4", 5, hashlib.sha256(b"54321").hexdigest())  # another file

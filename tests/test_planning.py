@@ -191,7 +191,7 @@ def test_a_done_item_whose_output_is_lost_is_downloaded_not_made_again(
     prior[VIDEO] = replace(prior[VIDEO], output="videos/welcome/c2.mp4", output_size=10)
     seen: list[tuple[str, int | None]] = []
 
-    def check(path: str, size: int | None) -> bool:
+    def check(path: str, size: int | None, sha256: str | None) -> bool:
         seen.append((path, size))
         return bool(whole)
 

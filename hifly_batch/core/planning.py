@@ -37,10 +37,12 @@ class PriorState:
     work_exists: bool = False
     output: str | None = None  # where its output was saved, relative to output_dir
     output_size: int | None = None  # bytes, as downloaded
+    output_sha256: str | None = None  # when given, the saved file must have these bytes
 
 
-OutputCheck = Callable[[str, "int | None"], bool]
-"""``(relative path, size in bytes or None) -> whole``: is a saved output still there, whole."""
+OutputCheck = Callable[[str, "int | None", "str | None"], bool]
+"""``(relative path, size in bytes or None, SHA-256 or None) -> whole``: is a saved output
+still there, whole (and, given a SHA-256, the very file)."""
 
 
 class Action(str, enum.Enum):
@@ -110,7 +112,7 @@ def make_plan(
 
     ``recreate``: ids of items to make again although they are done (``run --recreate``,
     as Terraform's ``-replace``); the only way, besides a change, to pay again for them.
-    ``output_whole(path, size)`` says whether a done item's saved output is still whole;
+    ``output_whole(path, size, sha256)`` says whether a done item's saved output is still whole;
     one that is not is downloaded again from its task (without it: assumed whole).
     """
     decided: dict[str, Step] = {}
@@ -160,7 +162,9 @@ def _output_lost(step: Step, state: PriorState | None, whole: OutputCheck | None
     """A done, unchanged item whose output file is gone or damaged: download, not create."""
     if step.action is not Action.SKIP or whole is None or state is None:
         return step
-    if state.output is None or state.task_id is None or whole(state.output, state.output_size):
+    if state.output is None or state.task_id is None:
+        return step
+    if whole(state.output, state.output_size, state.output_sha256):
         return step
     reason = f"output {state.output} missing; downloaded from task {state.task_id}, not re-created"
     return Step(step.item, Action.DOWNLOAD, reason)

@@ -125,6 +125,7 @@ def submit(ctx: JobContext, item: Item, record: Record, deps: Mapping[str, Recor
         started_at=ctx.wall(),
         finished_at=None,
         fingerprint=item.fingerprint,
+        replaces=record.task_id if record.has_work else record.replaces,
     )
     _create(ctx, item, record, request)
 

@@ -81,6 +81,7 @@ def entry(record: Record) -> dict[str, Any] | None:
         "size": record.output_size,
         "sha256": record.output_sha256,
         "duration": record.duration_s,
+        "replaces": record.replaces if record.task_id else None,
     }
     return {key: value for key, value in fields.items() if value is not None}
 
@@ -175,6 +176,7 @@ def _record(data: Mapping[str, Any]) -> Record:
         duration_s=_number(data, "duration", float),
         settings=settings,
         work_exists=data.get("work") is True,
+        replaces=_text(data, "replaces", None),
     )
 
 
@@ -239,30 +241,28 @@ def _sort_key(record: Record) -> str:
     return _line(entry(record) or {"id": record.item})
 
 
-def _finished(record: Record) -> bool:
-    failed_after_work = record.status is Status.FAILED and record.work_exists
-    return record.status is Status.DONE or (failed_after_work and record.task_id is not None)
-
-
 def _rank(record: Record, fingerprint: str | None, preferred: bool) -> tuple[bool, ...]:
     current = fingerprint is None or record.fingerprint == fingerprint
-    finished = _finished(record)
+    finished = record.has_work
     underway = record.status in (Status.RUNNING, Status.UNCERTAIN, Status.SUBMITTING)
     return (finished and current, (finished or underway) and current, current, finished, preferred)
 
 
 def _stage(record: Record) -> int:
     """How far a task had got: a failure after it finished (a download) is as far as done."""
-    if _finished(record):
+    if record.has_work:
         return 3
     return {Status.RUNNING: 1, Status.FAILED: 2}.get(record.status, 0)
 
 
 def _supersedes(later: Record, earlier: Record) -> bool:
-    """``later`` is a further word on the task ``earlier`` speaks of."""
-    if later is earlier or later.task_id is None or later.task_id != earlier.task_id:
+    """``later`` is a further word on the task ``earlier`` speaks of, or the work made to
+    replace it (``run --recreate``)."""
+    if later is earlier or later.task_id is None or earlier.task_id is None:
         return False
-    return _stage(later) > _stage(earlier)
+    if later.replaces == earlier.task_id:
+        return True
+    return later.task_id == earlier.task_id and _stage(later) > _stage(earlier)
 
 
 def combine(

@@ -6,6 +6,7 @@ import os
 import stat
 from pathlib import Path
 
+from hifly_batch.manifest.media import file_sha256
 from hifly_batch.runner.errors import OutputOutside
 
 
@@ -34,13 +35,20 @@ class OutputFolder:
             path.unlink(missing_ok=True)
         return len(leftovers)
 
-    def whole(self, relative: str, size: int | None) -> bool:
-        """A file is saved at ``relative`` with ``size`` bytes (any size when None)."""
+    def whole(self, relative: str, size: int | None, sha256: str | None = None) -> bool:
+        """A file is saved at ``relative`` with ``size`` bytes (any size when None) and,
+        when ``sha256`` is given, bytes of that hash (read only then: it costs a read)."""
+        path = self.root / relative
         try:
-            found = (self.root / relative).stat()
+            found = path.stat()
         except OSError:
             return False
-        return stat.S_ISREG(found.st_mode) and size in (None, found.st_size)
+        if not (stat.S_ISREG(found.st_mode) and size in (None, found.st_size)):
+            return False
+        try:
+            return sha256 is None or file_sha256(path) == sha256
+        except OSError:
+            return False
 
     def existing(self, relative: str) -> Path | None:
         """The file saved at ``relative`` when it is one, inside the folder; else None."""

@@ -248,7 +248,8 @@ class Scheduler:
             self._start_job(jobs.refetch, item, record)
             return
         if record.status is Status.DONE:  # to be made again: its users must wait for it
-            self.records[item.id] = record = replace(record, status=Status.PENDING)
+            made = replace(record, status=Status.PENDING, replaces=record.task_id)
+            self.records[item.id] = record = made
         if action is Action.RESUME:
             self.generating.add(item.id)
             self._track(item, record)

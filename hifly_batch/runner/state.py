@@ -23,7 +23,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,16 @@ class Record:
     field_digests: Mapping[str, str] | None = None  # Graph.field_digests() of what was sent
     # A failed item whose task exists remotely: a retry fetches its result, never re-creates.
     work_exists: bool = False
+    # The task of the finished work this item was made again to replace (run --recreate):
+    # every machine's record of that task gives way to this one.
+    replaces: str | None = None
+
+    @property
+    def has_work(self) -> bool:
+        """Its task made the work: done, or failed only after (keeping the result failed,
+        or the run stopped waiting for it); such work is never paid for again."""
+        failed_after = self.status is Status.FAILED and self.work_exists
+        return self.status is Status.DONE or (failed_after and self.task_id is not None)
 
 
 def new_record(item: Item) -> Record:
@@ -456,12 +466,15 @@ def _mapping(value: object) -> dict[str, str] | None:
     return value
 
 
-def prior_states(records: Mapping[str, Record]) -> dict[str, PriorState]:
-    """What the plan needs to know of each recorded item."""
-    return {item: prior_state(r) for item, r in records.items()}
+def prior_states(
+    records: Mapping[str, Record], verify: Collection[str] = ()
+) -> dict[str, PriorState]:
+    """What the plan needs to know of each recorded item; for the items in ``verify``
+    (records this machine did not make) a saved output must also match its SHA-256."""
+    return {item: prior_state(r, verify=item in verify) for item, r in records.items()}
 
 
-def prior_state(record: Record) -> PriorState:
+def prior_state(record: Record, *, verify: bool = False) -> PriorState:
     return PriorState(
         status=record.status,
         fingerprint=record.fingerprint,
@@ -472,4 +485,5 @@ def prior_state(record: Record) -> PriorState:
         work_exists=record.work_exists,
         output=record.output,
         output_size=record.output_size,
+        output_sha256=record.output_sha256 if verify else None,
     )
