@@ -260,3 +260,19 @@ def test_plan_says_download_for_a_deleted_output_and_the_run_creates_nothing(
     assert set(actions.values()) == {"skip"}
     assert run(campaign, sandbox).code == 0
     assert gone.read_bytes() == original and creates(sandbox) == made
+
+
+@pytest.mark.parametrize("place", ["under a file", "a folder"])
+def test_a_state_path_that_cannot_hold_a_state_is_said_so_exit_3(
+    tmp_path: Path, place: str
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=1).write()
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "a-folder.db").mkdir()
+    state = {"under a file": tmp_path / "a-file" / "s.db", "a folder": tmp_path / "a-folder.db"}
+    commands = ("run",) if place == "under a file" else ("run", "plan", "status")
+    for command in commands:  # (reading a state that cannot exist finds none: no error)
+        result = cli(command, "--sandbox", "--state", str(state[place]), str(campaign.manifest))
+        expected = "cannot be made there" if place == "under a file" else "is a folder"
+        assert result.code == 3 and expected in result.stderr, (command, result)
+        assert "internal error" not in result.stderr

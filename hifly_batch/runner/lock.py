@@ -82,8 +82,14 @@ def campaign_lock(lock_file: Path, folder: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def _held(lock_path: Path, busy: Callable[[str], StateError]) -> Iterator[None]:
     """``flock`` on ``lock_path`` (made if missing), naming this process inside it."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StateError(
+            f"{lock_path}: the lock of a run cannot be made there ({exc.strerror}); make "
+            "that folder writable, or give the state another path with --state"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -230,6 +230,8 @@ def _refuse_another(path: Path, found: Mapping[str, str], wanted: Mapping[str, s
 
 
 def _open(path: Path, readonly: bool) -> sqlite3.Connection:
+    if path.is_dir():
+        raise StateError(f"{path}: this is a folder, not a state file; give --state a file path")
     if readonly and not path.exists():
         raise StateError(f"{path}: no state file yet: nothing has run for this manifest")
     if not readonly and not _writable(path):
