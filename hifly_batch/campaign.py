@@ -161,9 +161,15 @@ class Campaign:
         yet, or one cannot be read)."""
         recorded = recorded or self.recorded()
         if not recorded.records and not self.state_path.exists():
+            rehearsal = self.lock_path(sandbox=True)
+            hint = (
+                f"; {rehearsal.name} records a rehearsal: add --sandbox to see it"
+                if not self.sandbox and rehearsal.exists()
+                else ""
+            )
             raise StateError(
                 f"{self.state_path}: no state file yet (and no {recorded.lock_file.name}): "
-                "nothing has run for this manifest"
+                f"nothing has run for this manifest{hint}"
             )
         return csv_report.report_records(self.graph, recorded.records)
 

@@ -424,6 +424,11 @@ def test_a_rehearsal_keeps_its_own_lock_file_and_a_copy_makes_nothing_again(
         assert before[f"create {VIDEO_CREATE}"] == 3
 
         copy = clone_copy(campaign.root, tmp_path / "copy")
+        shown = cli("status", str(copy / "campaign.yaml"))
+        assert shown.code == 3 and "campaign.sandbox.lock records a rehearsal: add --sandbox" in (
+            shown.stderr
+        )
+        assert cli("status", "--sandbox", str(copy / "campaign.yaml")).code == 0
         result = run(copy / "campaign.yaml", sandbox)
         assert result.code == 0, result.stderr
         assert new(made(sandbox), before) == {}
