@@ -148,12 +148,23 @@ class Campaign:
                 store.check_campaign(self.manifest.name)
                 local = store.records()
                 sandbox = sandbox or store.claimed().get("api") == "sandbox"
-        return self._combine(local, self.lock_path(sandbox=sandbox))
+        return self._combine(local, self.lock_path(sandbox=sandbox), self._world_lost())
 
-    def _combine(self, local: Mapping[str, Record], lock_file: Path) -> Recorded:
-        locked = lockfile.read(lock_file, campaign=self.manifest.name)
+    def _combine(
+        self, local: Mapping[str, Record], lock_file: Path, world_lost: bool = False
+    ) -> Recorded:
+        locked = self._locked(lock_file, world_lost)
         records, from_lock = lockfile.combine(local, locked, self._fingerprints())
         return Recorded(records, from_lock, lock_file)
+
+    def _locked(self, lock_file: Path, world_lost: bool) -> list[Record]:
+        """The lock file's records; none when it is the record of an in-process sandbox
+        world that is gone (a copy of the folder without ``.hifly/``): that world's tasks
+        are gone with it, and a rehearsal costs nothing to make again."""
+        return [] if world_lost else lockfile.read(lock_file, campaign=self.manifest.name)
+
+    def _world_lost(self) -> bool:
+        return self.sandbox and not self.sandbox_dir.exists()
 
     def records(self, recorded: Recorded | None = None) -> list[Record]:
         """Each item's record as the state and the lock file have it (``recorded``,
@@ -218,6 +229,7 @@ class Campaign:
         if concurrency is not None and concurrency < 1:
             raise UsageError(f"concurrency {concurrency}: must be 1 or more")
         sandbox_dir = self.sandbox_dir if self.sandbox else None
+        world_lost = self._world_lost()
         with (
             run_lock(self.state_path),
             api_client(env, base_url=base_url, sandbox_dir=sandbox_dir) as client,
@@ -232,7 +244,7 @@ class Campaign:
             ):
                 store.claim("sandbox" if sandbox else "service", self.manifest.name)
                 before = store.settle_interrupted()
-                recorded = self._combine(before, lock_file)
+                recorded = self._combine(before, lock_file, world_lost)
                 records = recorded.records
                 plan = self._plan(recorded, resubmit_uncertain, recreate)
                 statuses = {item: r.status for item, r in records.items()}
@@ -244,38 +256,41 @@ class Campaign:
                     client,
                     RunSettings.of(self.manifest.settings, concurrency=concurrency),
                     scope=scope,
-                    on_progress=self._saving_lock(on_progress, store, before, lock_file),
+                    on_progress=self._saving_lock(
+                        on_progress, lambda: self._save_lock(store, before, lock_file, world_lost)
+                    ),
                     records=dict(records),
                 )
                 try:
                     outcome = runner.run()
                 except BaseException:
                     with contextlib.suppress(StateError):  # the run's own error is the one to see
-                        self._save_lock(store, before, lock_file)
+                        self._save_lock(store, before, lock_file, world_lost)
                     raise
-                known = self._save_lock(store, before, lock_file)
+                known = self._save_lock(store, before, lock_file, world_lost)
             final = csv_report.report_records(self.graph, known, scope)
             report, review = self.write_reports(final)
         return RunResult(outcome, final, scope, report, review)
 
     def _save_lock(
-        self, store: StateStore, before: Mapping[str, Record], lock_file: Path
+        self,
+        store: StateStore,
+        before: Mapping[str, Record],
+        lock_file: Path,
+        world_lost: bool = False,
     ) -> dict[str, Record]:
         """Write the lock file from the state (``before``: its records as the run began)
         and the file's own lines; returns the records as a run reads them."""
         local = store.records()
         changed = {item for item, record in local.items() if before.get(item) != record}
-        locked = lockfile.read(lock_file, campaign=self.manifest.name)
+        locked = self._locked(lock_file, world_lost)
         written = lockfile.to_write(local, changed, locked, self._fingerprints())
         lockfile.write(lock_file, lockfile.render(self.manifest.name, written))
         return lockfile.combine(local, locked, self._fingerprints())[0]
 
+    @staticmethod
     def _saving_lock(
-        self,
-        on_progress: ProgressCallback | None,
-        store: StateStore,
-        before: Mapping[str, Record],
-        lock_file: Path,
+        on_progress: ProgressCallback | None, save: Callable[[], object]
     ) -> ProgressCallback:
         """``on_progress``, also writing the lock file at most every LOCK_SAVE_SECONDS,
         so that a run killed outright (SIGKILL, a power cut) has recorded most of what it
@@ -289,7 +304,7 @@ class Campaign:
             if time.monotonic() - saved >= LOCK_SAVE_SECONDS:
                 saved = time.monotonic()
                 with contextlib.suppress(StateError):  # the write at the end says why
-                    self._save_lock(store, before, lock_file)
+                    save()
 
         return progress
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -100,3 +101,19 @@ def test_a_file_gone_between_load_and_run_fails_its_item_not_the_run(quickstart:
     assert statuses["voices.founder_voice"] is Status.BLOCKED
     assert statuses["videos.welcome[c001]"] is Status.DONE  # the rest of the run went on
     assert result.exit_status is ExitStatus.ITEMS_FAILED
+
+
+def test_a_copy_without_its_sandbox_world_rehearses_again_from_scratch(
+    quickstart: Path, tmp_path: Path
+) -> None:
+    """A rehearsal's record names tasks of the in-process sandbox kept in .hifly/; a copy
+    of the folder without .hifly/ has a new, empty world, so that record is not read."""
+    assert Campaign.load(quickstart, sandbox=True).run().exit_status is ExitStatus.OK
+    copy = tmp_path / "copy"
+    shutil.copytree(quickstart.parent, copy, ignore=shutil.ignore_patterns(".hifly", "out"))
+    assert (copy / "quickstart.sandbox.lock").is_file()
+    moved = Campaign.load(copy / "quickstart.yaml", sandbox=True)
+    assert moved.plan().totals() == {"create": 9}
+    result = moved.run()
+    assert result.exit_status is ExitStatus.OK and result.outcome.interrupted is False
+    assert Campaign.load(copy / "quickstart.yaml", sandbox=True).plan().totals() == {"skip": 9}
