@@ -40,6 +40,7 @@ from hifly_batch.runner.state import Record, StateStore, prior_states
 
 STATE_FOLDER = ".hifly"
 LOCK_SAVE_SECONDS = 5.0  # during a run; it is also written at its end
+LOCK_SAVE_SHARE = 20  # ... and never more often than every 20 times one write's time
 
 ProgressCallback = Callable[[dict[str, int], int], None]
 """Called as items change: counts of done/failed/running/queued, and the total."""
@@ -292,19 +293,23 @@ class Campaign:
     def _saving_lock(
         on_progress: ProgressCallback | None, save: Callable[[], object]
     ) -> ProgressCallback:
-        """``on_progress``, also writing the lock file at most every LOCK_SAVE_SECONDS,
-        so that a run killed outright (SIGKILL, a power cut) has recorded most of what it
-        made in the file that travels, not only in this machine's state."""
-        saved = time.monotonic()
+        """``on_progress``, also writing the lock file every LOCK_SAVE_SECONDS or so, so
+        that a run killed outright (SIGKILL, a power cut) has recorded most of what it
+        made in the file that travels, not only in this machine's state. A large
+        campaign's file takes longer to write: the pause grows with it, so that writing
+        takes at most 1/LOCK_SAVE_SHARE of the run."""
+        due = time.monotonic() + LOCK_SAVE_SECONDS
 
         def progress(counts: dict[str, int], total: int) -> None:
-            nonlocal saved
+            nonlocal due
             if on_progress is not None:
                 on_progress(counts, total)
-            if time.monotonic() - saved >= LOCK_SAVE_SECONDS:
-                saved = time.monotonic()
+            if time.monotonic() >= due:
+                started = time.monotonic()
                 with contextlib.suppress(StateError):  # the write at the end says why
                     save()
+                took = time.monotonic() - started
+                due = time.monotonic() + max(LOCK_SAVE_SECONDS, LOCK_SAVE_SHARE * took)
 
         return progress
 

@@ -36,3 +36,16 @@ def test_runner_benchmark_prints_its_figures(
     for figure in figures:
         assert figure in proc.stdout
     assert "verdict:" in proc.stdout
+
+
+def test_lock_file_benchmark_prints_its_figures() -> None:
+    bench = Path(__file__).parent / "bench" / "bench_lockfile.py"
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--items", "300", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for figure in ("baseline: read every record", "x the baseline", "of the run", "(exit 0)"):
+        assert figure in proc.stdout

@@ -228,7 +228,8 @@ def choose(
     outputs it made) or else to the lock file's, then to the line that sorts
     first, so the answer does not depend on the order of the lines.
     """
-    candidates = ([local] if local is not None else []) + sorted(locked, key=_sort_key)
+    ordered = sorted(locked, key=_sort_key) if len(locked) > 1 else list(locked)
+    candidates = ([local] if local is not None else []) + ordered
     alive = [c for c in candidates if not any(_supersedes(o, c) for o in candidates)]
     return max(
         alive,
@@ -237,8 +238,16 @@ def choose(
     )
 
 
-def _sort_key(record: Record) -> str:
-    return _line(entry(record) or {"id": record.item})
+def _sort_key(record: Record) -> tuple[str, ...]:
+    """An order of lines that depends on what they say, not where they stand."""
+    return (
+        record.task_id or "",
+        record.fingerprint,
+        record.status.value,
+        record.resource_id or "",
+        record.output or "",
+        record.output_sha256 or "",
+    )
 
 
 def _rank(record: Record, fingerprint: str | None, preferred: bool) -> tuple[bool, ...]:
@@ -303,7 +312,7 @@ def to_write(
     for record in locked:
         lines.setdefault(record.item, []).append(record)
     written = {}
-    for item in sorted({*local, *lines}):
+    for item in {*local, *lines}:  # (render puts the lines in order)
         mine, theirs = local.get(item), lines.get(item, [])
         if mine is not None and (item in changed or not theirs) and not _lost_here(mine, theirs):
             written[item] = mine
