@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,13 +258,14 @@ class Campaign:
                     client,
                     RunSettings.of(self.manifest.settings, concurrency=concurrency),
                     scope=scope,
-                    on_progress=self._saving_lock(
-                        on_progress, lambda: self._save_lock(store, before, lock_file, world_lost)
-                    ),
+                    on_progress=on_progress,
                     records=dict(records),
                 )
                 try:
-                    outcome = runner.run()
+                    with _saving_meanwhile(
+                        lambda: self._save_lock(store, before, lock_file, world_lost)
+                    ):
+                        outcome = runner.run()
                 except BaseException:
                     with contextlib.suppress(StateError):  # the run's own error is the one to see
                         self._save_lock(store, before, lock_file, world_lost)
@@ -289,29 +291,31 @@ class Campaign:
         lockfile.write(lock_file, lockfile.render(self.manifest.name, written))
         return lockfile.combine(local, locked, self._fingerprints())[0]
 
-    @staticmethod
-    def _saving_lock(
-        on_progress: ProgressCallback | None, save: Callable[[], object]
-    ) -> ProgressCallback:
-        """``on_progress``, also writing the lock file every LOCK_SAVE_SECONDS or so, so
-        that a run killed outright (SIGKILL, a power cut) has recorded most of what it
-        made in the file that travels, not only in this machine's state. A large
-        campaign's file takes longer to write: the pause grows with it, so that writing
-        takes at most 1/LOCK_SAVE_SHARE of the run."""
-        due = time.monotonic() + LOCK_SAVE_SECONDS
-
-        def progress(counts: dict[str, int], total: int) -> None:
-            nonlocal due
-            if on_progress is not None:
-                on_progress(counts, total)
-            if time.monotonic() >= due:
-                started = time.monotonic()
-                with contextlib.suppress(StateError):  # the write at the end says why
-                    save()
-                took = time.monotonic() - started
-                due = time.monotonic() + max(LOCK_SAVE_SECONDS, LOCK_SAVE_SHARE * took)
-
-        return progress
-
     def _fingerprints(self) -> dict[str, str]:
         return {item.id: item.fingerprint for item in self.graph}
+
+
+@contextlib.contextmanager
+def _saving_meanwhile(save: Callable[[], object]) -> Iterator[None]:
+    """Write the lock file every LOCK_SAVE_SECONDS or so while the body runs, so that a
+    run killed outright (SIGKILL, a power cut) has recorded most of what it made in the
+    file that travels, not only in this machine's state. A large campaign's file takes
+    longer to write: the pause grows with it, so writing takes at most 1/LOCK_SAVE_SHARE
+    of the run."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        pause = LOCK_SAVE_SECONDS
+        while not stop.wait(pause):
+            started = time.monotonic()
+            with contextlib.suppress(StateError):  # the write at the end says why
+                save()
+            pause = max(LOCK_SAVE_SECONDS, LOCK_SAVE_SHARE * (time.monotonic() - started))
+
+    thread = threading.Thread(target=loop, name="lock-file", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

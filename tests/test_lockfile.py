@@ -78,7 +78,7 @@ def test_a_create_on_the_wire_is_written_uncertain_and_finished_work_keeps_its_m
 
 
 def test_what_is_written_reads_back() -> None:
-    records = [replace(done_video(), replaces="t0"), VOICE, UPLOAD,
+    records = [replace(done_video(), replaces=("t0",)), VOICE, UPLOAD,
                video(Status.FAILED, work_exists=True)]  # fmt: skip
     back = parse(render("c", records[:3]), path=Path("c.lock"), campaign="c")
     assert sorted(back, key=lambda r: r.item) == sorted(records[:3], key=lambda r: r.item)
@@ -209,10 +209,17 @@ def test_a_place_that_cannot_be_written_is_said_so_and_leaves_nothing(tmp_path: 
         # This machine lost the output of a task the file says is done: it is not done here.
         (video(Status.FAILED, "t1", work_exists=True), [done_video("t1")], "local"),
         # Made again with --recreate elsewhere: the new work replaces this machine's.
-        (done_video("t1"), [replace(done_video("t2"), replaces="t1")], "lock"),
-        (replace(done_video("t2"), replaces="t1"), [done_video("t1")], "local"),
+        (done_video("t1"), [replace(done_video("t2"), replaces=("t1",))], "lock"),
+        (replace(done_video("t2"), replaces=("t1",)), [done_video("t1")], "local"),
+        # ... and twice: the chain of every task it replaced is kept.
+        (done_video("t1"), [replace(done_video("t3"), replaces=("t1", "t2"))], "lock"),
+        # Made again on a branch for other inputs: not a replacement of work for these.
+        (replace(done_video("t2", OLD), replaces=("t1",)), [done_video("t1")], "lock"),
+        # Blocked or pending again: that says nothing of its old task, which still counts.
+        (video(Status.BLOCKED, "t1", OLD), [done_video("t1")], "lock"),
+        (video(Status.BLOCKED, "t1", NEW), [done_video("t1", OLD)], "local"),
         # ... but not before that new work has a task.
-        (done_video("t1"), [replace(video(Status.UNCERTAIN, None), replaces="t1")], "local"),
+        (done_video("t1"), [replace(video(Status.UNCERTAIN, None), replaces=("t1",))], "local"),
         # Equal records: the local one, which knows more (attempts, times, digests).
         (done_video("t1"), [done_video("t1")], "local"),
     ],
@@ -234,7 +241,7 @@ def test_the_choice_between_lines_does_not_depend_on_their_order(lines: list[Rec
     assert choose(None, lines, NEW) == done_video("t1")
 
 
-@given(st.permutations([done_video("t1"), replace(done_video("t2"), replaces="t1")]))
+@given(st.permutations([done_video("t1"), replace(done_video("t2"), replaces=("t1",))]))
 def test_a_recreated_item_is_read_as_its_new_work_in_any_order(lines: list[Record]) -> None:
     assert choose(None, lines, NEW).task_id == "t2"
 
@@ -283,6 +290,20 @@ def test_an_untouched_local_record_better_than_the_line_replaces_it() -> None:
     # The run that saw the task finish was killed before it wrote the file.
     (record,) = to_write({VIDEO: done_video("t1")}, set(), [video(Status.RUNNING, "t1")], {})
     assert record.status is Status.DONE
+
+
+@pytest.mark.parametrize(
+    "nothing_made",
+    [video(Status.BLOCKED, "t1"), video(Status.PENDING, None), video(Status.FAILED, None,
+     error_code=11), video(Status.FAILED, "t2")],
+    ids=["blocked", "pending", "refused", "task failed"],
+)  # fmt: skip
+def test_a_record_of_nothing_made_never_erases_the_work_the_file_records(
+    nothing_made: Record,
+) -> None:
+    (record,) = to_write({VIDEO: nothing_made}, {VIDEO}, [done_video("t1", OLD)], {VIDEO: NEW})
+    assert record == done_video("t1", OLD)
+    assert render("c", [nothing_made]).count("\n") == 1  # the header only
 
 
 def test_several_lines_for_one_item_become_the_chosen_one_on_every_machine() -> None:

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from hifly_batch.commands.init import GITATTRIBUTES, GITIGNORE
-from hifly_batch.sandbox import Sandbox
+from hifly_batch.sandbox import Faults, Sandbox
+from hifly_batch.sandbox.media_maker import make_mp4
 from tests.campaigns import Campaign, Result, cli, creates, popen
 from tests.conftest import FAST, SECRET_TOKEN
 
@@ -511,3 +512,58 @@ def test_an_item_made_again_on_one_machine_replaces_it_on_every_other(
         "\n".join([*lines, json.dumps(old_line, ensure_ascii=False)]) + "\n", encoding="utf-8"
     )
     assert status_of(doubled)[video("c0001")]["task_id"] == new_task
+
+
+def test_the_lock_file_is_written_while_a_run_only_waits(tmp_path: Path) -> None:
+    """With a long poll interval nothing happens for a while after the creates; the lock
+    file is still written on time, and a kill then costs no clone again."""
+    with Sandbox(tmp_path / "world", SERVICE) as sandbox:
+        campaign = Campaign(tmp_path / "c", rows=2).write()
+        fast = campaign.manifest.read_text("utf-8")
+        slow = fast.replace("poll_interval: 0.05s", "poll_interval: 30s")
+        campaign.manifest.write_text(slow.replace("poll_max: 0.5s", "poll_max: 30s"), "utf-8")
+        proc = popen("run", "--no-progress", str(campaign.manifest), sandbox=sandbox)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (campaign.root / "campaign.lock").exists():
+                time.sleep(0.05)
+        finally:
+            proc.kill()
+            proc.wait()
+        clones = {k: v for k, v in creates(sandbox).items() if k != VIDEO_CREATE}
+        assert clones == {"avatar/create_by_video": 1, "voice/create": 1}
+        recorded = {r["id"]: r["status"] for r in lock_lines(campaign.root)}
+        assert recorded["avatars.founder"] == recorded["voices.founder_voice"] == "running"
+        shutil.rmtree(campaign.root / ".hifly")
+        campaign.manifest.write_text(fast, "utf-8")
+        assert run(campaign.manifest, sandbox).code == 0
+        assert {k: v for k, v in creates(sandbox).items() if k != VIDEO_CREATE} == clones
+
+
+def test_a_change_that_failed_to_be_made_then_undone_costs_nothing(
+    service: Sandbox, tmp_path: Path
+) -> None:
+    """New footage whose avatar fails blocks the videos; the work made for the old
+    footage stays recorded, and putting the old footage back makes nothing again."""
+    campaign = Campaign(tmp_path / "c", rows=2).write()
+    assert run(campaign.manifest, service).code == 0
+    before = made(service)
+    footage = campaign.root / "media" / "founder.mp4"
+    original = footage.read_bytes()
+    footage.write_bytes(make_mp4(3.0, "new footage"))
+    service.set_faults(Faults(task_fail=1.0, seed=1))  # the new avatar's task fails
+    failed = run(campaign.manifest, service)
+    service.set_faults(Faults())
+    assert failed.code == 1
+    statuses = {r["id"]: r["status"] for r in lock_lines(campaign.root)}
+    assert statuses["avatars.founder"] == statuses[video("c0001")] == "done"  # still recorded
+    footage.write_bytes(original)
+    actions = plan_actions(campaign.root)
+    assert actions.pop("assets.founder_clip") == "recreate"  # uploaded again: uploads are free
+    assert set(actions.values()) == {"skip"}
+    spent = made(service)
+    assert run(campaign.manifest, service).code == 0
+    assert set(new(made(service), spent)) == {"upload url", "upload"}
+    assert {k for k in new(spent, before) if k.startswith("create ")} <= {
+        "create avatar/create_by_video"
+    }

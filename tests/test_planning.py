@@ -153,6 +153,18 @@ def test_recreate_makes_only_the_named_done_items_again(graph: Graph) -> None:
     assert {s.item.id: s.action for s in fresh.steps}[VIDEO] is Action.CREATE
 
 
+@pytest.mark.parametrize(
+    ("status", "action"), [(Status.UNCERTAIN, Action.UNCERTAIN), (Status.RUNNING, Action.RESUME)]
+)
+def test_recreate_never_sends_again_what_may_still_be_made(
+    graph: Graph, status: Status, action: Action
+) -> None:
+    prior = done_state(graph)
+    prior[VIDEO] = replace(prior[VIDEO], status=status)
+    plan = make_plan(graph, prior, recreate={VIDEO})
+    assert {s.item.id: s.action for s in plan.steps}[VIDEO] is action
+
+
 def test_items_the_state_has_and_the_manifest_no_longer_has_are_removed(graph: Graph) -> None:
     prior = done_state(graph)
     prior["videos.welcome[gone]"] = PriorState(Status.DONE, "f", task_id="t0")

@@ -118,7 +118,7 @@ def make_plan(
     decided: dict[str, Step] = {}
     for item in graph:
         state = prior.get(item.id)
-        if item.id in recreate and state is not None and state.status is not Status.PENDING:
+        if item.id in recreate and state is not None and _made(state):
             step = Step(item, Action.RECREATE, "asked with --recreate")
         else:
             step = _decide(graph, item, state, decided, resubmit_uncertain)
@@ -158,6 +158,11 @@ def _decide(
     return Step(item, Action.UNCERTAIN, "may have been submitted (answer lost); not sent again")
 
 
+def _made(state: PriorState) -> bool:
+    """Its work exists: done, or failed only after its task finished."""
+    return state.status is Status.DONE or (state.status is Status.FAILED and state.work_exists)
+
+
 def _output_lost(step: Step, state: PriorState | None, whole: OutputCheck | None) -> Step:
     """A done, unchanged item whose output file is gone or damaged: download, not create."""
     if step.action is not Action.SKIP or whole is None or state is None:
@@ -166,7 +171,10 @@ def _output_lost(step: Step, state: PriorState | None, whole: OutputCheck | None
         return step
     if whole(state.output, state.output_size, state.output_sha256):
         return step
-    reason = f"output {state.output} missing; downloaded from task {state.task_id}, not re-created"
+    missing = "not the recorded file" if state.output_sha256 else "missing"
+    reason = (
+        f"output {state.output} {missing}; downloaded from task {state.task_id}, not re-created"
+    )
     return Step(step.item, Action.DOWNLOAD, reason)
 
 

@@ -125,7 +125,9 @@ def submit(ctx: JobContext, item: Item, record: Record, deps: Mapping[str, Recor
         started_at=ctx.wall(),
         finished_at=None,
         fingerprint=item.fingerprint,
-        replaces=record.task_id if record.has_work else record.replaces,
+        replaces=(*record.replaces, record.task_id)
+        if record.has_work and record.task_id
+        else record.replaces,
     )
     _create(ctx, item, record, request)
 

@@ -60,10 +60,11 @@ def lock_path(manifest: Path, *, sandbox: bool) -> Path:
 
 
 def entry(record: Record) -> dict[str, Any] | None:
-    """The line's object for ``record``, or None when there is nothing made to record
-    (never submitted, refused before a task existed, blocked)."""
+    """The line's object for ``record``, or None when it records nothing made, or maybe
+    made (never submitted, refused, failed without work, blocked): then a line for
+    earlier work of the item, if the file has one, stays."""
     status = Status.UNCERTAIN if record.status is Status.SUBMITTING else record.status
-    if status not in _WRITTEN:
+    if status not in _WRITTEN or (status is Status.FAILED and not record.has_work):
         return None
     if status is not Status.UNCERTAIN and not (record.task_id or record.resource_id):
         return None
@@ -81,7 +82,7 @@ def entry(record: Record) -> dict[str, Any] | None:
         "size": record.output_size,
         "sha256": record.output_sha256,
         "duration": record.duration_s,
-        "replaces": record.replaces if record.task_id else None,
+        "replaces": list(record.replaces) if record.task_id and record.replaces else None,
     }
     return {key: value for key, value in fields.items() if value is not None}
 
@@ -176,7 +177,7 @@ def _record(data: Mapping[str, Any]) -> Record:
         duration_s=_number(data, "duration", float),
         settings=settings,
         work_exists=data.get("work") is True,
-        replaces=_text(data, "replaces", None),
+        replaces=_task_ids(data.get("replaces")),
     )
 
 
@@ -190,6 +191,14 @@ def _text(data: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
     if value is not default and not isinstance(value, str):
         raise ValueError(f"{key} {value!r} is not text")
     return value
+
+
+def _task_ids(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"replaces {value!r} is not a list of task ids")
+    return tuple(value)
 
 
 def _number(data: Mapping[str, Any], key: str, kind: type) -> Any:
@@ -258,10 +267,12 @@ def _rank(record: Record, fingerprint: str | None, preferred: bool) -> tuple[boo
 
 
 def _stage(record: Record) -> int:
-    """How far a task had got: a failure after it finished (a download) is as far as done."""
+    """How far a task had got: a failure after it finished (a download) is as far as done;
+    -1 for a record that says nothing of its task (pending or blocked again)."""
     if record.has_work:
         return 3
-    return {Status.RUNNING: 1, Status.FAILED: 2}.get(record.status, 0)
+    stages = {Status.SUBMITTING: 0, Status.UNCERTAIN: 0, Status.RUNNING: 1, Status.FAILED: 2}
+    return stages.get(record.status, -1)
 
 
 def _supersedes(later: Record, earlier: Record) -> bool:
@@ -269,8 +280,10 @@ def _supersedes(later: Record, earlier: Record) -> bool:
     replace it (``run --recreate``)."""
     if later is earlier or later.task_id is None or earlier.task_id is None:
         return False
-    if later.replaces == earlier.task_id:
-        return True
+    if _stage(later) < 0 or _stage(earlier) < 0:
+        return False
+    if earlier.task_id in later.replaces:  # made again for the same inputs
+        return later.fingerprint == earlier.fingerprint
     return later.task_id == earlier.task_id and _stage(later) > _stage(earlier)
 
 
@@ -303,7 +316,10 @@ def to_write(
     ``changed``, or one the file lacks, the local record; for any other, the file's
     line, unless the local record is better by :func:`choose`'s rule.
 
-    A tie keeps the line already there, so that two machines holding different
+    A local record of nothing made (blocked, refused, failed without work) leaves
+    the file's line: the work it records still exists, and counts again if the
+    manifest goes back to what it was made for. A tie keeps the line already
+    there, so that two machines holding different
     finished work for one item (both made it) do not each write their own on
     every run: a rerun that changes nothing writes the same bytes wherever it
     runs. Several lines for one item (a union merge) become the one chosen.
@@ -314,10 +330,11 @@ def to_write(
     written = {}
     for item in {*local, *lines}:  # (render puts the lines in order)
         mine, theirs = local.get(item), lines.get(item, [])
-        if mine is not None and (item in changed or not theirs) and not _lost_here(mine, theirs):
-            written[item] = mine
-        else:
-            written[item] = choose(mine, theirs, fingerprints.get(item), prefer_local=False)
+        says = mine if mine is not None and entry(mine) is not None else None
+        if says is not None and (item in changed or not theirs) and not _lost_here(says, theirs):
+            written[item] = says
+        elif theirs:  # a record of nothing made (blocked, refused) never erases work
+            written[item] = choose(says, theirs, fingerprints.get(item), prefer_local=False)
     return list(written.values())
 
 
@@ -339,7 +356,7 @@ def read(path: Path, *, campaign: str) -> list[Record]:
     (the manifest was renamed, its lock file was not) is a :class:`LockFileError`:
     going on without it would pay again for everything it records."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # an editor may have added a BOM
     except FileNotFoundError:
         if path.is_symlink():  # a link to a record that is not there is not "no record"
             raise LockFileError(

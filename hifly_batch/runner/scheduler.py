@@ -248,7 +248,8 @@ class Scheduler:
             self._start_job(jobs.refetch, item, record)
             return
         if record.status is Status.DONE:  # to be made again: its users must wait for it
-            made = replace(record, status=Status.PENDING, replaces=record.task_id)
+            replaces = (*record.replaces, record.task_id) if record.task_id else record.replaces
+            made = replace(record, status=Status.PENDING, replaces=replaces)
             self.records[item.id] = record = made
         if action is Action.RESUME:
             self.generating.add(item.id)
@@ -420,7 +421,10 @@ class Scheduler:
                     self._settle(user, self._block(self.records[user]))
 
     def _block(self, record: Record) -> Record:
-        return self.store.update(record, status=Status.BLOCKED)
+        """Blocked, for the manifest as it is now (what it was made for before stays in
+        the lock file, and counts again if the manifest goes back to it)."""
+        item = self.graph.by_id[record.item]
+        return self.store.update(record, status=Status.BLOCKED, fingerprint=item.fingerprint)
 
     def _report(self) -> None:
         if self.on_progress is None:

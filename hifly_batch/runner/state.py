@@ -64,9 +64,9 @@ class Record:
     field_digests: Mapping[str, str] | None = None  # Graph.field_digests() of what was sent
     # A failed item whose task exists remotely: a retry fetches its result, never re-creates.
     work_exists: bool = False
-    # The task of the finished work this item was made again to replace (run --recreate):
-    # every machine's record of that task gives way to this one.
-    replaces: str | None = None
+    # The tasks of the finished work this item was made again to replace (run --recreate),
+    # oldest first: every machine's record of one of them gives way to this one.
+    replaces: tuple[str, ...] = ()
 
     @property
     def has_work(self) -> bool:
@@ -89,6 +89,7 @@ def new_record(item: Item) -> Record:
 
 _COLUMNS = tuple(f.name for f in fields(Record))
 _MAPPINGS = ("settings", "field_digests")  # stored as JSON text (work_exists as 0 or 1)
+_LISTS = ("replaces",)  # stored as JSON text
 _LEGACY = "details"  # version 1's one JSON column for the fields below
 _LEGACY_FIELDS = ("settings", "field_digests", "work_exists")
 _SCHEMA = (
@@ -397,6 +398,8 @@ def _encode(values: Mapping[str, Any], column: str) -> Any:
         return json.dumps(dict(value), ensure_ascii=False, sort_keys=True)
     if column == "work_exists":
         return int(bool(value))
+    if column in _LISTS:
+        return json.dumps(list(value or ()))
     return value
 
 
@@ -417,6 +420,9 @@ def _record(columns: tuple[str, ...], row: tuple[Any, ...]) -> Record:
             values[column] = _mapping(_loads(values[column]))
     if "work_exists" in values:
         values["work_exists"] = bool(values["work_exists"])
+    for column in _LISTS:
+        if column in values:
+            values[column] = _texts(_loads(values[column]))
     if _LEGACY in values:  # a version-1 file read as it is
         values.update(_from_details(values.pop(_LEGACY)))
     return Record(**values)
@@ -457,6 +463,13 @@ def _loads(text: object) -> object:
         return json.loads(text)
     except ValueError:
         return None
+
+
+def _texts(value: object) -> tuple[str, ...]:
+    """``value`` as a tuple of strings if it is a list of them, else empty."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return ()
+    return tuple(value)
 
 
 def _mapping(value: object) -> dict[str, str] | None:
