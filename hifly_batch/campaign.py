@@ -123,7 +123,7 @@ class Campaign:
         """What a run would do with each item, given the state and the lock file; no
         network, writes nothing. ``recreate``: item-id globs of done items to make
         again (``NoMatch`` if none match)."""
-        return self._plan(self.recorded(), resubmit_uncertain, recreate)
+        return self._plan(self.recorded(planning=True), resubmit_uncertain, recreate)
 
     def _plan(
         self, recorded: Recorded, resubmit_uncertain: bool, recreate: Sequence[str] | str
@@ -139,10 +139,11 @@ class Campaign:
             output_whole=OutputFolder(self.output_dir).whole,
         )
 
-    def recorded(self) -> Recorded:
+    def recorded(self, *, planning: bool = False) -> Recorded:
         """The state's records combined with the lock file's (``StateError`` when either
         cannot be read). The lock file read is the sandbox one with ``--sandbox`` or
-        when the state was made on a sandbox."""
+        when the state was made on a sandbox. ``planning``: for what a run would do,
+        which leaves out the record of an in-process sandbox world that is gone."""
         local: dict[str, Record] = {}
         sandbox = self.sandbox
         if self.state_path.exists():
@@ -150,7 +151,8 @@ class Campaign:
                 store.check_campaign(self.manifest.name)
                 local = store.records()
                 sandbox = sandbox or store.claimed().get("api") == "sandbox"
-        return self._combine(local, self.lock_path(sandbox=sandbox), self._world_lost())
+        world_lost = planning and self._world_lost()
+        return self._combine(local, self.lock_path(sandbox=sandbox), world_lost)
 
     def _combine(
         self, local: Mapping[str, Record], lock_file: Path, world_lost: bool = False
