@@ -7,21 +7,42 @@ Streams are looked up at call time so tests that capture ``sys.stdout`` and
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from typing import TextIO
 
 _quiet = False
 
 
 def out(text: str) -> None:
     """A result line for stdout (what scripts read)."""
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    _write(sys.stdout, text)
 
 
 def err(text: str) -> None:
     """A diagnostic for stderr."""
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
+    _write(sys.stderr, text)
+
+
+def _write(stream: TextIO, text: str) -> None:
+    """Write a line; a reader that went away (``| head -1``) ends the output, not the
+    command: what it was doing goes on, and it exits as it would have."""
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except BrokenPipeError:
+        _discard(stream)
+
+
+def _discard(stream: TextIO) -> None:
+    """Send the stream's further output (and the flush at exit) nowhere."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # not a file (a test's capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def info(text: str) -> None:
