@@ -114,17 +114,31 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         console.err(f"hifly-batch: error: {exc}")
         return exc.exit_status
     except Exception:
-        return _crash()
+        return _crash(os.environ if env is None else env)
 
 
-def _crash() -> int:
-    """An unexpected error: the traceback goes to a log file, not the terminal."""
+def _crash(env: Mapping[str, str]) -> int:
+    """An unexpected error: the traceback goes to a log file, not the terminal. The token
+    is cut out of both, whatever put it there."""
     fd, path = tempfile.mkstemp(prefix="hifly-batch-crash-", suffix=".log")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(f"hifly-batch {__version__}\n{traceback.format_exc()}")
+        fh.write(_without_token(f"hifly-batch {__version__}\n{traceback.format_exc()}", env))
     exc = sys.exc_info()[1]
     console.err(
-        f"hifly-batch: internal error: {type(exc).__name__}: {exc}\n"
+        _without_token(f"hifly-batch: internal error: {type(exc).__name__}: {exc}", env) + "\n"
         f"The details are in {path}; please attach that file when reporting the problem."
     )
     return ExitStatus.ITEMS_FAILED
+
+
+def _without_token(text: str, env: Mapping[str, str]) -> str:
+    """``text`` with the token, and each line of it, replaced by ``***`` (a token with a
+    newline shows in a traceback as its pieces, or as a bytes repr with ``\\n``)."""
+    from hifly_batch.api.connect import TOKEN_VARIABLE  # the crash path only pays for it
+
+    token = env.get(TOKEN_VARIABLE, "")
+    pieces = {token, token.strip(), repr(token.encode(errors="replace"))[2:-1]}
+    pieces |= {line for line in token.splitlines() if len(line.strip()) >= 4}
+    for piece in sorted((p for p in pieces if p.strip()), key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return text

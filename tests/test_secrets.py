@@ -10,7 +10,10 @@ report, review page, crash logs sent to this test's TMPDIR).
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +101,40 @@ def test_a_refused_token_is_not_echoed(tmp_path: Path, monkeypatch: pytest.Monke
 def test_no_command_line_option_takes_a_token() -> None:
     for args in (("--help",), ("run", "--help"), ("sandbox", "--help")):
         assert "token" not in cli(*args).stdout.lower().replace("hifly_token", "")
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["SECRET-xyz\n-123", "SECRET-xyz\r\nX-Other: 1", "SECRET\t-xyz-123", "SECRET-xyz-１２３"],
+    ids=["newline", "header injection", "tab", "non-ASCII"],
+)
+def test_a_token_no_header_can_carry_is_refused_without_being_shown(
+    tmp_path: Path, token: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIFLY_")}
+    env.update(HIFLY_TOKEN=token, HIFLY_BASE_URL="http://127.0.0.1:9", TMPDIR=str(tmp_path))
+    for command in (["credit"], ["voices"]):
+        proc = subprocess.run([sys.executable, "-m", "hifly_batch", *command], env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert proc.returncode == 3, proc.stderr
+        assert "HIFLY_TOKEN holds a character a token cannot have" in proc.stderr
+        shown = proc.stdout + proc.stderr
+        assert all(piece not in shown for piece in ("SECRET", "xyz", "123", "１２３"))
+    assert list(tmp_path.iterdir()) == []  # no crash log
+
+
+def test_surrounding_whitespace_is_not_part_of_the_token() -> None:
+    from hifly_batch.api.connect import token_from
+
+    assert token_from({"HIFLY_TOKEN": "  hf-abc123\n"}) == "hf-abc123"
+
+
+def test_a_crash_log_and_message_never_show_the_token() -> None:
+    from hifly_batch.cli import _without_token
+
+    token = "SECRET-xyz\n-123456"
+    traceback = (
+        "ValueError: Invalid header value b'Bearer SECRET-xyz\\n-123456'\n-123456 SECRET-xyz"
+    )
+    cleaned = _without_token(traceback, {"HIFLY_TOKEN": token})
+    assert "SECRET" not in cleaned and "123456" not in cleaned, cleaned

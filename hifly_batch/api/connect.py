@@ -27,9 +27,18 @@ def base_url_from(option: str | None, env: Mapping[str, str]) -> str:
 
 
 def token_from(env: Mapping[str, str]) -> str:
+    """``$HIFLY_TOKEN`` without surrounding whitespace; ConfigError when what is left holds a
+    character an HTTP header cannot carry (said by position, never shown)."""
     token = env.get(TOKEN_VARIABLE, "").strip()
     if not token:
         raise MissingTokenError()
+    bad = next((i for i, c in enumerate(token) if not " " < c < "\x7f"), None)
+    if bad is not None:
+        raise ConfigError(
+            f"{TOKEN_VARIABLE} holds a character a token cannot have (a control character, "
+            f"space or non-ASCII letter, at position {bad + 1} of {len(token)}); set it "
+            "again, copied from the HiFly personal centre (个人中心)"
+        )
     return token
 
 
