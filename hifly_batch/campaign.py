@@ -59,7 +59,10 @@ class RunResult:
 
     @property
     def exit_status(self) -> ExitStatus:
-        """SPEC §4: 0 every item in scope done, 1 some not, 130 interrupted."""
+        """SPEC §4: 0 every item in scope done, 1 some not, 130 interrupted, 143 stopped
+        by SIGTERM."""
+        if self.outcome.terminated:
+            return ExitStatus.TERMINATED
         if self.outcome.interrupted:
             return ExitStatus.INTERRUPTED
         in_scope = (r for r in self.records if self.scope is None or r.item in self.scope)

@@ -8,15 +8,18 @@ exceptions to exit codes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from hifly_batch import __version__, console
-from hifly_batch.errors import ExitStatus, HiflyBatchError
+from hifly_batch.errors import ExitStatus, HiflyBatchError, Terminated
 from hifly_batch.manifest.diagnostics import ManifestInvalid
 
 # Order of appearance in --help.
@@ -103,7 +106,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     args = build_parser().parse_args(argv)
     console.configure(args.verbose - args.quiet)
     try:
-        return int(args.handler(args, os.environ if env is None else env))
+        with _sigterm_as_interrupt():
+            return int(args.handler(args, os.environ if env is None else env))
+    except Terminated:
+        console.err("hifly-batch: stopped by SIGTERM")
+        return ExitStatus.TERMINATED
     except KeyboardInterrupt:
         console.err("hifly-batch: interrupted")
         return ExitStatus.INTERRUPTED
@@ -115,6 +122,24 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return exc.exit_status
     except Exception:
         return _crash(os.environ if env is None else env)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a command as Ctrl-C does (raised as :class:`Terminated`), so a run
+    records what it sent and writes its reports before it exits 143."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _crash(env: Mapping[str, str]) -> int:

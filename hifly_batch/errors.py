@@ -16,7 +16,13 @@ class ExitStatus(enum.IntEnum):
     ITEMS_FAILED = 1
     INVALID = 2  # invalid manifest or usage
     AUTH_OR_CONFIG = 3  # no token, HTTP 401, unusable settings
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    TERMINATED = 143  # SIGTERM, how CI and service managers stop a process
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it stops a run as Ctrl-C does: nothing
+    new is sent, what was sent is recorded, reports are written (exit 143)."""
 
 
 class HiflyBatchError(Exception):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
-from tests.campaigns import Campaign, cli, creates, popen, report_rows
+from tests.campaigns import Campaign, cli, creates, popen, read_state, report_rows
 from tests.conftest import SECRET_TOKEN
 
 
@@ -173,16 +173,27 @@ def test_a_second_run_on_the_same_state_is_refused(tmp_path: Path) -> None:
         assert statuses(campaign) == {"done": 7}
 
 
-def test_ctrl_c_saves_state_and_the_rerun_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("stop", "code", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "stopped by SIGTERM")],
+    ids=["Ctrl-C", "SIGTERM"],
+)
+def test_ctrl_c_or_sigterm_saves_state_and_the_rerun_resumes(
+    tmp_path: Path, stop: signal.Signals, code: int, said: str
+) -> None:
     config = SandboxConfig(task_seconds=1.5, task_jitter=0.0, token=SECRET_TOKEN)
     with Sandbox(tmp_path / "w", config) as sandbox:
         campaign = Campaign(tmp_path / "c", rows=6).write()
         proc = popen("run", "--no-progress", str(campaign.manifest), sandbox=sandbox)
         _wait_for(lambda: creates(sandbox).get("video/create_by_tts"))
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         _, stderr = proc.communicate(timeout=60)
-        assert proc.returncode == 130, stderr
-        assert "run again to resume" in stderr
+        assert proc.returncode == code, stderr
+        assert f"hifly-batch: {said}; progress is saved, run again to resume" in stderr
+        assert "Traceback" not in stderr
+        assert (campaign.output_dir / "report.csv").is_file()  # the reports were written
+        lock = (campaign.root / "campaign.sandbox.lock").read_text("utf-8")
+        assert "video_by_tts" in lock  # and the record of what was sent
         assert statuses(campaign)["done"] < 10
         made = creates(sandbox)
         assert run(campaign, sandbox).code == 0
@@ -324,3 +335,25 @@ def test_slow_answers_grow_the_worker_pool_and_quick_ones_do_not(
     assert grown and max(grown) > 1
     assert max(grown) <= 6 + 4  # concurrency + 4 at most
     assert statuses(slow) == {"done": 10}
+
+
+def test_a_second_ctrl_c_still_records_the_creates_already_answered(tmp_path: Path) -> None:
+    config = SandboxConfig(task_seconds=0.2, task_jitter=0.0, token=SECRET_TOKEN)
+    with Sandbox(tmp_path / "w", config) as sandbox:
+        campaign = Campaign(tmp_path / "c", rows=1).write()
+        assert run(campaign, sandbox).code == 0
+        campaign.rows = 3
+        campaign.write()
+        sandbox.set_faults(Faults(slow=1.0, slow_seconds=3.0, seed=1))  # answers take 3 s
+        proc = popen("run", "--no-progress", str(campaign.manifest), sandbox=sandbox)
+        _wait_for(lambda: creates(sandbox).get("video/create_by_tts", 0) >= 3)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)  # impatient: the answers are still on their way
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, stderr
+        sandbox.set_faults(Faults())
+    records = read_state(campaign)
+    new = [records[f"videos.welcome[c000{n}]"] for n in (2, 3)]
+    assert [r.status.value for r in new] == ["running", "running"], new
+    assert all(r.task_id for r in new)

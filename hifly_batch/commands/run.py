@@ -112,5 +112,6 @@ def _show(result: RunResult) -> int:
     console.out(f"report: {result.report}")
     console.out(f"review: {result.review}")
     if result.outcome.interrupted:
-        console.err("hifly-batch: interrupted; progress is saved, run again to resume")
+        how = "stopped by SIGTERM" if result.outcome.terminated else "interrupted"
+        console.err(f"hifly-batch: {how}; progress is saved, run again to resume")
     return int(result.exit_status)

@@ -25,6 +25,7 @@ from hifly_batch.apispec import INSUFFICIENT_CREDITS
 from hifly_batch.core.graph import Graph, Item
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Action, Plan
+from hifly_batch.errors import Terminated
 from hifly_batch.manifest.model import Settings
 from hifly_batch.runner import events, jobs
 from hifly_batch.runner.creates import CREATE_KINDS
@@ -66,8 +67,9 @@ class Outcome:
     """What a run ended with; the CLI turns it into an exit code and a summary."""
 
     counts: dict[str, int]
-    interrupted: bool = False
+    interrupted: bool = False  # by Ctrl-C or SIGTERM
     out_of_credits: bool = False
+    terminated: bool = False  # by SIGTERM
 
 
 @dataclass
@@ -163,17 +165,17 @@ class Scheduler:
             self.events.put,
             self.stopping,
         )
-        interrupted = False
+        interrupted = terminated = False
         try:
             self._start()
             self._loop()
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as stop:
+            interrupted, terminated = True, isinstance(stop, Terminated)
             self._drain_creates()
         finally:
             self.stopping.set()
             self.pool.shutdown(wait=not interrupted)
-        return Outcome(self.counts.as_dict(), interrupted, self.out_of_credits)
+        return Outcome(self.counts.as_dict(), interrupted, self.out_of_credits, terminated)
 
     def _loop(self) -> None:
         while True:
@@ -213,6 +215,8 @@ class Scheduler:
             try:
                 self._handle(self.receive(self.events, 0.2))
             except queue.Empty:
+                continue
+            except KeyboardInterrupt:  # pressed again: the answers on their way still count
                 continue
 
     # Starting -----------------------------------------------------------------
