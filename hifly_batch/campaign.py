@@ -23,12 +23,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hifly_batch.api.client import HiflyClient
 from hifly_batch.api.connect import api_client
+from hifly_batch.api.errors import Delivery, HttpStatusError, TransportError
 from hifly_batch.core.graph import Graph, build_graph
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Plan, make_plan
 from hifly_batch.core.scope import matching, select
-from hifly_batch.errors import ExitStatus, UsageError
+from hifly_batch.errors import ConfigError, ExitStatus, UsageError
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
@@ -241,7 +243,7 @@ class Campaign:
             run_lock(self.state_path),
             api_client(env, base_url=base_url, sandbox_dir=sandbox_dir) as client,
         ):
-            sandbox = self.sandbox or client.is_sandbox()
+            sandbox = self.sandbox or _is_sandbox(client)
             lock_file = self.lock_path(sandbox=sandbox)
             state_folder = self.manifest.root / STATE_FOLDER
             with (
@@ -298,6 +300,24 @@ class Campaign:
 
     def _fingerprints(self) -> dict[str, str]:
         return {item.id: item.fingerprint for item in self.graph}
+
+
+def _is_sandbox(client: HiflyClient) -> bool:
+    """Ask the API what it is; an address that does not answer as the API is a
+    configuration fault (exit 3), found before anything is sent."""
+    try:
+        return client.is_sandbox()
+    except HttpStatusError as exc:
+        raise ConfigError(
+            f"{client.transport.base_url} does not answer as the HiFly API: {exc}"
+        ) from None
+    except TransportError as exc:
+        if exc.delivery is not Delivery.NOT_SENT:
+            raise
+        raise ConfigError(
+            f"cannot reach the HiFly API at {client.transport.base_url} ({exc.detail}); check the "
+            "network, and --base-url / HIFLY_BASE_URL. Nothing was sent"
+        ) from None
 
 
 @contextlib.contextmanager

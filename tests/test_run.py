@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import http.server
 import re
 import signal
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -357,3 +361,52 @@ def test_a_second_ctrl_c_still_records_the_creates_already_answered(tmp_path: Pa
     new = [records[f"videos.welcome[c000{n}]"] for n in (2, 3)]
     assert [r.status.value for r in new] == ["running", "running"], new
     assert all(r.task_id for r in new)
+
+
+@pytest.fixture
+def not_the_api() -> Iterator[str]:
+    """A web server that is not the API: 404 on /api/..., a 308 redirect on /moved/..."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/moved"):
+                self.send_response(308)
+                self.send_header("Location", "https://example.invalid/login?next=secret")
+            else:
+                self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        ("closed port", "cannot reach the HiFly API at http://127.0.0.1:9"),
+        ("not the API", "does not answer as the HiFly API: account/credit: HTTP 404"),
+        ("redirect", "HTTP 308 from {url}/moved (redirected to https://example.invalid/login?…)"),
+    ],
+)
+def test_a_base_url_that_is_not_the_api_is_a_configuration_error(
+    tmp_path: Path, not_the_api: str, where: str, said: str
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=1).write()
+    url = {"closed port": "http://127.0.0.1:9", "not the API": not_the_api,
+           "redirect": not_the_api + "/moved"}[where]  # fmt: skip
+    started = time.monotonic()
+    result = cli("run", "--no-progress", "--base-url", url, str(campaign.manifest),
+                 sandbox=SimpleNamespace(base_url=url, token=SECRET_TOKEN))  # type: ignore[arg-type]  # fmt: skip
+    assert result.code == 3, result.stderr
+    assert said.format(url=not_the_api) in result.stderr, result.stderr
+    assert "secret" not in result.stderr  # a redirect's query is not shown
+    assert time.monotonic() - started < 20  # no long silent retries
+    assert not (campaign.root / ".hifly" / "campaign.state.db").exists()  # nothing began

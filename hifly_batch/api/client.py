@@ -258,12 +258,13 @@ class HiflyClient:
     def is_sandbox(self) -> bool:
         """Whether the API is a sandbox: its answers carry ``X-HiFly-Sandbox: 1`` (SPEC §7).
 
-        Asks for the credit balance (free) when no answer has been seen yet; raises
-        what that call raises (``AuthError`` for a refused token). A loopback
+        Asks for the credit balance (free, tried twice) when no answer has been seen
+        yet; raises what that call raises (``AuthError`` for a refused token,
+        ``HttpStatusError`` for what is not the API, ``TransportError``). A loopback
         address alone says nothing: a proxy or tunnel to the service is the service.
         """
         if not self.transport.sandbox_seen:
-            self.credit()
+            self.transport.call(Endpoint.ACCOUNT_CREDIT, attempts=2)
         return self.transport.sandbox_seen
 
     # Plumbing ------------------------------------------------------------

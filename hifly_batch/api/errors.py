@@ -71,11 +71,15 @@ class AuthError(ApiError):
 class HttpStatusError(ClientError):
     """An HTTP status the API does not use for business errors (e.g. 404 from a wrong base URL)."""
 
-    def __init__(self, endpoint: Endpoint, status: int, url: str) -> None:
+    def __init__(
+        self, endpoint: Endpoint, status: int, url: str, location: str | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.status = status
+        moved = f" (redirected to {redact_url(location)})" if location else ""
         super().__init__(
-            f"{endpoint.short}: HTTP {status} from {url}: is --base-url / HIFLY_BASE_URL right?"
+            f"{endpoint.short}: HTTP {status} from {url}{moved}: is --base-url / "
+            "HIFLY_BASE_URL right?"
         )
 
 

@@ -121,8 +121,10 @@ class Transport:
         body: JSONDict | None = None,
         params: Mapping[str, Any] | None = None,
         task_answer: bool = False,
+        attempts: int | None = None,
     ) -> JSONDict:
-        """Send one API request and return its (unwrapped) answer.
+        """Send one API request and return its (unwrapped) answer (``attempts``: how many
+        tries on a transport failure; default: the retry policy's).
 
         Raises ApiError / AuthError for business errors, SubmissionUncertain
         when a create may have been made without us learning its task id, and
@@ -139,12 +141,13 @@ class Transport:
                     raise SubmissionUncertain(exc.what, exc.delivery, exc.detail) from None
                 raise
 
-        return self.retrying(once)
+        return self.retrying(once, attempts)
 
-    def retrying(self, op: Callable[[], T]) -> T:
-        """Run ``op``, again after a backoff on TransportError, up to the policy's attempts."""
+    def retrying(self, op: Callable[[], T], attempts: int | None = None) -> T:
+        """Run ``op``, again after a backoff on TransportError, up to ``attempts`` (default:
+        the policy's)."""
         last: TransportError | None = None
-        for attempt in range(self.retry.attempts):
+        for attempt in range(attempts or self.retry.attempts):
             if attempt:
                 self.sleep(self.retry.delay(attempt - 1, self.rng))
             try:
@@ -200,7 +203,8 @@ class Transport:
         if is_retryable_status(resp.status_code):
             raise TransportError(endpoint.short, Delivery.SERVER_ERROR, f"HTTP {resp.status_code}")
         if resp.status_code != 200:
-            raise HttpStatusError(endpoint, resp.status_code, self.base_url)
+            location = resp.headers.get("Location") if resp.is_redirect else None
+            raise HttpStatusError(endpoint, resp.status_code, self.base_url, location)
         try:
             body = resp.json()
         except ValueError:
