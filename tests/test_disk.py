@@ -112,3 +112,21 @@ def test_disk_full_during_download(sandbox: Sandbox, tmp_path: Path) -> None:
         assert_videos_failed_with(campaign, "No space left on device")
         assert list(folder.iterdir()) == []  # no partial file, no temporary file
     assert_rerun_downloads_without_creating(campaign, sandbox)
+
+
+def test_disk_full_while_writing_the_report(sandbox: Sandbox, tmp_path: Path) -> None:
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
+    campaign = Campaign(tmp_path / "c", rows=30).write()
+    assert run(campaign, sandbox).code == 0
+    folder = tmp_path / "full"
+    with tiny_tmpfs(folder, "8k"):
+        (folder / "filler").write_bytes(b"x" * 4096)
+        target = folder / "report.csv"
+        result = cli("report", "-o", str(target), str(campaign.manifest))
+        assert result.code == 3, result.stderr
+        assert f"{target}: cannot be written (No space left on device); free some space" in (
+            result.stderr
+        )
+        assert "internal error" not in result.stderr
+        assert sorted(p.name for p in folder.iterdir()) == ["filler"]  # nothing half-written

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from hifly_batch.core.graph import Graph
 from hifly_batch.core.lifecycle import Status
+from hifly_batch.files import write_atomically
 from hifly_batch.runner.state import Record, new_record
 
 COLUMNS = (
@@ -92,11 +92,9 @@ def render(records: Iterable[Record]) -> str:
 
 
 def write(records: Iterable[Record], path: Path) -> None:
-    """Write the report atomically: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render(records), encoding="utf-8-sig", newline="")
-    os.replace(tmp, path)
+    """Write the report atomically: a reader never sees half a file (``FileWriteError``
+    when it cannot be written)."""
+    write_atomically(path, render(records), encoding="utf-8-sig")
 
 
 def _number(value: float | None) -> str | None:

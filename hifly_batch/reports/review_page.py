@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from hifly_batch.core.graph import Item, ItemKind
+from hifly_batch.files import write_atomically
 from hifly_batch.reports.csv_report import report_status
 from hifly_batch.runner.state import Record
 
@@ -210,7 +211,4 @@ def write(
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = os.path.relpath(output_dir.resolve(), path.parent.resolve())
     prefix = "" if prefix == "." else Path(prefix).as_posix()
-    text = render(records, items, title=title, media_prefix=prefix)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, render(records, items, title=title, media_prefix=prefix))

@@ -25,14 +25,13 @@ file the same way.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any
 
+from hifly_batch import files
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.runner.errors import StateError
 from hifly_batch.runner.state import Record
@@ -402,7 +401,7 @@ def write(path: Path, text: str) -> bool:
 
     Temporary files a killed write left beside it are removed first (the caller
     holds the campaign's lock: no other write is under way)."""
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    for leftover in files.leftovers(path):
         leftover.unlink(missing_ok=True)
     try:
         if path.read_text(encoding="utf-8") == text:
@@ -410,24 +409,9 @@ def write(path: Path, text: str) -> bool:
     except (OSError, UnicodeDecodeError):
         pass
     try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise _unwritable(path, exc) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)  # a file for git, read by everyone (mkstemp makes 0600)
-        os.replace(temporary, path)
-    except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
-        raise _unwritable(path, exc) from None
+        files.write_atomically(path, text)
+    except files.FileWriteError as exc:
+        raise LockFileError(
+            f"{exc}; the state has every record, so the next run that can write it will"
+        ) from None
     return True
-
-
-def _unwritable(path: Path, exc: OSError) -> LockFileError:
-    return LockFileError(
-        f"{path}: the lock file cannot be written ({exc}); the state has every record, "
-        "so the next run that can write it will"
-    )

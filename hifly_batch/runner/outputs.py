@@ -24,13 +24,15 @@ class OutputFolder:
         self._checked: set[Path] = set()
 
     def remove_leftovers(self) -> int:
-        """Delete the temporary files of downloads a killed run left; returns how many.
+        """Delete the temporary files of downloads and reports a killed run left; returns
+        how many.
 
         Only one run holds the state's lock, so no download is under way now.
         """
         if not self.root.is_dir():
             return 0
-        leftovers = [p for p in self.root.rglob(".*.part") if p.is_file()]
+        reports = [p for p in self.root.glob(".report.*") if p.name.endswith(".tmp")]
+        leftovers = [p for p in [*self.root.rglob(".*.part"), *reports] if p.is_file()]
         for path in leftovers:
             path.unlink(missing_ok=True)
         return len(leftovers)
