@@ -11,7 +11,8 @@ from hifly_batch.sandbox.config import is_loopback_host
 def test_parse_faults_reads_every_key() -> None:
     spec = (
         "http_500=0.1,drop=0.05,drop_after_create=0.02,slow=0.05,slow_seconds=2,"
-        "malformed_json=0.02,task_fail=0.05,expired_url=0.1,seed=7"
+        "malformed_json=0.02,task_fail=0.05,expired_url=0.1,seed=7,"
+        "http_429=0.5,retry_after_seconds=3,put_fail=0.1,gateway_after_create=0.02"
     )
     assert parse_faults(spec) == Faults(
         seed=7,
@@ -23,6 +24,16 @@ def test_parse_faults_reads_every_key() -> None:
         malformed_json=0.02,
         task_fail=0.05,
         expired_url=0.1,
+        http_429=0.5,
+        retry_after_seconds=3.0,
+        put_fail=0.1,
+        gateway_after_create=0.02,
+    )
+
+
+def test_retry_after_may_be_zero_for_fast_tests() -> None:
+    assert parse_faults("http_429=1,retry_after_seconds=0") == Faults(
+        http_429=1.0, retry_after_seconds=0.0
     )
 
 
@@ -42,6 +53,13 @@ def test_parse_faults_empty_is_no_faults(spec: str) -> None:
         ("slow_seconds=-1", ">= 0"),
         ("slow_seconds=inf", "finite"),
         ("drop", "KEY=VALUE"),
+        ("http429=0.1", "did you mean 'http_429'"),
+        ("http_429=2", "from 0 to 1"),
+        ("put_fail=-0.5", "from 0 to 1"),
+        ("gateway_after_create=often", "must be a number"),
+        ("retry_after_seconds=-1", ">= 0"),
+        ("retry_after_seconds=nan", "finite"),
+        ("retry_after_seconds=soon", "must be a number"),
     ],
 )
 def test_parse_faults_refuses_clearly(spec: str, words: str) -> None:
@@ -49,9 +67,21 @@ def test_parse_faults_refuses_clearly(spec: str, words: str) -> None:
         parse_faults(spec)
 
 
-def test_faults_checks_rates_when_built_directly() -> None:
-    with pytest.raises(ValueError, match="task_fail"):
-        Faults(task_fail=2.0)
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"task_fail": 2.0},
+        {"http_429": 1.5},
+        {"put_fail": -1},
+        {"gateway_after_create": True},
+        {"retry_after_seconds": -1},
+        {"retry_after_seconds": float("inf")},
+        {"retry_after_seconds": "1"},
+    ],
+)
+def test_faults_checks_values_when_built_directly(settings: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=next(iter(settings))):
+        Faults(**settings)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

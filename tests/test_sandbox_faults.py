@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from hifly_batch.apispec import SANDBOX_HEADER
 from hifly_batch.sandbox import Faults, Sandbox
 from hifly_batch.sandbox.faults import RequestKind, decide_request, decide_task
+from tests.campaigns import cli
+from tests.readme import readme_text, section, subsections
 from tests.sandbox_fixtures import Client, faulty
 
 ALL_KINDS = list(RequestKind)
@@ -66,6 +73,39 @@ def test_malformed_json_and_expired_urls_only_hit_reads() -> None:
         "expired_url",
     ]
     assert decide_request(faults, "x", 1, RequestKind.API_WRITE).names() == []
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_which_requests_the_v1_1_faults_can_hit(kind: RequestKind) -> None:
+    decided = decide_request(Faults(http_429=1, put_fail=1, gateway_after_create=1), "x", 1, kind)
+    api = kind in (RequestKind.CREATE, RequestKind.API_READ, RequestKind.API_WRITE)
+    assert decided.http_429 is api
+    assert decided.put_fail is (kind is RequestKind.UPLOAD)
+    assert decided.gateway_after_create is False  # a 429 answer is not processed
+    no_429 = decide_request(Faults(gateway_after_create=1, malformed_json=1), "x", 1, kind)
+    assert no_429.gateway_after_create is (kind is RequestKind.CREATE)
+
+
+def test_where_two_faults_exclude_each_other_the_older_wins() -> None:
+    create = RequestKind.CREATE
+    assert decide_request(Faults(http_500=1, http_429=1), "x", 1, create).names() == ["http_500"]
+    both = Faults(drop_after_create=1, gateway_after_create=1)
+    assert decide_request(both, "x", 1, create).names() == ["drop_after_create"]
+    read = Faults(http_429=1, malformed_json=1, expired_url=1)
+    assert decide_request(read, "x", 1, RequestKind.API_READ).names() == ["http_429"]
+    upload = Faults(drop=1, put_fail=1)
+    assert decide_request(upload, "x", 1, RequestKind.UPLOAD).names() == ["drop"]
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_the_v1_1_rates_leave_the_older_decisions_alone(kind: RequestKind) -> None:
+    old = Faults(seed=3, http_500=0.3, drop=0.3, drop_after_create=0.3, slow=0.3)
+    new = dataclasses.replace(old, http_429=0.5, put_fail=0.5, gateway_after_create=0.5)
+    for n in range(200):
+        a, b = decide_request(old, "x", n, kind), decide_request(new, "x", n, kind)
+        assert (a.drop, a.http_500, a.slow) == (b.drop, b.http_500, b.slow)
+        # A 429 is not processed, so nothing can follow it, as after a 500.
+        assert b.drop_after_create == (a.drop_after_create and not b.http_429)
 
 
 def test_task_fate_is_seeded_per_task() -> None:
@@ -242,3 +282,171 @@ def test_the_same_seed_replays_the_same_faults_over_http(tmp_path: Path) -> None
     first, second = run(tmp_path / "a"), run(tmp_path / "b")
     assert first == second
     assert len(set(first)) == 3  # 500s, broken 200s and good 200s all happened
+
+
+# -- the v1.1 faults over HTTP ------------------------------------------------
+
+TTS = {"voice": "voice_pub_01", "text": "你好"}
+
+
+def test_http_429_says_when_to_come_back_and_does_nothing(tmp_path: Path) -> None:
+    sandbox = _serve(tmp_path, http_429=1.0, retry_after_seconds=3)
+    try:
+        client = Client(sandbox)
+        answers = [
+            client.session.post(client.url("audio/create_by_tts"), json=TTS),
+            client.session.post(
+                client.url("tool/create_upload_url"), json={"file_extension": "mp4"}
+            ),
+            client.session.get(client.url("account/credit")),
+        ]
+        for answer in answers:
+            assert answer.status_code == 429
+            assert answer.headers["Retry-After"] == "3"
+            assert answer.headers[SANDBOX_HEADER] == "1"
+            body = answer.json()
+            assert (body["code"], body["message"]) == (429, "Too Many Requests")
+            assert body["request_id"]
+        counters = sandbox.counters()
+        assert counters.creates == {}
+        assert counters.faults == {"http_429": 3}
+        assert sandbox.credits() == 100_000
+        assert sandbox.task_times() == []
+    finally:
+        sandbox.stop()
+
+
+@pytest.mark.parametrize(("seconds", "header"), [(0, "0"), (0.2, "1"), (1, "1"), (2.5, "3")])
+def test_retry_after_is_whole_seconds_rounded_up(
+    sandbox: Sandbox, seconds: float, header: str
+) -> None:
+    sandbox.set_faults(Faults(http_429=1.0, retry_after_seconds=seconds))
+    client = Client(sandbox)
+    assert client.session.get(client.url("account/credit")).headers["Retry-After"] == header
+
+
+def test_put_fail_stores_nothing_and_a_put_again_can_succeed(tmp_path: Path) -> None:
+    sandbox = _serve(tmp_path, put_fail=1.0)
+    try:
+        client = Client(sandbox)
+        made = client.post("tool/create_upload_url", {"file_extension": "mp4"})
+
+        def put() -> requests.Response:
+            headers = {"Content-Type": made["content_type"]}
+            return requests.put(made["upload_url"], data=b"movie", headers=headers, timeout=5)
+
+        failed = put()
+        assert failed.status_code == 500
+        assert failed.headers["Content-Type"].startswith("text/plain")
+        with pytest.raises(KeyError):
+            sandbox.uploaded_bytes(made["file_id"])
+        # As for a file whose PUT never arrived: the task ends in status 4.
+        task = client.created("avatar/create_by_video", {"file_id": made["file_id"]})
+        answer = client.wait("avatar/task", task)
+        assert (answer["status"], answer["code"], answer["avatar"]) == (4, 2014, "")
+        assert "未上传" in answer["message"]
+        assert sandbox.counters().faults == {"put_fail": 1}
+
+        sandbox.set_faults(Faults())
+        assert put().status_code == 200
+        assert sandbox.uploaded_bytes(made["file_id"]) == b"movie"
+        task = client.created("avatar/create_by_video", {"file_id": made["file_id"]})
+        assert client.wait("avatar/task", task)["status"] == 3
+        assert sandbox.counters().faults == {"put_fail": 1}
+    finally:
+        sandbox.stop()
+
+
+def test_gateway_after_create_makes_and_charges_the_task_but_answers_502_or_504(
+    tmp_path: Path,
+) -> None:
+    sandbox = _serve(tmp_path, gateway_after_create=1.0)
+    try:
+        client = Client(sandbox)
+        answers = [client.session.post(client.url("audio/create_by_tts"), json=TTS) for _ in "ab"]
+        assert [a.status_code for a in answers] == [502, 504]
+        for answer in answers:
+            assert answer.headers["Content-Type"].startswith("text/html")
+            assert answer.headers[SANDBOX_HEADER] == "1"  # it still says what it is
+            assert f"{answer.status_code} {answer.reason}" in answer.text
+            with pytest.raises(ValueError):
+                answer.json()
+        made = sandbox.task_times()
+        assert [t.endpoint for t in made] == ["audio/create_by_tts"] * 2
+        assert sandbox.credits() == 100_000 - 2 * 10
+        for task in made:
+            assert client.wait("video/task", task.task_id)["status"] == 3
+        counters = sandbox.counters()
+        assert counters.creates == {"audio/create_by_tts": 2}
+        assert counters.faults == {"gateway_after_create": 2}
+        # A refused create is not lost: its answer is the refusal.
+        assert (
+            client.post("audio/create_by_tts", {"voice": "voice_nope", "text": "x"})["code"] == 14
+        )
+    finally:
+        sandbox.stop()
+
+
+def test_the_same_seed_replays_the_v1_1_faults_over_http(tmp_path: Path) -> None:
+    rates = {"http_429": 0.5, "put_fail": 0.5, "gateway_after_create": 0.5}
+
+    def run(folder: Path) -> tuple[list[int], dict[str, int]]:
+        with Sandbox(folder, faulty(seed=2, retry_after_seconds=0, **rates)) as sandbox:
+            client = Client(sandbox)
+            statuses = []
+            for _ in range(8):
+                made = client.session.post(
+                    client.url("tool/create_upload_url"), json={"file_extension": "mp4"}
+                )
+                statuses.append(made.status_code)
+                if made.status_code == 200:
+                    url, content_type = made.json()["upload_url"], made.json()["content_type"]
+                    headers = {"Content-Type": content_type}
+                    put = requests.put(url, data=b"m", headers=headers, timeout=5)
+                    statuses.append(put.status_code)
+                body = {"video_url": "https://example.com/a.mp4"}
+                created = client.session.post(client.url("avatar/create_by_video"), json=body)
+                statuses.append(created.status_code)
+            return statuses, sandbox.counters().faults
+
+    first, second = run(tmp_path / "a"), run(tmp_path / "b")
+    assert first == second
+    assert {200, 429, 500, 502, 504} <= set(first[0])
+    assert set(first[1]) == set(rates)
+
+
+def test_sandbox_serve_takes_the_v1_1_faults(tmp_path: Path) -> None:
+    spec = "http_429=0.5,retry_after_seconds=3,put_fail=0.1,gateway_after_create=0.02"
+    data = tmp_path / "w"
+    serve = [sys.executable, "-m", "hifly_batch", "sandbox", "serve"]
+    proc = subprocess.Popen(
+        [*serve, "--data", str(data), "--faults", spec],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline().strip() for _ in range(2)]
+        exports = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {exports['HIFLY_TOKEN']}"
+        url = f"{exports['HIFLY_BASE_URL']}/api/v2/hifly/account/credit"
+        answers = [session.get(url, timeout=5) for _ in range(10)]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) == {200, 429}
+    assert {a.headers["Retry-After"] for a in answers if a.status_code == 429} == {"3"}
+    assert Sandbox.read_counters(data).faults == {"http_429": statuses.count(429)}
+
+
+def test_help_and_readme_name_every_fault_setting() -> None:
+    help_text = " ".join(cli("sandbox", "serve", "--help").stdout.split())
+    readme = subsections(section(readme_text(), "Command line reference"))
+    serve = next(body for heading, body in readme.items() if "sandbox serve" in heading)
+    for setting in (f.name for f in dataclasses.fields(Faults)):
+        assert setting in help_text, setting
+        assert f"`{setting}`" in serve, setting

@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         ),
         epilog=(
             "examples:\n  hifly-batch sandbox serve\n"
-            "  hifly-batch sandbox serve --faults http_500=0.1,drop=0.05,seed=7"
+            "  hifly-batch sandbox serve --faults http_500=0.1,drop=0.05,seed=7\n"
+            "  hifly-batch sandbox serve --faults http_429=0.2,retry_after_seconds=0,"
+            "gateway_after_create=0.05"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -63,8 +65,12 @@ def _serve_options(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--faults",
         metavar="SPEC",
-        help="fault injection, e.g. http_500=0.1,drop=0.05,drop_after_create=0.02,slow=0.05,"
-        "slow_seconds=2,malformed_json=0.02,task_fail=0.05,expired_url=0.1,seed=7",
+        help="KEY=VALUE,... of seeded fault injection: rates from 0 to 1 of http_500, "
+        "http_429 (answered with Retry-After: retry_after_seconds, default 1), drop, "
+        "drop_after_create, gateway_after_create (the task is made, the client gets 502 "
+        "or 504), put_fail (an upload PUT gets 500, nothing stored), slow (by "
+        "slow_seconds, default 2), malformed_json, task_fail, expired_url; and the seed "
+        "(see the examples)",
     )
     serve.add_argument("--credits", type=int, help="credit balance of a new world")
     serve.add_argument(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import math
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-# The rates of Faults, in the order the fault decider draws them.
+# The rates of Faults, in the order the fault decider draws them. New rates go
+# at the end, so that adding one leaves every earlier rate's draws as they were.
 RATE_FIELDS = (
     "http_500",
     "drop",
@@ -17,7 +19,12 @@ RATE_FIELDS = (
     "malformed_json",
     "task_fail",
     "expired_url",
+    "http_429",
+    "put_fail",
+    "gateway_after_create",
 )
+# The settings of Faults that are a number of seconds (any finite number >= 0).
+SECONDS_FIELDS = ("slow_seconds", "retry_after_seconds")
 
 
 @dataclass(frozen=True)
@@ -33,14 +40,23 @@ class Faults:
     malformed_json: float = 0.0
     task_fail: float = 0.0
     expired_url: float = 0.0
+    # (v1.1) HTTP 429 with a Retry-After of this many seconds (rounded up to a
+    # whole number, as the header takes), failed upload PUTs, and a gateway
+    # that answers 502/504 after the service made the task.
+    http_429: float = 0.0
+    retry_after_seconds: float = 1.0
+    put_fail: float = 0.0
+    gateway_after_create: float = 0.0
 
     def __post_init__(self) -> None:
         for name in RATE_FIELDS:
             value = getattr(self, name)
             if not _is_number(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"fault rate {name}={value!r} must be a number from 0 to 1")
-        if not _is_number(self.slow_seconds) or self.slow_seconds < 0:
-            raise ValueError(f"slow_seconds={self.slow_seconds!r} must be a number >= 0")
+        for name in SECONDS_FIELDS:
+            value = getattr(self, name)
+            if not _is_number(value) or value < 0:
+                raise ValueError(f"{name}={value!r} must be a number >= 0")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed={self.seed!r} must be an integer")
 
@@ -50,9 +66,9 @@ def _is_number(value: object) -> bool:
 
 
 def parse_faults(spec: str) -> Faults:
-    """Parse ``"http_500=0.1,drop=0.05,seed=7"`` into Faults; an empty spec gives none.
+    """Parse ``"http_500=0.1,http_429=0.05,retry_after_seconds=2,seed=7"`` into Faults.
 
-    Raises ValueError naming the offending key or value.
+    An empty spec gives no faults. Raises ValueError naming the offending key or value.
     """
     known = {f.name for f in dataclasses.fields(Faults)}
     values: dict[str, int | float] = {}
@@ -63,7 +79,11 @@ def parse_faults(spec: str) -> Faults:
         if not sep:
             raise ValueError(f"fault setting {part!r} is not KEY=VALUE")
         if key not in known:
-            raise ValueError(f"unknown fault setting {key!r}; known: {', '.join(sorted(known))}")
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"unknown fault setting {key!r}; {hint}known: {', '.join(sorted(known))}"
+            )
         values[key] = _parse_value(key, raw)
     return Faults(**values)  # type: ignore[arg-type]
 

@@ -42,6 +42,9 @@ class RequestFaults:
     malformed_json: bool = False
     expired_url: bool = False
     drop_after_create: bool = False
+    http_429: bool = False
+    put_fail: bool = False
+    gateway_after_create: bool = False
 
     def names(self) -> list[str]:
         """The names of the faults that are set, as counted in the counters."""
@@ -64,21 +67,29 @@ def _rng(seed: int, name: str, seq: int | str) -> random.Random:
 def decide_request(faults: Faults, name: str, seq: int, kind: RequestKind) -> RequestFaults:
     """The faults for request number ``seq`` of endpoint ``name``.
 
-    A dropped connection excludes every other fault; an HTTP 500 excludes the
-    ones that need a processed answer.
+    A dropped connection excludes every other fault; an HTTP 500 or 429 excludes
+    the ones that need a processed answer. Of two faults that answer in place of
+    each other, the older one wins: a 500 over a 429, a connection dropped after
+    a create over a gateway's answer.
     """
     rng = _rng(faults.seed, name, seq)
     draw = {rate: rng.random() < getattr(faults, rate) for rate in RATE_FIELDS}
     if kind in _DROPPABLE and draw["drop"]:
         return RequestFaults(drop=True)
     http_500 = kind in _API_KINDS and draw["http_500"]
-    processed = not http_500
+    http_429 = kind in _API_KINDS and not http_500 and draw["http_429"]
+    processed = not (http_500 or http_429)
+    create = processed and kind is RequestKind.CREATE
+    drop_after_create = create and draw["drop_after_create"]
     return RequestFaults(
         http_500=http_500,
         slow=draw["slow"],
         malformed_json=processed and kind is RequestKind.API_READ and draw["malformed_json"],
         expired_url=processed and kind is RequestKind.API_READ and draw["expired_url"],
-        drop_after_create=processed and kind is RequestKind.CREATE and draw["drop_after_create"],
+        drop_after_create=drop_after_create,
+        http_429=http_429,
+        put_fail=kind is RequestKind.UPLOAD and draw["put_fail"],
+        gateway_after_create=create and not drop_after_create and draw["gateway_after_create"],
     )
 
 

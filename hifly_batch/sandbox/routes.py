@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -38,6 +40,8 @@ _BY_PATH = {e.value: e for e in Endpoint}
 _BARE_SUCCESS = frozenset({Endpoint.CREATE_UPLOAD_URL})
 _ID = re.compile(r"[A-Za-z0-9_]{1,64}")
 _FILE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}\.[a-z0-9]{1,8}")
+# What a gateway answers when it lost the service's answer: 502 and 504 by turns.
+_GATEWAY_STATUSES = (502, 504)
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,16 @@ def _json(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def _gateway_page(status: int) -> bytes:
+    """A reverse proxy's own error page: HTML, not the API's JSON."""
+    title = f"{status} {HTTPStatus(status).phrase}"
+    return (
+        f"<html>\n<head><title>{title}</title></head>\n<body>\n"
+        f"<center><h1>{title}</h1></center>\n<hr><center>gateway</center>\n"
+        "</body>\n</html>\n"
+    ).encode()
+
+
 def _answer(
     fields: dict[str, Any], code: int = 0, message: str = "", *, bare: bool = False
 ) -> dict[str, Any]:
@@ -108,8 +122,8 @@ class App:
             logger.exception("sandbox: unexpected error answering %s", http.command)
             http.send(500, _json(_answer({}, 500, "sandbox internal error")), JSON_TYPE, close=True)
 
-    def _count_fault(self, name: str) -> None:
-        self.world.bump("faults", name)
+    def _count_fault(self, name: str) -> int:
+        return self.world.bump("faults", name)
 
     def _dispatch(self, http: Handler) -> None:
         parts = urlsplit(http.path)
@@ -140,24 +154,40 @@ class App:
     def _api(self, http: Handler, route: Route, query: str, faults: RequestFaults) -> None:
         body = http.read_body(API_BODY_MAX_BYTES) if http.command in ("POST", "PUT") else b""
         status, payload = self._api_answer(http, route, query, body, faults)
-        if status == 0:  # recorded, then dropped
-            self._count_fault("drop_after_create")
-            http.drop()
+        if status == 0:  # recorded, then the answer is lost
+            self._lose_answer(http, faults)
             return
         data = _json(payload)
         if faults.malformed_json and status == 200 and http.command == "GET":
             self._count_fault("malformed_json")
             data = data[: max(1, len(data) // 2)]
+        extra = None
+        if status == 429:
+            extra = {"Retry-After": str(math.ceil(self.faults.retry_after_seconds))}
         self._delay(faults)
-        http.send(status, data, JSON_TYPE)
+        http.send(status, data, JSON_TYPE, extra=extra)
+
+    def _lose_answer(self, http: Handler, faults: RequestFaults) -> None:
+        """After a recorded create: drop the connection, or answer as a gateway would."""
+        if faults.drop_after_create:
+            self._count_fault("drop_after_create")
+            http.drop()
+            return
+        n = self._count_fault("gateway_after_create")
+        status = _GATEWAY_STATUSES[(n - 1) % len(_GATEWAY_STATUSES)]
+        self._delay(faults)
+        http.send(status, _gateway_page(status), "text/html; charset=utf-8")
 
     def _api_answer(
         self, http: Handler, route: Route, query: str, body: bytes, faults: RequestFaults
     ) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, JSON answer); status 0 means "drop the connection"."""
+        """(HTTP status, JSON answer); status 0 means "the task is recorded, lose the answer"."""
         if faults.http_500:
             self._count_fault("http_500")
             return 500, _answer({}, 500, "Internal Server Error")
+        if faults.http_429:  # turned away before the service sees it: nothing done
+            self._count_fault("http_429")
+            return 429, _answer({}, 429, "Too Many Requests")
         if not self._authorized(http):
             return 401, _answer({}, apispec.INVALID_TOKEN, apispec.ERROR_CODES[2003][1])
         if route.endpoint is None:
@@ -172,7 +202,7 @@ class App:
             self._count_fault(name)
         if result.created is not None:
             self.world.bump("creates", route.name)
-            if faults.drop_after_create:
+            if faults.drop_after_create or faults.gateway_after_create:
                 return 0, {}
         return 200, _answer(result.fields, bare=route.endpoint in _BARE_SUCCESS)
 
@@ -219,9 +249,14 @@ class App:
             )
             return
         try:
-            size = self._store(http, row.stored_name)
+            size = self._discard(http) if faults.put_fail else self._store(http, row.stored_name)
         except BodyTooLarge:
             self._plain(http, 413, "EntityTooLarge", close=True)
+            return
+        if faults.put_fail:  # nothing stored: the file stays as it was before this PUT
+            self._count_fault("put_fail")
+            self._delay(faults)
+            self._plain(http, 500, "InternalError: the file was not stored; put it again")
             return
         self.world.mark_uploaded(row.file_id, size)
         self._delay(faults)
@@ -239,6 +274,13 @@ class App:
         finally:
             tmp.unlink(missing_ok=True)
         return size
+
+    @staticmethod
+    def _discard(http: Handler) -> int:
+        # The body is read before the failure, as object storage does, so that the
+        # client gets the 500 instead of a connection cut while it still sends.
+        with open(os.devnull, "wb") as sink:
+            return http.stream_body(sink, UPLOAD_MAX_BYTES)
 
     def _download(self, http: Handler, route: Route, query: str, faults: RequestFaults) -> None:
         if http.command not in ("GET", "HEAD"):
