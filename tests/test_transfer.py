@@ -41,6 +41,28 @@ def test_upload_round_trip_is_byte_exact(
     assert sandbox.uploaded_bytes(file_id) == data
 
 
+def test_a_put_the_storage_refuses_for_a_while_is_sent_again(
+    client: HiflyClient, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"clip" * 1000)
+    sandbox.set_faults(Faults(put_fail=0.5, seed=4))
+    uploaded = [client.upload_file(source) for _ in range(6)]
+    assert all(sandbox.uploaded_bytes(f) == source.read_bytes() for f in uploaded)
+    assert sandbox.counters().faults["put_fail"] >= 1  # some PUTs failed, then went through
+
+
+def test_a_put_that_keeps_failing_is_a_transport_error_naming_the_file(
+    client: HiflyClient, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"clip")
+    sandbox.set_faults(Faults(put_fail=1.0))
+    with pytest.raises(TransportError, match=r"upload of clip\.mp4: HTTP 500"):
+        client.upload_file(source)
+    assert sandbox.counters().requests["upload"] == QUICK.attempts
+
+
 def test_download_round_trip_is_byte_exact(
     client: HiflyClient, sandbox: Sandbox, tmp_path: Path
 ) -> None:

@@ -23,7 +23,9 @@ _parts = itertools.count()
 def put_file(transport: Transport, upload_url: str, content_type: str, path: Path) -> None:
     """PUT the raw bytes of ``path`` to a signed upload URL, streaming from disk.
 
-    A PUT to the same URL is idempotent, so every transport failure is retried.
+    A PUT to the same URL is idempotent, so every transport failure, and a storage
+    answer of HTTP 5xx or 429, is retried with backoff (the transport's policy); what
+    still fails raises TransportError, the item's failure, retried on the next run.
     """
 
     def once() -> None:
@@ -39,6 +41,9 @@ def put_file(transport: Transport, upload_url: str, content_type: str, path: Pat
         resp.close()
         if resp.status_code in (401, 403):
             raise UrlExpiredError(upload_url, resp.status_code)
+        if resp.status_code == 429 or resp.status_code >= 500:
+            detail = f"upload of {path.name}: HTTP {resp.status_code}"
+            raise TransportError("upload", Delivery.SERVER_ERROR, detail)
         if resp.status_code not in (200, 201, 204):
             raise TransferError(f"upload of {path.name}: HTTP {resp.status_code}")
 
