@@ -410,3 +410,34 @@ def test_a_base_url_that_is_not_the_api_is_a_configuration_error(
     assert "secret" not in result.stderr  # a redirect's query is not shown
     assert time.monotonic() - started < 20  # no long silent retries
     assert not (campaign.root / ".hifly" / "campaign.state.db").exists()  # nothing began
+
+
+def test_rate_limiting_is_waited_out_and_never_fails_an_item(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=8).write()
+    sandbox.set_faults(Faults(http_429=0.3, retry_after_seconds=0.5, http_500=0.1, seed=5))
+    result = run(campaign, sandbox)
+    assert result.code == 0, result.stderr
+    assert statuses(campaign) == {"done": 12}
+    faults = sandbox.counters().faults
+    assert faults["http_429"] >= 3 and faults["http_500"] >= 1, faults
+    made = creates(sandbox)
+    assert made["video/create_by_tts"] == 8 and made["avatar/create_by_video"] == 1
+
+
+def test_a_gateway_that_lost_a_create_answer_makes_it_uncertain_never_sent_twice(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=6).write()
+    sandbox.set_faults(Faults(gateway_after_create=0.4, seed=2))
+    result = run(campaign, sandbox)
+    assert result.code == 1, result.stderr
+    uncertain = [r for r in read_state(campaign).values() if r.status.value == "uncertain"]
+    gateway = sandbox.counters().faults["gateway_after_create"]
+    assert uncertain and len(uncertain) == gateway  # each lost answer: one uncertain item
+    sandbox.set_faults(Faults())
+    assert run(campaign, sandbox).code == 1  # a plain rerun sends none of them again
+    still = {r.item for r in read_state(campaign).values() if r.status.value == "uncertain"}
+    assert still == {r.item for r in uncertain}
+    assert run(campaign, sandbox, "--resubmit-uncertain").code == 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 import random
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,14 +16,15 @@ from hifly_batch.api.client import HiflyClient
 from hifly_batch.api.errors import (
     Delivery,
     HttpStatusError,
+    RateLimited,
     SubmissionUncertain,
     TransportError,
 )
 from hifly_batch.api.session import USER_AGENT
-from hifly_batch.api.transport import RetryPolicy, redacted_headers
+from hifly_batch.api.transport import RetryPolicy, redacted_headers, retry_after
 from hifly_batch.apispec import Endpoint
 from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
-from tests.conftest import FAST, SECRET_TOKEN
+from tests.conftest import SECRET_TOKEN
 from tests.httpstub import Reply, Seen, stub_server
 
 QUICK = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
@@ -56,31 +59,65 @@ def test_ambiguous_create_is_uncertain_and_not_resent(sandbox: Sandbox) -> None:
     assert sandbox.counters().requests["audio/create_by_tts"] == 1
 
 
-def test_create_answered_500_is_retried(sandbox: Sandbox) -> None:
+def test_a_create_answered_500_is_sent_once_and_its_retry_left_to_the_runner(
+    sandbox: Sandbox,
+) -> None:
+    """The runner sends a create again later with its item pending, so that an item is
+    "submitting" only while its request is on the wire."""
     voice = voice_of(sandbox)
     sandbox.set_faults(Faults(http_500=1.0))
-    slept, sleep = healing(sandbox)
-    task_id = client_for(sandbox, sleep=sleep).create_audio_by_tts(voice=voice, text="你好。")
-    assert task_id and len(slept) == 1
-    assert sandbox.counters().requests["audio/create_by_tts"] == 2
-    assert sandbox.counters().creates == {"audio/create_by_tts": 1}
+    slept: list[float] = []
+    with pytest.raises(TransportError) as caught:
+        client_for(sandbox, sleep=slept.append).create_audio_by_tts(voice=voice, text="你好。")
+    assert caught.value.delivery is Delivery.SERVER_ERROR and slept == []
+    assert sandbox.counters().requests["audio/create_by_tts"] == 1
 
 
-def test_not_sent_create_is_retried(tmp_path: Path) -> None:
-    port = _free_port()
-    started: list[Sandbox] = []
+def test_a_create_not_sent_is_not_sent_again_by_the_client(tmp_path: Path) -> None:
+    client = HiflyClient(
+        SECRET_TOKEN, f"http://127.0.0.1:{_free_port()}", retry=QUICK, sleep=lambda s: None
+    )
+    with pytest.raises(TransportError) as caught:
+        client.create_avatar_by_video(video_url="https://cdn.example.com/a.mp4")
+    assert caught.value.delivery is Delivery.NOT_SENT
 
-    def sleep(seconds: float) -> None:  # the server comes up during the backoff
-        if not started:
-            started.append(Sandbox(tmp_path / "w", FAST, port=port).start())
 
-    client = HiflyClient(SECRET_TOKEN, f"http://127.0.0.1:{port}", retry=QUICK, sleep=sleep)
-    try:
-        task_id = client.create_avatar_by_video(video_url="https://cdn.example.com/a.mp4")
-        assert task_id and started[0].counters().creates == {"avatar/create_by_video": 1}
-    finally:
-        for sandbox in started:
-            sandbox.stop()
+@pytest.mark.parametrize("seconds", [0.0, 2.0])
+def test_http_429_asks_to_wait_what_retry_after_says(sandbox: Sandbox, seconds: float) -> None:
+    voice = voice_of(sandbox)
+    sandbox.set_faults(Faults(http_429=1.0, retry_after_seconds=seconds))
+    with pytest.raises(RateLimited) as caught:
+        client_for(sandbox).create_audio_by_tts(voice=voice, text="你好。")
+    assert caught.value.retry_after == seconds
+    assert sandbox.counters().creates == {}  # nothing was made
+    slept, sleep = healing(sandbox)  # a query waits as asked, then goes through
+    client_for(sandbox, sleep=sleep).list_voices(kind=2)
+    assert slept == [seconds] or (seconds == 0.0 and len(slept) == 1)
+
+
+def test_a_gateway_502_or_504_on_a_create_is_uncertain_and_not_sent_again(
+    sandbox: Sandbox,
+) -> None:
+    voice = voice_of(sandbox)
+    sandbox.set_faults(Faults(gateway_after_create=1.0))
+    for _ in range(2):  # the sandbox answers 502, then 504
+        with pytest.raises(SubmissionUncertain, match=r"HTTP 50[24] from a gateway"):
+            client_for(sandbox).create_audio_by_tts(voice=voice, text="你好。")
+    assert sandbox.counters().creates == {"audio/create_by_tts": 2}  # both were made
+    assert sandbox.counters().requests["audio/create_by_tts"] == 2  # neither sent twice
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [(None, 1.0), ("7", 7.0), ("0", 0.0), ("-3", 0.0), ("soon", 1.0), ("99999", 300.0)],
+)
+def test_retry_after_is_read_as_seconds_within_bounds(header: str | None, seconds: float) -> None:
+    assert retry_after(header) == seconds
+
+
+def test_retry_after_may_be_an_http_date() -> None:
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= retry_after(when) <= 31
 
 
 @pytest.mark.parametrize(

@@ -93,6 +93,14 @@ class TransportError(ClientError):
         super().__init__(f"{what}: {delivery.value}: {detail}")
 
 
+class RateLimited(TransportError):
+    """HTTP 429: the service asks to wait ``retry_after`` seconds; nothing was done."""
+
+    def __init__(self, what: str, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(what, Delivery.SERVER_ERROR, f"HTTP 429, retry after {retry_after:g} s")
+
+
 class SubmissionUncertain(TransportError):
     """A create request may have reached the server but its answer was lost.
 

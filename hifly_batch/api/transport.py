@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import requests
@@ -23,6 +24,7 @@ from hifly_batch.api.errors import (
     AuthError,
     Delivery,
     HttpStatusError,
+    RateLimited,
     SubmissionUncertain,
     TransportError,
 )
@@ -73,6 +75,26 @@ def describe(exc: requests.RequestException) -> str:
 
 def is_retryable_status(status: int) -> bool:
     return status >= 500 or status == 429
+
+
+GATEWAY_STATUSES = (502, 504)  # a proxy's words: the service's own answer may be lost
+RETRY_AFTER_MAX = 300.0  # seconds; a longer wait asked for is waited in steps of this
+
+
+def retry_after(value: str | None) -> float:
+    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or an HTTP date; RFC
+    9110 §10.2.3); 1 when absent or unreadable, at most RETRY_AFTER_MAX."""
+    if value is None:
+        return 1.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return 1.0
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
 
 
 def unwrap(body: JSONDict) -> JSONDict:
@@ -141,15 +163,18 @@ class Transport:
                     raise SubmissionUncertain(exc.what, exc.delivery, exc.detail) from None
                 raise
 
-        return self.retrying(once, attempts)
+        # A create is sent once: the runner retries it later with the item pending again,
+        # so that it is "submitting" only while its request is on the wire.
+        return self.retrying(once, 1 if is_create else attempts)
 
     def retrying(self, op: Callable[[], T], attempts: int | None = None) -> T:
-        """Run ``op``, again after a backoff on TransportError, up to ``attempts`` (default:
-        the policy's)."""
+        """Run ``op``, again after a backoff on TransportError (or the wait a 429 asked
+        for), up to ``attempts`` (default: the policy's)."""
         last: TransportError | None = None
         for attempt in range(attempts or self.retry.attempts):
             if attempt:
-                self.sleep(self.retry.delay(attempt - 1, self.rng))
+                asked = last.retry_after if isinstance(last, RateLimited) else 0.0
+                self.sleep(max(asked, self.retry.delay(attempt - 1, self.rng)))
             try:
                 return op()
             except SubmissionUncertain:
@@ -200,6 +225,12 @@ class Transport:
             self.sandbox_seen = True
         if resp.status_code == 401:
             raise AuthError(INVALID_TOKEN, endpoint, _request_id_of(resp))
+        if resp.status_code == 429:
+            raise RateLimited(endpoint.short, retry_after(resp.headers.get("Retry-After")))
+        if resp.status_code in GATEWAY_STATUSES and endpoint in CREATE_ENDPOINTS:
+            # A gateway answered: the service may have made the task and its answer be lost.
+            detail = f"HTTP {resp.status_code} from a gateway"
+            raise SubmissionUncertain(endpoint.short, Delivery.UNANSWERED, detail)
         if is_retryable_status(resp.status_code):
             raise TransportError(endpoint.short, Delivery.SERVER_ERROR, f"HTTP {resp.status_code}")
         if resp.status_code != 200:

@@ -35,12 +35,17 @@ class Finished(Event):
     transient: bool = False  # a failure that another attempt may mend
 
 
+TOO_MANY_REQUESTS = 429  # Deferred's code for an HTTP 429 (the API's own codes are >= 1000)
+
+
 @dataclass(frozen=True)
 class Deferred(Event):
-    """Not submitted: the service asked to wait (1001/1015) or credits ran out (1002)."""
+    """Not submitted: the service asked to wait (1001/1015, or HTTP 429 with ``wait``
+    seconds from its Retry-After) or credits ran out (1002)."""
 
     code: int
     record: Record
+    wait: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from hifly_batch.api.errors import (
     ApiError,
     AuthError,
     ClientError,
+    RateLimited,
     SubmissionUncertain,
     TransportError,
     UrlExpiredError,
@@ -34,6 +35,7 @@ from hifly_batch.manifest.media import file_sha256
 from hifly_batch.runner.creates import resolve, send_create
 from hifly_batch.runner.errors import ItemError, NoSuchPublicVoice, OutputUnavailable
 from hifly_batch.runner.events import (
+    TOO_MANY_REQUESTS,
     Deferred,
     Event,
     Fatal,
@@ -139,6 +141,12 @@ def _create(ctx: JobContext, item: Item, record: Record, request: dict[str, Any]
         message = f"may have been submitted, answer lost ({exc.detail})"
         uncertain = ctx.store.update(record, status=Status.UNCERTAIN, error_message=message)
         ctx.post(Finished(item.id, uncertain))
+        return
+    except RateLimited as exc:  # asked to wait: nothing was made, and no try is used up
+        waiting = ctx.store.update(
+            record, status=Status.PENDING, attempts=record.attempts - 1, error_message=str(exc)
+        )
+        ctx.post(Deferred(item.id, TOO_MANY_REQUESTS, waiting, exc.retry_after))
         return
     except ApiError as exc:
         if exc.code in BACK_PRESSURE_CODES or exc.code == INSUFFICIENT_CREDITS:

@@ -138,6 +138,7 @@ class Scheduler:
         self.waiting: dict[str, set[str]] = {}
         self.dependents: dict[str, list[str]] = {i.id: [] for i in self.graph}
         self.backoff: dict[str, float] = {}
+        self.quiet_until = 0.0  # no create before then: the service said 429, Retry-After
         self.tries: dict[str, int] = {}
         self.seq = itertools.count()
         self.counts = _Counts()
@@ -286,7 +287,7 @@ class Scheduler:
         while self.ready and not self.no_new_submissions:
             item = self.graph[self.ready[0]]
             is_create = item.kind in CREATE_KINDS
-            if is_create and self.in_flight >= self.limit:
+            if is_create and (self.in_flight >= self.limit or now < self.quiet_until):
                 break
             self.ready.popleft()
             if is_create:
@@ -372,6 +373,12 @@ class Scheduler:
             self.out_of_credits = self.no_new_submissions = True
             self.ready.appendleft(event.item_id)
             return
+        if (
+            event.code == events.TOO_MANY_REQUESTS
+        ):  # every create waits as long as asked; no try used
+            self.quiet_until = max(self.quiet_until, self.clock() + event.wait)
+            heapq.heappush(self.later, (self.quiet_until, next(self.seq), event.item_id))
+            return
         self.limit = max(1, self.in_flight)  # the service is full: wait for a slot to free
         delay = self.backoff.get(event.item_id, BACKOFF_START / 2) * 2
         self.backoff[event.item_id] = min(BACKOFF_MAX, delay)
@@ -384,6 +391,8 @@ class Scheduler:
     def _finished(self, item: Item, record: Record, transient: bool) -> None:
         self.records[item.id] = record
         if record.status is Status.FAILED and transient and self._retry(item, record):
+            if record.task_id is None:  # waits to be sent again: pending, not failed
+                self.records[item.id] = self.store.update(record, status=Status.PENDING)
             return
         self._settle(item.id, record)
 
