@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,14 @@ def test_sandbox_serve_prints_exports_and_stops_on_ctrl_c(tmp_path: Path) -> Non
 def test_sandbox_serve_refuses_bad_fault_settings(tmp_path: Path) -> None:
     result = cli("sandbox", "serve", "--data", str(tmp_path / "w"), "--faults", "http_500=2")
     assert result.code == 2 and "http_500" in result.stderr
+
+
+def test_sandbox_serve_on_a_port_in_use_says_so(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("sandbox", "serve", "--data", str(tmp_path / "w"), "--port", str(port))
+    assert result.code == 2, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port} (Address already in use)" in result.stderr
+    assert "internal error" not in result.stderr

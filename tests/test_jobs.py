@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hifly_batch.api.client import HiflyClient
-from hifly_batch.core.graph import Graph, Item, ItemKind
+from hifly_batch.core.graph import Graph, Item, ItemKind, Ref
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.runner.events import Event, JobEnded
 from hifly_batch.runner.jobs import JobContext, output_path, submit, work_exists
@@ -99,4 +99,35 @@ def test_a_submit_queued_before_an_interrupt_sends_nothing(
         submit(ctx, item, record, {})
         assert store.get(item.id) == record  # not even marked as submitting
     assert delivered == [JobEnded(item.id)]
+    assert sum(sandbox.counters().creates.values()) == 0
+
+
+def test_an_audio_driver_neither_offered_nor_kept_fails_its_video_not_the_run(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A video driven by an audio whose task no longer offers its file, and whose download
+    was deleted: the video fails, saying what to do, and the job ends normally."""
+    audio = Record("audios.a", "audios", "audio_by_tts", status=Status.DONE, task_id="404404",
+                   output="audios/a.mp3")  # fmt: skip
+
+    item = Item("videos.v", "videos", "v", ItemKind.VIDEO_BY_AUDIO,
+                {"avatar": "a1", "audio_url": Ref("audios.a")}, "f", deps=("audios.a",),
+                output="videos/v.mp4")  # fmt: skip
+    record = Record(item.id, item.section, item.kind.value)
+    delivered: list[Event] = []
+    with StateStore(tmp_path / "state.db") as store:
+        store.put(record)
+        ctx = JobContext(
+            Graph((item,), {item.id: item}),
+            HiflyClient(sandbox.token, sandbox.base_url),
+            store,
+            OutputFolder(tmp_path / "out"),
+            delivered.extend,
+            threading.Event(),
+        )
+        submit(ctx, item, record, {"audios.a": audio})
+        failed = store.get(item.id)
+    assert failed is not None and failed.status is Status.FAILED
+    assert "neither offered by its task 404404 nor kept" in (failed.error_message or "")
+    assert "--recreate 'audios.a'" in (failed.error_message or "")
     assert sum(sandbox.counters().creates.values()) == 0

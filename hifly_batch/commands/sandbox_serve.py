@@ -121,6 +121,14 @@ def serve(
     except ValueError as exc:
         raise UsageError(f"sandbox serve: {exc}") from None
     stop = threading.Event()
+    try:
+        sandbox.start()
+    except OSError as exc:  # the port is taken, or not ours to bind
+        sandbox.stop()
+        raise UsageError(
+            f"sandbox serve: cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); "
+            "give another --port, or leave it out for a free one"
+        ) from None
     with sandbox:
         console.out(f"export {BASE_URL_VARIABLE}={shlex.quote(sandbox.base_url)}")
         console.out(f"export {TOKEN_VARIABLE}={shlex.quote(sandbox.token)}")

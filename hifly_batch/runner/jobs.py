@@ -182,8 +182,13 @@ def _value_of(ctx: JobContext, name: str, dep: Record) -> tuple[str, Any]:
     if url:
         return name, url
     # No fresh link: send the downloaded file instead.
-    assert dep.output is not None
-    return "file_id", ctx.client.upload_file(ctx.outputs.destination(dep.output))
+    kept = ctx.outputs.existing(dep.output) if dep.output else None
+    if kept is None:
+        raise OutputUnavailable(
+            f"the audio of {dep.item} is neither offered by its task {dep.task_id} nor kept "
+            f"in the output folder; make it again with --recreate '{dep.item}'"
+        )
+    return "file_id", ctx.client.upload_file(kept)
 
 
 _NO_TASK = frozenset(
