@@ -30,7 +30,8 @@ from hifly_batch.core.graph import Graph, build_graph
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Plan, make_plan
 from hifly_batch.core.scope import matching, select
-from hifly_batch.errors import ConfigError, ExitStatus, UsageError
+from hifly_batch.errors import ConfigError, ExitStatus, HiflyBatchError, UsageError
+from hifly_batch.files import FileWriteError
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
@@ -273,9 +274,12 @@ class Campaign:
                         lambda: self._save_lock(store, before, lock_file, world_lost)
                     ):
                         outcome = runner.run()
-                except BaseException:
-                    with contextlib.suppress(StateError):  # the run's own error is the one to see
-                        self._save_lock(store, before, lock_file, world_lost)
+                except BaseException as stop:
+                    # The run's own error is the one to see; what can be saved is saved.
+                    with contextlib.suppress(StateError, FileWriteError):
+                        known = self._save_lock(store, before, lock_file, world_lost)
+                        if isinstance(stop, HiflyBatchError):  # ended by a fault: say how far
+                            self.write_reports(csv_report.report_records(self.graph, known, scope))
                     raise
                 known = self._save_lock(store, before, lock_file, world_lost)
             final = csv_report.report_records(self.graph, known, scope)

@@ -13,13 +13,13 @@ import importlib
 import os
 import signal
 import sys
-import tempfile
 import threading
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 
 from hifly_batch import __version__, console
 from hifly_batch.errors import ExitStatus, HiflyBatchError, Terminated
+from hifly_batch.files import without_secret, write_crash_log
 from hifly_batch.manifest.diagnostics import ManifestInvalid
 
 # Order of appearance in --help.
@@ -145,25 +145,13 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def _crash(env: Mapping[str, str]) -> int:
     """An unexpected error: the traceback goes to a log file, not the terminal. The token
     is cut out of both, whatever put it there."""
-    fd, path = tempfile.mkstemp(prefix="hifly-batch-crash-", suffix=".log")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(_without_token(f"hifly-batch {__version__}\n{traceback.format_exc()}", env))
-    exc = sys.exc_info()[1]
-    console.err(
-        _without_token(f"hifly-batch: internal error: {type(exc).__name__}: {exc}", env) + "\n"
-        f"The details are in {path}; please attach that file when reporting the problem."
-    )
-    return ExitStatus.ITEMS_FAILED
-
-
-def _without_token(text: str, env: Mapping[str, str]) -> str:
-    """``text`` with the token, and each line of it, replaced by ``***`` (a token with a
-    newline shows in a traceback as its pieces, or as a bytes repr with ``\\n``)."""
     from hifly_batch.api.connect import TOKEN_VARIABLE  # the crash path only pays for it
 
     token = env.get(TOKEN_VARIABLE, "")
-    pieces = {token, token.strip(), repr(token.encode(errors="replace"))[2:-1]}
-    pieces |= {line for line in token.splitlines() if len(line.strip()) >= 4}
-    for piece in sorted((p for p in pieces if p.strip()), key=len, reverse=True):
-        text = text.replace(piece, "***")
-    return text
+    path = write_crash_log(f"hifly-batch {__version__}\n{traceback.format_exc()}", token)
+    exc = sys.exc_info()[1]
+    console.err(
+        without_secret(f"hifly-batch: internal error: {type(exc).__name__}: {exc}", token)
+        + f"\nThe details are in {path}; please attach that file when reporting the problem."
+    )
+    return ExitStatus.ITEMS_FAILED

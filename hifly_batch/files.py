@@ -52,6 +52,25 @@ def _cannot_write(path: Path, exc: OSError) -> FileWriteError:
     return FileWriteError(f"{path}: cannot be written ({exc.strerror or exc}); {advice}")
 
 
+def write_crash_log(text: str, secret: str = "") -> Path:
+    """Write ``text`` (a traceback) to a new ``hifly-batch-crash-*.log`` in the temporary
+    folder, with ``secret`` (the token) and each line of it cut out; returns its path."""
+    fd, name = tempfile.mkstemp(prefix="hifly-batch-crash-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(without_secret(text, secret))
+    return Path(name)
+
+
+def without_secret(text: str, secret: str) -> str:
+    """``text`` with ``secret``, and each line of it, replaced by ``***`` (a secret with a
+    newline shows in a traceback as its pieces, or as a bytes repr with ``\\n``)."""
+    pieces = {secret, secret.strip(), repr(secret.encode(errors="replace"))[2:-1]}
+    pieces |= {line for line in secret.splitlines() if len(line.strip()) >= 4}
+    for piece in sorted((p for p in pieces if p.strip()), key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return text
+
+
 def leftovers(path: Path) -> list[Path]:
     """Temporary files that writes of ``path`` cut short (a killed process) left."""
     return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import itertools
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -161,6 +163,7 @@ class FakeHifly:
         self.tasks: dict[str, RemoteTask] = {}
         self.most_generating = 0
         self.interrupted = threading.Event()
+        self.transport = SimpleNamespace(secret="")  # what a crash log cuts out
         self._lock = threading.Lock()
 
     @property
@@ -514,6 +517,42 @@ def test_a_create_that_was_not_sent_is_tried_again_up_to_max_attempts(
         assert not any(service.log("create", name) for name in video_names(graph))
     else:
         assert statuses(run, VIDEOS) == {Status.DONE}
+
+
+def test_a_create_waiting_for_its_retry_is_pending_not_failed(graph: Graph, tmp_path: Path) -> None:
+    """A kill during the backoff leaves nothing uncertain or failed: the item is pending
+    again as soon as its retry is planned (here the run is stopped right then)."""
+
+    def refused_once(service: FakeHifly, name: str) -> Exception | None:
+        if name == "cloned" and not service.log("create", "cloned"):
+            return TransportError("voice/create", Delivery.SERVER_ERROR, "HTTP 503")
+        return None
+
+    service = FakeHifly(on_create=refused_once)
+    waiting = lambda runner: any(item == VOICE for _, _, item in runner.later)  # noqa: E731
+    run = simulate(graph, tmp_path, service, interrupt_when=waiting)
+    assert run.outcome.interrupted
+    assert run.records[VOICE].status is Status.PENDING and run.records[VOICE].task_id is None
+
+
+def test_a_bug_in_one_job_fails_its_item_with_a_crash_log_and_the_run_goes_on(
+    graph: Graph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def buggy(service: FakeHifly, name: str) -> Exception | None:
+        if name == "欢迎客户3":
+            raise ZeroDivisionError("a bug")
+        return None
+
+    run = simulate(graph, tmp_path, FakeHifly(on_create=buggy))
+    third = run.records["videos.welcome[c3]"]
+    assert third.status is Status.UNCERTAIN  # its create may have gone out: never resent
+    assert "internal error: ZeroDivisionError: a bug (details in" in (third.error_message or "")
+    (log,) = tmp_path.glob("hifly-batch-crash-*.log")
+    assert "ZeroDivisionError" in log.read_text()
+    others = tuple(v for v in VIDEOS if v != "videos.welcome[c3]")
+    assert statuses(run, others) == {Status.DONE}  # the run went on
 
 
 def test_running_out_of_credits_stops_submitting_and_finishes_running_tasks(

@@ -130,11 +130,11 @@ def test_surrounding_whitespace_is_not_part_of_the_token() -> None:
 
 
 def test_a_crash_log_and_message_never_show_the_token() -> None:
-    from hifly_batch.cli import _without_token
+    from hifly_batch.files import without_secret
 
     token = "SECRET-xyz\n-123456"
     traceback = (
         "ValueError: Invalid header value b'Bearer SECRET-xyz\\n-123456'\n-123456 SECRET-xyz"
     )
-    cleaned = _without_token(traceback, {"HIFLY_TOKEN": token})
+    cleaned = without_secret(traceback, token)
     assert "SECRET" not in cleaned and "123456" not in cleaned, cleaned

@@ -69,7 +69,10 @@ class AuthError(ApiError):
 
 
 class HttpStatusError(ClientError):
-    """An HTTP status the API does not use for business errors (e.g. 404 from a wrong base URL)."""
+    """An HTTP status the API does not use for business errors (e.g. 404 from a wrong base URL);
+    a configuration fault, exit 3."""
+
+    exit_status = ExitStatus.AUTH_OR_CONFIG
 
     def __init__(
         self, endpoint: Endpoint, status: int, url: str, location: str | None = None

@@ -125,6 +125,7 @@ class Transport:
         rng: random.Random | None = None,
     ) -> None:
         self._auth = f"Bearer {token}"
+        self.secret = token  # only to cut it out of crash logs
         self.base_url = base_url.rstrip("/")
         self.session = session or new_session()
         self.timeout = timeout

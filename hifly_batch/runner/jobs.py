@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -22,6 +23,7 @@ from hifly_batch.api.errors import (
     ApiError,
     AuthError,
     ClientError,
+    HttpStatusError,
     RateLimited,
     SubmissionUncertain,
     TransportError,
@@ -31,9 +33,10 @@ from hifly_batch.apispec import BACK_PRESSURE_CODES, INSUFFICIENT_CREDITS, TaskS
 from hifly_batch.core.graph import Graph, Item, ItemKind
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import output_target
+from hifly_batch.files import write_crash_log
 from hifly_batch.manifest.media import file_sha256
 from hifly_batch.runner.creates import resolve, send_create
-from hifly_batch.runner.errors import ItemError, NoSuchPublicVoice, OutputUnavailable
+from hifly_batch.runner.errors import ItemError, NoSuchPublicVoice, OutputUnavailable, StateError
 from hifly_batch.runner.events import (
     TOO_MANY_REQUESTS,
     Deferred,
@@ -47,7 +50,7 @@ from hifly_batch.runner.events import (
     TaskEnded,
 )
 from hifly_batch.runner.outputs import OutputFolder
-from hifly_batch.runner.state import Record, StateStore
+from hifly_batch.runner.state import Record, StateStore, new_record
 
 DOWNLOAD_REFRESHES = 3  # fresh URLs asked for when a download link has expired
 
@@ -83,16 +86,25 @@ class JobContext:
 
 
 def guarded(job: Callable[..., None]) -> Callable[..., None]:
-    """Run a job so that any escape reaches the loop as ``Fatal`` instead of vanishing,
-    and deliver what it posted, ending with ``JobEnded``."""
+    """Run a job and deliver what it posted, ending with ``JobEnded``.
+
+    What ends the run (a refused token, a base URL that is not the API, a state that
+    cannot be written) reaches the loop as ``Fatal``. Anything else that escapes is a
+    bug: it becomes this item's failure, its traceback a crash log, and the run goes on.
+    """
 
     def run(ctx: JobContext, item: Item, *args: Any) -> None:
         outbox: list[Event] = []
         ctx._local.outbox = outbox
         try:
             job(ctx, item, *args)
-        except Exception as exc:
+        except (AuthError, HttpStatusError, StateError) as exc:
             outbox.append(Fatal(item.id, exc))
+        except Exception as exc:
+            try:
+                outbox.append(Finished(item.id, _crashed(ctx, item, exc)))
+            except Exception as again:  # the state itself failed: nothing can go on
+                outbox.append(Fatal(item.id, again))
         finally:
             ctx._local.outbox = None
             ctx.deliver([*outbox, JobEnded(item.id)])
@@ -435,7 +447,7 @@ def _fail(
 
     A refused token is no item's failure: it is raised again to end the run (exit 3).
     """
-    if isinstance(exc, AuthError):
+    if isinstance(exc, (AuthError, HttpStatusError)):  # the run's fault, not the item's
         if record.status is Status.SUBMITTING:  # answered 401: nothing was created
             ctx.store.update(record, status=Status.PENDING, attempts=record.attempts - 1)
         raise exc
@@ -448,6 +460,16 @@ def _fail(
         finished_at=ctx.wall(),
         work_exists=work_exists,
     )
+
+
+def _crashed(ctx: JobContext, item: Item, exc: Exception) -> Record:
+    """Record an unexpected error as the item's failure, with a crash log. An item whose
+    create may have been sent becomes uncertain, never failed: a retry could pay twice."""
+    log = write_crash_log(traceback.format_exc(), ctx.client.transport.secret)
+    record = ctx.store.get(item.id) or new_record(item)
+    status = Status.UNCERTAIN if record.status is Status.SUBMITTING else Status.FAILED
+    message = f"internal error: {type(exc).__name__}: {exc} (details in {log})"
+    return ctx.store.update(record, status=status, error_message=message, finished_at=ctx.wall())
 
 
 def work_exists(record: Record) -> bool:
