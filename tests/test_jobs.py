@@ -70,6 +70,20 @@ def test_a_default_audio_output_takes_the_urls_extension(url: str, expected: str
     assert output_path(item, url) == expected
 
 
+def context(
+    item: Item,
+    sandbox: Sandbox,
+    store: StateStore,
+    out: Path,
+    delivered: list[Event],
+    stopping: threading.Event,
+) -> JobContext:
+    """What one job of ``item`` runs with, against the sandbox."""
+    graph = Graph((item,), {item.id: item})
+    client = HiflyClient(sandbox.token, sandbox.base_url)
+    return JobContext(graph, client, store, OutputFolder(out), delivered.extend, stopping)
+
+
 def test_a_submit_queued_before_an_interrupt_sends_nothing(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -88,14 +102,7 @@ def test_a_submit_queued_before_an_interrupt_sends_nothing(
     stopping.set()
     with StateStore(tmp_path / "state.db") as store:
         store.put(record)
-        ctx = JobContext(
-            Graph((item,), {item.id: item}),
-            HiflyClient(sandbox.token, sandbox.base_url),
-            store,
-            OutputFolder(tmp_path / "out"),
-            delivered.extend,
-            stopping,
-        )
+        ctx = context(item, sandbox, store, tmp_path / "out", delivered, stopping)
         submit(ctx, item, record, {})
         assert store.get(item.id) == record  # not even marked as submitting
     assert delivered == [JobEnded(item.id)]
@@ -117,14 +124,7 @@ def test_an_audio_driver_neither_offered_nor_kept_fails_its_video_not_the_run(
     delivered: list[Event] = []
     with StateStore(tmp_path / "state.db") as store:
         store.put(record)
-        ctx = JobContext(
-            Graph((item,), {item.id: item}),
-            HiflyClient(sandbox.token, sandbox.base_url),
-            store,
-            OutputFolder(tmp_path / "out"),
-            delivered.extend,
-            threading.Event(),
-        )
+        ctx = context(item, sandbox, store, tmp_path / "out", delivered, threading.Event())
         submit(ctx, item, record, {"audios.a": audio})
         failed = store.get(item.id)
     assert failed is not None and failed.status is Status.FAILED
