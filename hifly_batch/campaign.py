@@ -16,6 +16,7 @@ settling of an interrupted run)::
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import time
@@ -269,22 +270,28 @@ class Campaign:
                     on_progress=on_progress,
                     records=dict(records),
                 )
-                try:
-                    with _saving_meanwhile(
-                        lambda: self._save_lock(store, before, lock_file, world_lost)
-                    ):
-                        outcome = runner.run()
-                except BaseException as stop:
-                    # The run's own error is the one to see; what can be saved is saved.
-                    with contextlib.suppress(StateError, FileWriteError):
-                        known = self._save_lock(store, before, lock_file, world_lost)
-                        if isinstance(stop, HiflyBatchError):  # ended by a fault: say how far
-                            self.write_reports(csv_report.report_records(self.graph, known, scope))
-                    raise
-                known = self._save_lock(store, before, lock_file, world_lost)
+                save = functools.partial(self._save_lock, store, before, lock_file, world_lost)
+                outcome, known = self._carry_out(runner, save, scope)
             final = csv_report.report_records(self.graph, known, scope)
             report, review = self.write_reports(final)
         return RunResult(outcome, final, scope, report, review)
+
+    def _carry_out(
+        self, runner: Scheduler, save: Callable[[], dict[str, Record]], scope: set[str] | None
+    ) -> tuple[Outcome, dict[str, Record]]:
+        """Run the scheduler, writing the lock file meanwhile and at the end; returns the
+        outcome and the records as a run reads them. A run ended by an error saves what
+        it can (and, ended by a fault, writes the report) before the error goes on."""
+        try:
+            with _saving_meanwhile(save):
+                outcome = runner.run()
+        except BaseException as stop:
+            with contextlib.suppress(StateError, FileWriteError):  # its own error is the one
+                known = save()
+                if isinstance(stop, HiflyBatchError):  # ended by a fault: say how far it got
+                    self.write_reports(csv_report.report_records(self.graph, known, scope))
+            raise
+        return outcome, save()
 
     def _save_lock(
         self,
