@@ -39,7 +39,14 @@ from hifly_batch.core.planning import Action, make_plan
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.runner.events import Event
 from hifly_batch.runner.jobs import work_exists
-from hifly_batch.runner.scheduler import BACKOFF_START, RETRY_DELAY, Outcome, RunSettings, Scheduler
+from hifly_batch.runner.scheduler import (
+    BACKOFF_START,
+    FREE_RESENDS,
+    RETRY_DELAY,
+    Outcome,
+    RunSettings,
+    Scheduler,
+)
 from hifly_batch.runner.state import Record, StateStore, prior_states
 from tests.manifest_helpers import campaign
 
@@ -494,23 +501,29 @@ def test_a_failed_task_fails_its_item_and_blocks_only_its_users(
     assert (run.outcome.counts["done"], run.outcome.counts["failed"]) == (3, 6)
 
 
-@pytest.mark.parametrize(("failures", "status"), [(2, Status.DONE), (3, Status.FAILED)])
-def test_a_create_that_was_not_sent_is_tried_again_up_to_max_attempts(
+@pytest.mark.parametrize(("failures", "status"), [(5, Status.DONE), (8, Status.FAILED)])
+def test_a_create_that_was_not_made_is_sent_again_freely_then_up_to_max_attempts(
     graph: Graph, tmp_path: Path, failures: int, status: Status
 ) -> None:
+    """Not sent, or answered 5xx: sent again FREE_RESENDS times per attempt without using
+    one up, each time after a doubling backoff; then the next attempt, up to max_attempts."""
+
     def not_sent(service: FakeHifly, name: str) -> Exception | None:
         if name == "cloned" and len(service.log("create", "cloned")) < failures:
             return TransportError("voice/create", Delivery.NOT_SENT, "Connection refused")
         return None
 
     service = FakeHifly(on_create=not_sent)
-    run = simulate(graph, tmp_path, service, max_attempts=3)
+    run = simulate(graph, tmp_path, service, max_attempts=2)
 
     voice = run.records[VOICE]
-    assert voice.status is status and voice.attempts == 3
+    per_attempt = FREE_RESENDS + 1
     tries = [c.at for _, c in service.log("create", "cloned")]
-    assert len(tries) == 3
-    assert gaps(tries) == [pytest.approx(RETRY_DELAY), pytest.approx(2 * RETRY_DELAY)]
+    assert len(tries) == min(failures + 1, 2 * per_attempt)
+    resends = [RETRY_DELAY * 2**n for n in range(FREE_RESENDS)]
+    expected = [*resends, RETRY_DELAY, *resends][: len(tries) - 1]
+    assert gaps(tries) == [pytest.approx(g) for g in expected]
+    assert voice.status is status and voice.attempts == 2  # resends use no attempt
     if status is Status.FAILED:
         assert "Connection refused" in (voice.error_message or "")
         assert statuses(run, VIDEOS) == {Status.BLOCKED}

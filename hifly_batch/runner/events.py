@@ -33,6 +33,7 @@ class Finished(Event):
 
     record: Record
     transient: bool = False  # a failure that another attempt may mend
+    not_created: bool = False  # a create the service provably did not make: free to resend
 
 
 TOO_MANY_REQUESTS = 429  # Deferred's code for an HTTP 429 (the API's own codes are >= 1000)

@@ -174,7 +174,7 @@ def _create(ctx: JobContext, item: Item, record: Record, request: dict[str, Any]
         ctx.post(Finished(item.id, _fail(ctx, record, exc)))
         return
     except TransportError as exc:  # provably not created: not sent, or answered 5xx
-        ctx.post(Finished(item.id, _fail(ctx, record, exc), transient=True))
+        ctx.post(Finished(item.id, _fail(ctx, record, exc), transient=True, not_created=True))
         return
     except ClientError as exc:
         ctx.post(Finished(item.id, _fail(ctx, record, exc)))

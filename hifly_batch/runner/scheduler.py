@@ -37,6 +37,7 @@ from hifly_batch.runner.workers import WorkerPool
 BACKOFF_START = 1.0  # seconds before an item refused with 1001/1015 is sent again
 BACKOFF_MAX = 30.0
 RETRY_DELAY = 2.0  # before a transient failure's next attempt (doubles per attempt)
+FREE_RESENDS = 3  # per attempt: a create provably not made is sent up to 4 times
 CREATE_GRACE = 30.0  # on interrupt, how long to wait for answers to creates already sent
 
 
@@ -140,6 +141,7 @@ class Scheduler:
         self.backoff: dict[str, float] = {}
         self.quiet_until = 0.0  # no create before then: the service said 429, Retry-After
         self.tries: dict[str, int] = {}
+        self.resends: dict[str, int] = {}  # free resends of the current attempt
         self.seq = itertools.count()
         self.counts = _Counts()
         self.total = 0
@@ -386,15 +388,33 @@ class Scheduler:
 
     def _on_finished(self, event: events.Finished) -> None:
         self.creating.discard(event.item_id)  # a create that failed or was lost
-        self._finished(self.graph[event.item_id], event.record, event.transient)
+        item = self.graph[event.item_id]
+        self._finished(item, event.record, event.transient, free=event.not_created)
 
-    def _finished(self, item: Item, record: Record, transient: bool) -> None:
+    def _finished(self, item: Item, record: Record, transient: bool, free: bool = False) -> None:
         self.records[item.id] = record
-        if record.status is Status.FAILED and transient and self._retry(item, record):
-            if record.task_id is None:  # waits to be sent again: pending, not failed
-                self.records[item.id] = self.store.update(record, status=Status.PENDING)
-            return
+        if record.status is Status.FAILED and transient:
+            if free and self._resend(item, record):
+                return
+            if self._retry(item, record):
+                if record.task_id is None:  # waits to be sent again: pending, not failed
+                    self.records[item.id] = self.store.update(record, status=Status.PENDING)
+                return
         self._settle(item.id, record)
+
+    def _resend(self, item: Item, record: Record) -> bool:
+        """A create the service provably did not make (not sent, or answered 5xx) is sent
+        again after a backoff, FREE_RESENDS times per attempt, without using one up; it
+        waits pending."""
+        resends = self.resends[item.id] = self.resends.get(item.id, 0) + 1
+        if resends > FREE_RESENDS:
+            self.resends[item.id] = 0
+            return False
+        due = self.clock() + RETRY_DELAY * 2 ** (resends - 1)
+        heapq.heappush(self.later, (due, next(self.seq), item.id))
+        waiting = self.store.update(record, status=Status.PENDING, attempts=record.attempts - 1)
+        self.records[item.id] = waiting
+        return True
 
     def _retry(self, item: Item, record: Record) -> bool:
         """Another try after a transient failure, if ``max_attempts`` allows; never a resubmit
