@@ -29,6 +29,7 @@ class Campaign:
     template: str = TEMPLATE
     concurrency: int = 4
     task_timeout: str = "2h"
+    max_attempts: int = 2
     extra_yaml: str = ""
     names: list[str] = field(default_factory=list)
 
@@ -67,7 +68,7 @@ settings:
   poll_interval: 0.05s
   poll_max: 0.5s
   task_timeout: {self.task_timeout}
-  max_attempts: 2
+  max_attempts: {self.max_attempts}
 vars:
   brand: 飞影
 assets:
