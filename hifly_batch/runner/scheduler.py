@@ -214,7 +214,7 @@ class Scheduler:
         self.no_new_submissions = True
         self.stopping.set()
         deadline = self.clock() + CREATE_GRACE
-        while self.creating and self.clock() < deadline:
+        while self.creating and self.jobs_out and self.clock() < deadline:
             try:
                 self._handle(self.receive(self.events, 0.2))
             except queue.Empty:
