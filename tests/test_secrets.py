@@ -30,6 +30,10 @@ FAULTS = Faults(
     expired_url=0.2,
     task_fail=0.1,
     drop_after_create=0.1,
+    http_429=0.1,
+    retry_after_seconds=0.0,
+    put_fail=0.2,
+    gateway_after_create=0.1,
 )
 VERBOSITIES = (("-q",), (), ("-v",), ("-vv",))
 
@@ -75,7 +79,9 @@ def test_the_token_appears_nowhere_under_faults_at_every_verbosity(
     assert {r.code for r in results[:4]} <= {0, 1} and results[4].code == 0, results[4].stderr
     verbose = results[3].stderr
     assert "Bearer ***" in verbose and "HTTP 200" in verbose
-    assert sum(sandbox.counters().faults.values()) > 0
+    fired = sandbox.counters().faults
+    for fault in ("http_500", "http_429", "gateway_after_create", "drop"):
+        assert fired.get(fault, 0) > 0, (fault, fired)  # every kind was tried on the token
     scanned = assert_clean(results, tmp_path)
     assert scanned >= 5  # state, its WAL, report, review page, media: the scan saw them
     assert any(r.name == "hifly_batch.sandbox" for r in caplog.records)
