@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -353,8 +353,11 @@ def move_output(ctx: JobContext, item: Item, record: Record) -> None:
     assert target is not None and record.output is not None
     try:
         with ctx.moving:
+            # Its own file, by size and SHA-256: two outputs that swap paths are the same
+            # size, and the first move replaces the other.
             old = ctx.outputs.existing(record.output)
-            moved = old is not None and _holds_output(old, record)
+            own = ctx.outputs.whole(record.output, record.output_size, record.output_sha256)
+            moved = old is not None and own
             if old is not None and moved:
                 os.replace(old, ctx.outputs.destination(target))
         saved = {"output": target} if moved else _download_again(ctx, item, record)
@@ -362,14 +365,6 @@ def move_output(ctx: JobContext, item: Item, record: Record) -> None:
         _keep_work(ctx, item, record, f"output could not be moved to {target}: {exc}")
         return
     ctx.post(Finished(item.id, ctx.store.update(record, status=Status.DONE, **saved)))
-
-
-def _holds_output(path: Path, record: Record) -> bool:
-    """The file is the item's own output: its size and, where recorded, its SHA-256 (two
-    outputs that swap paths are the same size, and the first move replaces the other)."""
-    if record.output_size not in (None, path.stat().st_size):
-        return False
-    return record.output_sha256 in (None, file_sha256(path))
 
 
 def _download_again(ctx: JobContext, item: Item, record: Record) -> dict[str, Any]:
