@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from hifly_batch.runner.scheduler import CREATE_GRACE
 from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
 from tests.campaigns import Campaign, cli, creates, popen, read_state, report_rows
 from tests.conftest import SECRET_TOKEN
@@ -191,8 +192,11 @@ def test_ctrl_c_or_sigterm_saves_state_and_the_rerun_resumes(
         proc = popen("run", "--no-progress", str(campaign.manifest), sandbox=sandbox)
         _wait_for(lambda: creates(sandbox).get("video/create_by_tts"))
         proc.send_signal(stop)
+        signalled = time.monotonic()
         _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == code, stderr
+        # Nothing it waits for: answers already taken are never waited for again.
+        assert time.monotonic() - signalled < CREATE_GRACE / 2
         assert f"hifly-batch: {said}; progress is saved, run again to resume" in stderr
         assert "Traceback" not in stderr
         assert (campaign.output_dir / "report.csv").is_file()  # the reports were written

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import queue
+import signal
 import tempfile
 import threading
 import time
@@ -37,6 +38,7 @@ from hifly_batch.core.graph import Graph, Item, build_graph
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Action, make_plan
 from hifly_batch.manifest.loader import load_campaign
+from hifly_batch.runner import events, scheduler
 from hifly_batch.runner.events import Event
 from hifly_batch.runner.jobs import work_exists
 from hifly_batch.runner.scheduler import (
@@ -260,15 +262,21 @@ class FakeHifly:
 class SimulatedWait:
     """The runner's ``receive`` on the fake clock (see the module docstring).
 
-    It also notes the runner's concurrency limit at every wait, and raises
-    KeyboardInterrupt, as a Ctrl-C would, the first time ``interrupt_when`` says so.
+    It also notes the runner's concurrency limit at every wait, and presses Ctrl-C (a
+    real SIGINT to this process) the first time ``interrupt_when`` says so; with
+    ``raise_interrupt`` it raises KeyboardInterrupt instead, as a Ctrl-C does where the
+    runner has no signal handler of its own (off the main thread).
     """
 
     def __init__(
-        self, service: FakeHifly, interrupt_when: Callable[[Scheduler], bool] | None = None
+        self,
+        service: FakeHifly,
+        interrupt_when: Callable[[Scheduler], bool] | None = None,
+        raise_interrupt: bool = False,
     ) -> None:
         self.service = service
         self.interrupt_when = interrupt_when
+        self.raise_interrupt = raise_interrupt
         self.runner: Scheduler | None = None  # set once the runner exists
         self.limits: list[int] = []
         self.deadline = time.monotonic() + BUDGET
@@ -281,7 +289,9 @@ class SimulatedWait:
         if self.interrupt_when is not None and self.interrupt_when(runner):
             self.interrupt_when = None
             self.service.mark_interrupt()
-            raise KeyboardInterrupt
+            if self.raise_interrupt:
+                raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)  # the runner's handler queues an event
         if runner.jobs_out:  # short slices, so that interrupt_when is asked again soon
             return inbox.get(timeout=SLICE if timeout is None else min(timeout, SLICE))
         assert timeout is not None, "nothing is due and no job is out: the run would hang"
@@ -303,11 +313,12 @@ def simulate(
     *,
     scope: set[str] | None = None,
     interrupt_when: Callable[[Scheduler], bool] | None = None,
+    raise_interrupt: bool = False,
     **settings: Any,
 ) -> Run:
     """Run the plan of ``graph`` (of ``scope``: all of it by default) against ``service``;
     ``settings`` override the defaults."""
-    wait = SimulatedWait(service, interrupt_when)
+    wait = SimulatedWait(service, interrupt_when, raise_interrupt)
     options = {
         "concurrency": 4,
         "poll_interval": 5.0,
@@ -548,6 +559,28 @@ def test_a_create_waiting_for_its_retry_is_pending_not_failed(graph: Graph, tmp_
     assert run.records[VOICE].status is Status.PENDING and run.records[VOICE].task_id is None
 
 
+def test_a_ctrl_c_while_the_loop_handles_events_loses_none_of_them(
+    graph: Graph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signal lands as the loop takes a create's answer, before it has handled the
+    batch that also says the job ended: the run still takes both (else it would wait out
+    the grace period for an answer already there) and records the task."""
+    submitted = scheduler._HANDLERS[events.Submitted]
+    answered: list[str] = []
+
+    def ctrl_c_first(runner: Scheduler, event: events.Event) -> None:
+        if not answered and runner.graph[event.item_id].kind.value == "video_by_tts":
+            answered.append(event.item_id)
+            signal.raise_signal(signal.SIGINT)
+        submitted(runner, event)
+
+    monkeypatch.setitem(scheduler._HANDLERS, events.Submitted, ctrl_c_first)
+    run = simulate(graph, tmp_path, FakeHifly(), concurrency=1)
+    assert run.outcome.interrupted and not run.outcome.terminated
+    (video,) = answered
+    assert run.records[video].status is Status.RUNNING and run.records[video].task_id
+
+
 def test_a_bug_in_one_job_fails_its_item_with_a_crash_log_and_the_run_goes_on(
     graph: Graph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -620,8 +653,9 @@ def test_an_interrupt_between_polls_sends_nothing_more(graph: Graph, tmp_path: P
     assert {rerun[v] for v in rest} == {Action.CREATE}
 
 
+@pytest.mark.parametrize("raise_interrupt", [False, True], ids=["signalled", "raised"])
 def test_an_interrupt_waits_for_answers_to_creates_sent_and_sends_no_queued_one(
-    graph: Graph, tmp_path: Path
+    graph: Graph, tmp_path: Path, raise_interrupt: bool
 ) -> None:
     """Two video creates are dispatched together; the Ctrl-C comes while the first is on
     the wire. The second is then queued behind it on the one worker thread, or, had the
@@ -637,7 +671,12 @@ def test_an_interrupt_waits_for_answers_to_creates_sent_and_sends_no_queued_one(
 
     service = FakeHifly(gate=hold_videos)
     run = simulate(
-        graph, tmp_path, service, concurrency=2, interrupt_when=lambda _: on_the_wire.is_set()
+        graph,
+        tmp_path,
+        service,
+        concurrency=2,
+        interrupt_when=lambda _: on_the_wire.is_set(),
+        raise_interrupt=raise_interrupt,
     )
 
     assert run.outcome.interrupted

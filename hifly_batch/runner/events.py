@@ -55,6 +55,14 @@ class PollFailed(Event):
 
 
 @dataclass(frozen=True)
+class Interrupted(Event):
+    """Ctrl-C, or SIGTERM (``terminated``), reached the run: send nothing new. It
+    concerns the whole run, so its ``item_id`` is empty."""
+
+    terminated: bool = False
+
+
+@dataclass(frozen=True)
 class Fatal(Event):
     """A job hit an error that ends the run (bad token, a bug)."""
 

@@ -10,13 +10,15 @@ on the event queue until the next one is due, or until the pool needs tending.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import queue
+import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -132,6 +134,7 @@ class Scheduler:
         self.jobs_out = 0
         self.no_new_submissions = False
         self.out_of_credits = False
+        self.interrupted = self.terminated = False
         self.ready: deque[str] = deque()
         self.later: list[tuple[float, int, str]] = []  # (due, seq, item): backed-off items
         self.polls: list[tuple[float, int, str]] = []
@@ -168,20 +171,30 @@ class Scheduler:
             self.events.put,
             self.stopping,
         )
-        interrupted = terminated = False
         try:
-            self._start()
-            self._loop()
-        except KeyboardInterrupt as stop:
-            interrupted, terminated = True, isinstance(stop, Terminated)
-            self._drain_creates()
+            with _signals_as_events(self.interrupt):
+                try:
+                    self._start()
+                    self._loop()
+                except KeyboardInterrupt as stop:  # raised, not signalled (see interrupt)
+                    self._on_interrupted(events.Interrupted("", isinstance(stop, Terminated)))
+                if self.interrupted:
+                    self._drain_creates()
         finally:
             self.stopping.set()
-            self.pool.shutdown(wait=not interrupted)
-        return Outcome(self.counts.as_dict(), interrupted, self.out_of_credits, terminated)
+            self.pool.shutdown(wait=not self.interrupted)
+        return Outcome(
+            self.counts.as_dict(), self.interrupted, self.out_of_credits, self.terminated
+        )
+
+    def interrupt(self, terminated: bool = False) -> None:
+        """Stop as Ctrl-C does (SIGTERM: ``terminated``): nothing new is sent, and the
+        answers of creates already sent are still recorded. Safe in a signal handler:
+        it only puts an event on the loop's queue, which is reentrant."""
+        self.events.put([events.Interrupted("", terminated)])
 
     def _loop(self) -> None:
-        while True:
+        while not self.interrupted:
             self._dispatch()
             if not self._busy():
                 return
@@ -215,11 +228,9 @@ class Scheduler:
         self.stopping.set()
         deadline = self.clock() + CREATE_GRACE
         while self.creating and self.jobs_out and self.clock() < deadline:
-            try:
+            try:  # a Ctrl-C pressed again is one more Interrupted event: nothing changes
                 self._handle(self.receive(self.events, 0.2))
             except queue.Empty:
-                continue
-            except KeyboardInterrupt:  # pressed again: the answers on their way still count
                 continue
 
     # Starting -----------------------------------------------------------------
@@ -430,6 +441,10 @@ class Scheduler:
             heapq.heappush(self.later, (due, next(self.seq), item.id))
         return True
 
+    def _on_interrupted(self, event: events.Interrupted) -> None:
+        if not self.interrupted:  # the first signal says how the run was stopped
+            self.interrupted, self.terminated = True, event.terminated
+
     def _on_fatal(self, event: events.Fatal) -> None:
         raise event.error
 
@@ -475,5 +490,31 @@ _HANDLERS: dict[type, Callable[[Scheduler, events.Event], None]] = {
     events.TaskEnded: Scheduler._on_task_ended,  # type: ignore[dict-item]
     events.Deferred: Scheduler._on_deferred,  # type: ignore[dict-item]
     events.Finished: Scheduler._on_finished,  # type: ignore[dict-item]
+    events.Interrupted: Scheduler._on_interrupted,  # type: ignore[dict-item]
     events.Fatal: Scheduler._on_fatal,  # type: ignore[dict-item]
 }
+
+
+@contextlib.contextmanager
+def _signals_as_events(interrupt: Callable[[bool], None]) -> Iterator[None]:
+    """While the loop runs, Ctrl-C and SIGTERM reach it as events, handled between two
+    others. Raised as exceptions they could land in the middle of a batch of events,
+    losing those after it, or inside a finaliser, where Python prints and drops them.
+    A signal the process was started to ignore (``nohup``, ``&``) stays ignored, and
+    off the main thread (where handlers cannot be set) signals are left as they are."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        interrupt(signum == signal.SIGTERM)
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
