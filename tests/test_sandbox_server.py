@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import statistics
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -79,11 +80,14 @@ def test_a_body_that_is_not_a_json_object_is_code_11(sandbox: Sandbox, body: byt
 
 def test_keep_alive_serves_many_requests_on_one_connection(sandbox: Sandbox) -> None:
     client = Client(sandbox)
-    started = time.perf_counter()
+    took = []
     for _ in range(100):
+        started = time.perf_counter()
         assert client.get("account/credit")["code"] == 0
-    # With split writes (Nagle + delayed ACK) this takes about 4 s.
-    assert time.perf_counter() - started < 2.0
+        took.append(time.perf_counter() - started)
+    # Split writes (Nagle + delayed ACK) hold each answer for the 40 ms ACK timer; the
+    # median stays clear of load spikes on a busy machine.
+    assert statistics.median(took) < 0.02, f"median {statistics.median(took) * 1000:.1f} ms"
     assert sandbox.counters().requests["account/credit"] == 100
 
 
