@@ -1,14 +1,17 @@
 """A newcomer's first two commands: clone the repository, make a fresh virtualenv, and run
 the README's set-up commands exactly as written there.
 
-Slow (it installs from PyPI and runs the suite once more inside the clone); run it with
-``pytest -m slow``. The inner test run skips slow tests, so it does not recurse.
+Slow (it installs from PyPI); run it with ``pytest -m slow``. Inside the clone the test
+command collects the whole suite (every test module imports with what was installed) and
+runs the end-to-end tests of the documented examples; the rest of the suite is the outer
+run's, on the same code.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +23,7 @@ from tests.readme import ROOT, setup_commands
 # Set for the inner test run; this test skips itself there (the inner run also has -m 'not slow').
 INNER_RUN = "HIFLY_BATCH_FRESH_CLONE_INNER"
 INNER_PYTEST_OPTIONS = "-m 'not slow' -x -q -p no:cacheprovider"
+INNER_TESTS = "tests/test_docs.py tests/test_examples.py tests/test_init.py"
 
 
 def shell(command: str, cwd: Path, env: dict[str, str], timeout: float) -> str:
@@ -71,6 +75,10 @@ def test_readme_set_up_commands_work_in_a_fresh_clone(tmp_path: Path) -> None:
     assert "report: " in output
     check_quickstart(clone)
 
-    inner = {**env, INNER_RUN: "1", "PYTEST_ADDOPTS": INNER_PYTEST_OPTIONS}
-    output = shell(install_and_test, clone, inner, timeout=1800)
+    inner = {**env, INNER_RUN: "1"}
+    options = f"{INNER_PYTEST_OPTIONS} {INNER_TESTS}"
+    output = shell(install_and_test, clone, {**inner, "PYTEST_ADDOPTS": options}, timeout=900)
     assert " passed" in output and " failed" not in output
+    collected = shell("pytest --collect-only -q -p no:cacheprovider", clone, inner, timeout=300)
+    summary = collected.strip().splitlines()[-1]  # "N tests collected in …", or errors
+    assert re.fullmatch(r"\d+ tests collected in .*", summary), collected[-3000:]
