@@ -19,11 +19,13 @@ from pathlib import Path
 import pytest
 
 from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
+from hifly_batch.sandbox.faults import RequestKind, decide_request
 from tests.campaigns import Campaign, Result, cli
 from tests.conftest import SECRET_TOKEN
 
+# The seed fails the campaign's first upload PUT of its two (see the seed's own test).
 FAULTS = Faults(
-    seed=9,
+    seed=6,
     http_500=0.2,
     drop=0.1,
     malformed_json=0.05,
@@ -80,12 +82,17 @@ def test_the_token_appears_nowhere_under_faults_at_every_verbosity(
     verbose = results[3].stderr
     assert "Bearer ***" in verbose and "HTTP 200" in verbose
     fired = sandbox.counters().faults
-    for fault in ("http_500", "http_429", "gateway_after_create", "drop"):
+    for fault in ("http_500", "http_429", "gateway_after_create", "drop", "put_fail"):
         assert fired.get(fault, 0) > 0, (fault, fired)  # every kind was tried on the token
     scanned = assert_clean(results, tmp_path)
     assert scanned >= 5  # state, its WAL, report, review page, media: the scan saw them
     assert any(r.name == "hifly_batch.sandbox" for r in caplog.records)
     assert SECRET_TOKEN not in caplog.text
+
+
+def test_the_seed_fails_the_first_upload_put() -> None:
+    puts = [decide_request(FAULTS, "upload", n, RequestKind.UPLOAD) for n in (1, 2, 3)]
+    assert puts[0].put_fail and not any(p.drop for p in puts)
 
 
 def test_a_refused_token_is_not_echoed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,10 +9,11 @@ import pytest
 
 from hifly_batch.api.client import HiflyClient
 from hifly_batch.api.errors import TransportError, UrlExpiredError
+from hifly_batch.api.transfer import put_file
 from hifly_batch.api.transport import RetryPolicy
 from hifly_batch.apispec import TaskStatus
 from hifly_batch.sandbox import Faults, Sandbox
-from tests.httpstub import Reply, stub_server
+from tests.httpstub import Reply, Seen, stub_server
 
 QUICK = RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0)
 
@@ -110,6 +111,31 @@ def test_truncated_body_leaves_nothing_at_dest(tmp_path: Path) -> None:
         with pytest.raises(TransportError):
             client.download(url + "/v.mp4?sig=1", tmp_path / "v.mp4")
     assert list(tmp_path.iterdir()) == [] and len(seen) == QUICK.attempts
+
+
+def test_a_download_or_upload_answered_429_waits_as_asked_and_uses_no_try(
+    tmp_path: Path,
+) -> None:
+    """Storage and CDN 429s are back-pressure too: three of them, with two tries."""
+
+    def busy_then_fine(seen: Seen) -> Reply:
+        if len(calls) < 3:
+            calls.append(seen.method)
+            return Reply(status=429, headers={"Retry-After": "7"})
+        return Reply(body=b"video")
+
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"clip")
+    for method in ("GET", "PUT"):
+        calls: list[str] = []
+        slept: list[float] = []
+        with stub_server(busy_then_fine) as (url, seen):
+            client = HiflyClient("t", url, retry=QUICK, sleep=slept.append)
+            if method == "GET":
+                assert client.download(url + "/v.mp4", tmp_path / "v.mp4") == len(b"video")
+            else:
+                put_file(client.transport, url + "/put?sig=1", "video/mp4", source)
+        assert slept == [7.0] * 3 and [s.method for s in seen] == [method] * 4
 
 
 def test_an_existing_file_survives_a_failed_download(tmp_path: Path) -> None:

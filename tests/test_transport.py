@@ -21,7 +21,13 @@ from hifly_batch.api.errors import (
     TransportError,
 )
 from hifly_batch.api.session import USER_AGENT
-from hifly_batch.api.transport import RetryPolicy, redacted_headers, retry_after
+from hifly_batch.api.transport import (
+    RATE_LIMIT_PATIENCE,
+    RETRY_AFTER_MAX,
+    RetryPolicy,
+    redacted_headers,
+    retry_after,
+)
 from hifly_batch.apispec import Endpoint
 from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
 from tests.conftest import SECRET_TOKEN
@@ -93,6 +99,29 @@ def test_http_429_asks_to_wait_what_retry_after_says(sandbox: Sandbox, seconds: 
     slept, sleep = healing(sandbox)  # a query waits as asked, then goes through
     client_for(sandbox, sleep=sleep).list_voices(kind=2)
     assert slept == [seconds] or (seconds == 0.0 and len(slept) == 1)
+
+
+def test_a_query_waits_out_more_429s_than_it_has_tries(sandbox: Sandbox) -> None:
+    """Back-pressure uses up no try: five 429s in a row, with three tries."""
+    sandbox.set_faults(Faults(http_429=1.0, retry_after_seconds=2.0))
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 5:
+            sandbox.set_faults(Faults())
+
+    assert client_for(sandbox, sleep=sleep).credit() == sandbox.credits()
+    assert slept == [2.0] * 5 and sandbox.counters().requests["account/credit"] == 6
+
+
+def test_a_query_gives_up_when_429_waits_pass_the_patience(sandbox: Sandbox) -> None:
+    sandbox.set_faults(Faults(http_429=1.0, retry_after_seconds=RETRY_AFTER_MAX))
+    slept: list[float] = []
+    with pytest.raises(RateLimited):
+        client_for(sandbox, sleep=slept.append).credit()
+    assert sum(slept) >= RATE_LIMIT_PATIENCE > sum(slept[:-1])
+    assert sandbox.counters().requests["account/credit"] == len(slept) + 1
 
 
 def test_a_gateway_502_or_504_on_a_create_is_uncertain_and_not_sent_again(

@@ -13,8 +13,14 @@ from pathlib import Path
 
 import requests
 
-from hifly_batch.api.errors import Delivery, TransferError, TransportError, UrlExpiredError
-from hifly_batch.api.transport import Transport, classify, describe
+from hifly_batch.api.errors import (
+    Delivery,
+    RateLimited,
+    TransferError,
+    TransportError,
+    UrlExpiredError,
+)
+from hifly_batch.api.transport import Transport, classify, describe, retry_after
 
 CHUNK = 256 * 1024
 _parts = itertools.count()
@@ -23,9 +29,10 @@ _parts = itertools.count()
 def put_file(transport: Transport, upload_url: str, content_type: str, path: Path) -> None:
     """PUT the raw bytes of ``path`` to a signed upload URL, streaming from disk.
 
-    A PUT to the same URL is idempotent, so every transport failure, and a storage
-    answer of HTTP 5xx or 429, is retried with backoff (the transport's policy); what
-    still fails raises TransportError, the item's failure, retried on the next run.
+    A PUT to the same URL is idempotent, so every transport failure and storage answer
+    of HTTP 5xx is retried with backoff, and a 429 after the wait it asks for (the
+    transport's policy); what still fails raises TransportError, the item's failure,
+    retried on the next run.
     """
 
     def once() -> None:
@@ -41,7 +48,9 @@ def put_file(transport: Transport, upload_url: str, content_type: str, path: Pat
         resp.close()
         if resp.status_code in (401, 403):
             raise UrlExpiredError(upload_url, resp.status_code)
-        if resp.status_code == 429 or resp.status_code >= 500:
+        if resp.status_code == 429:
+            raise RateLimited("upload", retry_after(resp.headers.get("Retry-After")))
+        if resp.status_code >= 500:
             detail = f"upload of {path.name}: HTTP {resp.status_code}"
             raise TransportError("upload", Delivery.SERVER_ERROR, detail)
         if resp.status_code not in (200, 201, 204):
@@ -67,6 +76,8 @@ def _download_once(transport: Transport, url: str, dest: Path) -> int:
     with contextlib.closing(resp):
         if resp.status_code in (403, 404, 410):
             raise UrlExpiredError(url, resp.status_code)
+        if resp.status_code == 429:
+            raise RateLimited("download", retry_after(resp.headers.get("Retry-After")))
         if resp.status_code != 200:
             delivery = Delivery.SERVER_ERROR if resp.status_code >= 500 else Delivery.UNANSWERED
             raise TransportError("download", delivery, f"HTTP {resp.status_code}")

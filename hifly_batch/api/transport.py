@@ -79,6 +79,7 @@ def is_retryable_status(status: int) -> bool:
 
 GATEWAY_STATUSES = (502, 504)  # a proxy's words: the service's own answer may be lost
 RETRY_AFTER_MAX = 300.0  # seconds; a longer wait asked for is waited in steps of this
+RATE_LIMIT_PATIENCE = 900.0  # seconds of 429 waits one call takes before it fails
 
 
 def retry_after(value: str | None) -> float:
@@ -164,27 +165,40 @@ class Transport:
                     raise SubmissionUncertain(exc.what, exc.delivery, exc.detail) from None
                 raise
 
-        # A create is sent once: the runner retries it later with the item pending again,
-        # so that it is "submitting" only while its request is on the wire.
-        return self.retrying(once, 1 if is_create else attempts)
+        if is_create:
+            # Sent once: the runner sends it again later with the item pending, so that it
+            # is "submitting" only while its request is on the wire, and takes a 429 as a
+            # pause for every create.
+            return once()
+        return self.retrying(once, attempts)
 
     def retrying(self, op: Callable[[], T], attempts: int | None = None) -> T:
-        """Run ``op``, again after a backoff on TransportError (or the wait a 429 asked
-        for), up to ``attempts`` (default: the policy's)."""
-        last: TransportError | None = None
-        for attempt in range(attempts or self.retry.attempts):
-            if attempt:
-                asked = last.retry_after if isinstance(last, RateLimited) else 0.0
-                self.sleep(max(asked, self.retry.delay(attempt - 1, self.rng)))
+        """Run ``op``, again after a backoff on TransportError, up to ``attempts`` tries
+        (default: the policy's). HTTP 429 is back-pressure, not failure: its waits (as
+        long as Retry-After asks) use up no try, until they add up to
+        RATE_LIMIT_PATIENCE seconds. Raises the last TransportError, or
+        SubmissionUncertain at once."""
+        tries = attempts or self.retry.attempts
+        failures, waited = 0, 0.0
+        while True:
             try:
                 return op()
             except SubmissionUncertain:
                 raise
+            except RateLimited as exc:
+                if waited >= RATE_LIMIT_PATIENCE:
+                    raise
+                pause = max(exc.retry_after, self.retry.delay(0, self.rng))
+                waited += pause
+                reason = str(exc)
             except TransportError as exc:
-                last = exc
-                log.info("retrying after: %s", exc)
-        assert last is not None
-        raise last
+                failures += 1
+                if failures >= tries:
+                    raise
+                pause = self.retry.delay(failures - 1, self.rng)
+                reason = str(exc)
+            log.info("retrying in %.1f s after: %s", pause, reason)
+            self.sleep(pause)
 
     def _once(
         self,
