@@ -26,7 +26,7 @@ from pathlib import Path
 
 from hifly_batch.api.client import HiflyClient
 from hifly_batch.api.connect import api_client
-from hifly_batch.api.errors import Delivery, HttpStatusError, TransportError
+from hifly_batch.api.errors import HttpStatusError, TransportError
 from hifly_batch.core.graph import Graph, build_graph
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Plan, make_plan
@@ -322,9 +322,7 @@ def _is_sandbox(client: HiflyClient) -> bool:
         raise ConfigError(
             f"{client.transport.base_url} does not answer as the HiFly API: {exc}"
         ) from None
-    except TransportError as exc:
-        if exc.delivery is not Delivery.NOT_SENT:
-            raise
+    except TransportError as exc:  # no answer at all, after the transport's retries
         raise ConfigError(
             f"cannot reach the HiFly API at {client.transport.base_url} ({exc.detail}); check the "
             "network, and --base-url / HIFLY_BASE_URL. Nothing was sent"

@@ -11,8 +11,9 @@ import pytest
 
 from hifly_batch.api.client import HiflyClient, Task
 from hifly_batch.api.errors import ApiError, AuthError
+from hifly_batch.api.transport import RetryPolicy
 from hifly_batch.apispec import TaskStatus
-from hifly_batch.sandbox import Sandbox, SandboxConfig
+from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
 from hifly_batch.sandbox.media_maker import make_mp4, make_wav
 from tests.conftest import SECRET_TOKEN
 
@@ -222,3 +223,18 @@ def test_bad_token_is_an_auth_error(sandbox: Sandbox) -> None:
         HiflyClient("wrong-token", sandbox.base_url).credit()
     assert caught.value.exit_status == 3 and "HIFLY_TOKEN" in str(caught.value)
     assert "wrong-token" not in str(caught.value)
+
+
+@pytest.mark.parametrize("identify", [True, False], ids=["sandbox", "service"])
+def test_a_server_error_still_tells_a_sandbox_from_the_service(
+    tmp_path: Path, identify: bool
+) -> None:
+    """Every answer a sandbox gives carries its header, a failure's too; a run that meets
+    a 500 first goes on, with the right lock file (SPEC §7)."""
+    config = SandboxConfig(task_seconds=0.05, identify=identify, token=SECRET_TOKEN)
+    with Sandbox(tmp_path / "w", config) as sandbox:
+        sandbox.set_faults(Faults(http_500=1.0))
+        slept: list[float] = []
+        client = HiflyClient(sandbox.token, sandbox.base_url, sleep=slept.append)
+        assert client.is_sandbox() is identify
+        assert len(slept) == RetryPolicy().attempts - 1  # tried as any query is

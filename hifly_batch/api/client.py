@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hifly_batch.api.errors import Delivery, SubmissionUncertain
+from hifly_batch.api.errors import Delivery, SubmissionUncertain, TransportError
 from hifly_batch.api.transfer import download, put_file
 from hifly_batch.api.transport import JSONDict, Transport
 from hifly_batch.apispec import (
@@ -258,13 +258,18 @@ class HiflyClient:
     def is_sandbox(self) -> bool:
         """Whether the API is a sandbox: its answers carry ``X-HiFly-Sandbox: 1`` (SPEC §7).
 
-        Asks for the credit balance (free, tried twice) when no answer has been seen
-        yet; raises what that call raises (``AuthError`` for a refused token,
-        ``HttpStatusError`` for what is not the API, ``TransportError``). A loopback
-        address alone says nothing: a proxy or tunnel to the service is the service.
+        Asks for the credit balance (free) when no answer has been seen yet. A server
+        error is an answer too: a sandbox marks every one, so it still tells. Raises
+        ``AuthError`` for a refused token, ``HttpStatusError`` for what is not the API,
+        ``TransportError`` when no answer came back at all. A loopback address alone
+        says nothing: a proxy or tunnel to the service is the service.
         """
         if not self.transport.sandbox_seen:
-            self.transport.call(Endpoint.ACCOUNT_CREDIT, attempts=2)
+            try:
+                self.transport.call(Endpoint.ACCOUNT_CREDIT)
+            except TransportError as exc:
+                if exc.delivery is not Delivery.SERVER_ERROR:
+                    raise
         return self.transport.sandbox_seen
 
     # Plumbing ------------------------------------------------------------
