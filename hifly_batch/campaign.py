@@ -307,7 +307,7 @@ class Campaign:
         locked = self._locked(lock_file, world_lost)
         written = lockfile.to_write(local, changed, locked, self._fingerprints())
         lockfile.write(lock_file, lockfile.render(self.manifest.name, written))
-        return lockfile.combine(local, locked, self._fingerprints())[0]
+        return lockfile.combine(local, written, self._fingerprints())[0]
 
     def _fingerprints(self) -> dict[str, str]:
         return {item.id: item.fingerprint for item in self.graph}

@@ -306,6 +306,32 @@ def test_a_record_of_nothing_made_never_erases_the_work_the_file_records(
     assert render("c", [nothing_made]).count("\n") == 1  # the header only
 
 
+@pytest.mark.parametrize(
+    "under_way",
+    [video(Status.UNCERTAIN, None), video(Status.SUBMITTING, None), video(Status.RUNNING, "t2")],
+    ids=["uncertain", "a create on the wire", "task running"],
+)
+@pytest.mark.parametrize(
+    "outcome",
+    [video(Status.FAILED, "t2", error_code=1), video(Status.FAILED, None, error_code=11),
+     video(Status.PENDING, None)],
+    ids=["task failed", "refused", "sent again later"],
+)  # fmt: skip
+def test_work_under_way_is_forgotten_once_the_run_has_settled_it(
+    under_way: Record, outcome: Record
+) -> None:
+    """Written while a create was on the wire (as uncertain) or its task ran, the line
+    goes once the run knows how that ended: it never outlives the attempt as uncertain,
+    which would stop the next run from trying again."""
+    lines = parse(lines_of(under_way), path=Path("c.lock"), campaign="c")
+    assert written(outcome, lines, changed=True) == []
+    assert combine({VIDEO: outcome}, [], {VIDEO: NEW})[0][VIDEO] is outcome
+    # Finished work, and work of other inputs, stay as before.
+    kept = [done_video("t0", OLD), video(Status.RUNNING, "t9", OLD)]
+    assert written(outcome, [*lines, *kept], changed=True) == ["t0"]
+    assert written(outcome, lines) == [under_way.task_id]  # not settled by this run
+
+
 def test_several_lines_for_one_item_become_the_chosen_one_on_every_machine() -> None:
     lines = [done_video("t2"), done_video("t1"), done_video("t3", OLD)]
     assert written(None, lines) == written(None, lines[::-1]) == ["t1"]

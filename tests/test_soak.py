@@ -78,6 +78,13 @@ def assert_failures_carry_the_task_code(campaign: Campaign, sandbox: Sandbox) ->
     return len(failed)
 
 
+def assert_report_is_the_state(campaign: Campaign) -> None:
+    """The report says of each item what the state says (the lock file's lines of work
+    under way never outlive the run that settled them)."""
+    reported = {row["item"]: row["status"] for row in report_rows(campaign)}
+    assert reported == {item: r.status.value for item, r in read_state(campaign).items()}
+
+
 def assert_one_create_per_task(campaign: Campaign, sandbox: Sandbox, before: int) -> None:
     """Each create the sandbox recorded since ``before`` is a task id some item holds."""
     task_ids = [r.task_id for r in videos(campaign) if r.task_id is not None]
@@ -142,6 +149,7 @@ def test_soak_with_lost_create_answers_then_resubmit(tmp_path: Path) -> None:
         )
         assert set(statuses) <= {"done", "failed", "uncertain"} and statuses["uncertain"] > 0
         assert sum(statuses.values()) == ROWS
+        assert_report_is_the_state(campaign)
         uncertain = [r for r in videos(campaign) if r.status is Status.UNCERTAIN]
         assert len(uncertain) == statuses["uncertain"]
         assert all(
@@ -292,6 +300,7 @@ def test_soak_under_every_fault_with_429s_put_failures_and_gateways(tmp_path: Pa
             assert code == (1 if statuses["uncertain"] else 0), history
             assert not [r for r in rows if "429" in r["error_message"]]
             assert not watch.failed_for_429, watch.failed_for_429
+            assert_report_is_the_state(campaign)
             records = read_state(campaign)
             assert {r.status for r in records.values()} <= {Status.DONE, Status.UNCERTAIN}
             uncertain = [r for r in records.values() if r.status is Status.UNCERTAIN]

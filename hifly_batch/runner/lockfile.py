@@ -316,12 +316,14 @@ def to_write(
     line, unless the local record is better by :func:`choose`'s rule.
 
     A local record of nothing made (blocked, refused, failed without work) leaves
-    the file's line: the work it records still exists, and counts again if the
-    manifest goes back to what it was made for. A tie keeps the line already
-    there, so that two machines holding different
-    finished work for one item (both made it) do not each write their own on
-    every run: a rerun that changes nothing writes the same bytes wherever it
-    runs. Several lines for one item (a union merge) become the one chosen.
+    the file's line when that line records work: it still exists, and counts again
+    if the manifest goes back to what it was made for. A line of work under way for
+    the current inputs (a create in flight, written as uncertain, or a task running)
+    goes once the run has settled that item: its outcome is the local record. A tie
+    keeps the line already there, so that two machines holding different finished
+    work for one item (both made it) do not each write their own on every run: a
+    rerun that changes nothing writes the same bytes wherever it runs. Several lines
+    for one item (a union merge) become the one chosen.
     """
     lines: dict[str, list[Record]] = {}
     for record in locked:
@@ -332,9 +334,17 @@ def to_write(
         says = mine if mine is not None and entry(mine) is not None else None
         if says is not None and (item in changed or not theirs) and not _lost_here(says, theirs):
             written[item] = says
-        elif theirs:  # a record of nothing made (blocked, refused) never erases work
+            continue
+        if item in changed:  # settled here: what the file had under way is over
+            theirs = [t for t in theirs if _made(t) or t.fingerprint != fingerprints.get(item)]
+        if theirs:  # a record of nothing made (blocked, refused) never erases work
             written[item] = choose(says, theirs, fingerprints.get(item), prefer_local=False)
     return list(written.values())
+
+
+def _made(line: Record) -> bool:
+    """The line records work that exists: a finished task, or a failed item's work."""
+    return line.status is Status.DONE or (line.status is Status.FAILED and line.work_exists)
 
 
 def _lost_here(mine: Record, theirs: Sequence[Record]) -> bool:
