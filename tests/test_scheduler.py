@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from hifly_batch.api.client import AvatarTask, HiflyClient, VoiceTask, WorkTask
-from hifly_batch.api.transport import ApiError, Delivery, TransportError
+from hifly_batch.api.transport import ApiError, Delivery, RateLimited, TransportError
 from hifly_batch.apispec import (
     AUDIO_FETCH_FAILED,
     INSUFFICIENT_CREDITS,
@@ -579,6 +579,25 @@ def test_a_ctrl_c_while_the_loop_handles_events_loses_none_of_them(
     assert run.outcome.interrupted and not run.outcome.terminated
     (video,) = answered
     assert run.records[video].status is Status.RUNNING and run.records[video].task_id
+
+
+@pytest.mark.parametrize(("asked", "waited"), [(7.0, 7.0), (300.0, 20.0)])
+def test_a_429_on_a_create_pauses_every_create_as_asked_up_to_poll_max(
+    graph: Graph, tmp_path: Path, asked: float, waited: float
+) -> None:
+    def once(service: FakeHifly, name: str) -> Exception | None:
+        if name.startswith("欢迎") and not service.log("refused"):
+            service.calls.append(Call(service.clock(), "refused", name))
+            return RateLimited("video/create_by_tts", asked)
+        return None
+
+    service = FakeHifly(on_create=once)
+    run = simulate(graph, tmp_path, service, poll_max=20.0)
+    assert statuses(run, VIDEOS) == {Status.DONE}
+    assert all(run.records[v].attempts == 1 for v in VIDEOS)  # the 429 used no try
+    ((_, refused),) = service.log("refused")
+    after = [c.at for _, c in service.log("create") if c.at > refused.at]
+    assert after and min(after) == pytest.approx(refused.at + waited)
 
 
 def test_a_bug_in_one_job_fails_its_item_with_a_crash_log_and_the_run_goes_on(

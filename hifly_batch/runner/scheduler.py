@@ -386,10 +386,10 @@ class Scheduler:
             self.out_of_credits = self.no_new_submissions = True
             self.ready.appendleft(event.item_id)
             return
-        if (
-            event.code == events.TOO_MANY_REQUESTS
-        ):  # every create waits as long as asked; no try used
-            self.quiet_until = max(self.quiet_until, self.clock() + event.wait)
+        if event.code == events.TOO_MANY_REQUESTS:
+            # Every create waits as long as asked, at most poll_max (SPEC §5); no try used.
+            wait = min(event.wait, self.settings.poll_max)
+            self.quiet_until = max(self.quiet_until, self.clock() + wait)
             heapq.heappush(self.later, (self.quiet_until, next(self.seq), event.item_id))
             return
         self.limit = max(1, self.in_flight)  # the service is full: wait for a slot to free
