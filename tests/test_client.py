@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,12 +11,13 @@ from typing import TypeVar
 import pytest
 
 from hifly_batch.api.client import HiflyClient, Task
-from hifly_batch.api.errors import ApiError, AuthError
+from hifly_batch.api.errors import ApiError, AuthError, Delivery, SubmissionUncertain
 from hifly_batch.api.transport import RetryPolicy
-from hifly_batch.apispec import TaskStatus
+from hifly_batch.apispec import Endpoint, TaskStatus
 from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
 from hifly_batch.sandbox.media_maker import make_mp4, make_wav
 from tests.conftest import SECRET_TOKEN
+from tests.httpstub import Reply, Seen, stub_server
 
 T = TypeVar("T", bound=Task)
 
@@ -238,3 +240,52 @@ def test_a_server_error_still_tells_a_sandbox_from_the_service(
         client = HiflyClient(sandbox.token, sandbox.base_url, sleep=slept.append)
         assert client.is_sandbox() is identify
         assert len(slept) == RetryPolicy().attempts - 1  # tried as any query is
+
+
+# Every create method, with the endpoint it POSTs to.
+CREATES: list[tuple[Endpoint, Callable[[HiflyClient], str]]] = [
+    (
+        Endpoint.AVATAR_CREATE_BY_VIDEO,
+        lambda c: c.create_avatar_by_video(video_url="https://x.example/a.mp4"),
+    ),
+    (
+        Endpoint.AVATAR_CREATE_BY_IMAGE,
+        lambda c: c.create_avatar_by_image(image_url="https://x.example/a.jpg", model=1),
+    ),
+    (
+        Endpoint.VOICE_CREATE,
+        lambda c: c.create_voice(title="声音", audio_url="https://x.example/a.wav"),
+    ),
+    (
+        Endpoint.VIDEO_CREATE_BY_AUDIO,
+        lambda c: c.create_video_by_audio(avatar="a", audio_url="https://x.example/a.wav"),
+    ),
+    (
+        Endpoint.VIDEO_CREATE_BY_TTS,
+        lambda c: c.create_video_by_tts(avatar="a", voice="v", text="你好"),
+    ),
+    (Endpoint.AUDIO_CREATE_BY_TTS, lambda c: c.create_audio_by_tts(voice="v", text="你好")),
+]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "create"), [pytest.param(*case, id=case[0].short) for case in CREATES]
+)
+def test_a_create_answered_ok_without_a_task_id_is_uncertain_and_sent_once(
+    endpoint: Endpoint, create: Callable[[HiflyClient], str]
+) -> None:
+    answer = json.dumps({"code": 0, "message": "ok"}).encode()
+
+    def respond(seen: Seen) -> Reply:
+        return Reply(body=answer, headers={"Content-Type": "application/json"})
+
+    slept: list[float] = []
+    with stub_server(respond) as (url, seen):
+        client = HiflyClient(SECRET_TOKEN, url, sleep=slept.append)
+        with pytest.raises(SubmissionUncertain) as caught:
+            create(client)
+    assert "no task_id" in str(caught.value), caught.value
+    assert str(caught.value).startswith(f"{endpoint.short}: ")
+    assert caught.value.delivery is Delivery.UNANSWERED  # the work may have been made
+    assert [(s.method, s.path) for s in seen] == [("POST", endpoint.value)]  # not sent again
+    assert slept == []

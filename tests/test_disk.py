@@ -1,12 +1,14 @@
-"""A full disk or an unusable output folder during download, through the real CLI.
+"""A full disk, a read-only folder or an unusable output folder, through the real CLI.
 
 The item fails with a message that says what went wrong, the state stays
 readable and consistent, and a rerun after the fix downloads the output from
-a fresh URL (the task is queried again) without creating the work again.
+a fresh URL (the task is queried again) without creating the work again. A
+state folder that cannot be written stops the run before anything is sent.
 
 Tests run as root, where permission bits do not stop a write; the folder is
-made unusable by a regular file in its place, and the disk made full by a
-tiny tmpfs mounted on the output folder (skipped where mounting is not allowed).
+made unusable by a regular file in its place, the disk made full by a tiny
+tmpfs mounted on the output folder, and a folder read-only by a read-only
+tmpfs mounted on it (skipped where mounting is not allowed).
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ import pytest
 
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.sandbox import Sandbox
-from tests.campaigns import Campaign, Result, cli, creates, read_state, temporary_files
+from tests.campaigns import (
+    Campaign,
+    Result,
+    cli,
+    creates,
+    read_state,
+    report_rows,
+    temporary_files,
+)
 
 # About 100 kB per video: more than the tmpfs below holds.
 LONG_TEMPLATE = "{{ row.name }}您好。" + "好" * 6000
@@ -87,10 +97,15 @@ def test_a_folder_in_place_of_the_output_file(sandbox: Sandbox, tmp_path: Path) 
 
 
 @contextlib.contextmanager
-def tiny_tmpfs(folder: Path, size: str) -> Iterator[None]:
+def tiny_tmpfs(folder: Path, size: str, *, read_only: bool = False) -> Iterator[None]:
+    """A tmpfs of ``size`` mounted on ``folder`` (made if missing), read-only if asked;
+    unmounted on the way out. Skips the test where nothing can be mounted."""
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
     folder.mkdir(parents=True, exist_ok=True)
+    options = f"ro,size={size}" if read_only else f"size={size}"
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
         capture_output=True,
     )
     if mounted.returncode != 0:
@@ -102,8 +117,6 @@ def tiny_tmpfs(folder: Path, size: str) -> Iterator[None]:
 
 
 def test_disk_full_during_download(sandbox: Sandbox, tmp_path: Path) -> None:
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command")
     campaign = Campaign(tmp_path / "c", rows=2, template=LONG_TEMPLATE).write()
     folder = campaign.output_dir / "videos" / "welcome"
     with tiny_tmpfs(folder, "48k"):
@@ -115,8 +128,6 @@ def test_disk_full_during_download(sandbox: Sandbox, tmp_path: Path) -> None:
 
 
 def test_disk_full_while_writing_the_report(sandbox: Sandbox, tmp_path: Path) -> None:
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command")
     campaign = Campaign(tmp_path / "c", rows=30).write()
     assert run(campaign, sandbox).code == 0
     folder = tmp_path / "full"
@@ -130,3 +141,50 @@ def test_disk_full_while_writing_the_report(sandbox: Sandbox, tmp_path: Path) ->
         )
         assert "internal error" not in result.stderr
         assert sorted(p.name for p in folder.iterdir()) == ["filler"]  # nothing half-written
+
+
+def test_a_read_only_state_folder_stops_the_run_before_anything_is_sent(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=2).write()
+    folder = campaign.root / ".hifly"  # where the state is kept by default
+    with tiny_tmpfs(folder, "1m", read_only=True):
+        result = run(campaign, sandbox)
+        assert result.code == 3, result.stderr
+        assert f"hifly-batch: error: {folder}/" in result.stderr, result.stderr
+        assert "(Read-only file system)" in result.stderr
+        assert "make that folder writable, or give the state another path with --state" in (
+            result.stderr
+        )
+        assert creates(sandbox) == {}
+        assert sandbox.counters().requests == {}  # not even the balance was asked
+        assert list(folder.iterdir()) == []
+        assert not (campaign.root / "campaign.sandbox.lock").exists()
+        assert not campaign.output_dir.exists()  # no report of a run that never began
+    result = run(campaign, sandbox)  # made writable: the run begins from nothing
+    assert result.code == 0, result.stderr
+    assert {r.status for r in read_state(campaign).values()} == {Status.DONE}
+    assert {row["status"] for row in report_rows(campaign)} == {"done"}
+    assert creates(sandbox)["video/create_by_tts"] == 2
+
+
+def test_a_read_only_output_folder_fails_the_videos_and_the_report(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=2).write()
+    folder = campaign.output_dir
+    with tiny_tmpfs(folder, "1m", read_only=True):
+        result = run(campaign, sandbox)
+        assert result.code == 3, result.stderr
+        report = folder / "report.csv"
+        said = f"hifly-batch: error: {report}: cannot be written (Read-only file system); "
+        assert said + "make the folder writable" in result.stderr, result.stderr
+        assert_videos_failed_with(campaign, "Read-only file system")
+        for record in read_state(campaign).values():
+            if record.section == "videos":
+                assert str(folder) in (record.error_message or "")  # it names the folder
+        made = creates(sandbox)
+        assert made == {"avatar/create_by_video": 1, "voice/create": 1, "video/create_by_tts": 2}
+        assert temporary_files(campaign) == [] and list(folder.iterdir()) == []
+    assert_rerun_downloads_without_creating(campaign, sandbox)
+    assert {row["status"] for row in report_rows(campaign)} == {"done"}

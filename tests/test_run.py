@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from hifly_batch.api.transport import RetryPolicy
 from hifly_batch.runner.scheduler import CREATE_GRACE
 from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
 from tests.campaigns import Campaign, cli, creates, popen, read_state, report_rows
@@ -450,3 +451,42 @@ def test_a_gateway_that_lost_a_create_answer_makes_it_uncertain_never_sent_twice
     still = {r.item for r in read_state(campaign).values() if r.status.value == "uncertain"}
     assert still == {r.item for r in uncertain}
     assert run(campaign, sandbox, "--resubmit-uncertain").code == 0
+
+
+def test_an_upload_the_storage_always_refuses_fails_its_asset_not_the_run(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=3, max_attempts=1).write()
+    sandbox.set_faults(Faults(put_fail=1.0))  # every PUT answered 500, nothing stored
+    result = run(campaign, sandbox)
+    assert result.code == 1, result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert f"report: {campaign.output_dir / 'report.csv'}" in result.stdout
+    rows = {row["item"]: row for row in report_rows(campaign)}
+    for item, name in (
+        ("assets.founder_clip", "founder.mp4"),
+        ("assets.voice_sample", "voice.wav"),
+    ):
+        assert rows[item]["status"] == "failed", rows[item]
+        assert f"upload of {name}: HTTP 500" in rows[item]["error_message"], rows[item]
+    blocked = {"avatars.founder", "voices.founder_voice"} | {
+        f"videos.welcome[c000{n}]" for n in (1, 2, 3)
+    }
+    assert {item for item, row in rows.items() if row["status"] == "blocked"} == blocked
+    assert creates(sandbox) == {}  # nothing was cloned from a file that never arrived
+    # Each PUT was tried again after a backoff, as often as the retry policy allows.
+    puts = sandbox.counters().requests["upload"]
+    assert puts == 2 * RetryPolicy().attempts and puts > 2
+    assert sandbox.counters().faults["put_fail"] == puts
+
+    sandbox.set_faults(Faults())
+    result = run(campaign, sandbox)
+    assert result.code == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert statuses(campaign) == {"done": 7}
+    assert {r.status.value for r in read_state(campaign).values()} == {"done"}
+    assert creates(sandbox) == {
+        "avatar/create_by_video": 1,
+        "voice/create": 1,
+        "video/create_by_tts": 3,
+    }
