@@ -161,6 +161,13 @@ def test_a_read_only_state_folder_stops_the_run_before_anything_is_sent(
         assert list(folder.iterdir()) == []
         assert not (campaign.root / "campaign.sandbox.lock").exists()
         assert not campaign.output_dir.exists()  # no report of a run that never began
+        # A state elsewhere does not help: the campaign's lock is kept beside the manifest.
+        elsewhere = cli("run", "--no-progress", "--state", str(tmp_path / "s.db"),
+                        str(campaign.manifest), sandbox=sandbox)  # fmt: skip
+        assert elsewhere.code == 3 and "Traceback" not in elsewhere.stderr
+        said = "make that folder writable: every run of the campaign takes its lock there"
+        assert said in elsewhere.stderr and "another path" not in elsewhere.stderr
+        assert creates(sandbox) == {}
     result = run(campaign, sandbox)  # made writable: the run begins from nothing
     assert result.code == 0, result.stderr
     assert {r.status for r in read_state(campaign).values()} == {Status.DONE}

@@ -50,7 +50,8 @@ def run_lock(state_path: Path) -> Iterator[None]:
     another name of the same file, is caught by :func:`state_file_lock`).
     """
     real = Path(os.path.realpath(state_path))
-    with _held(real.with_name(real.name + ".lock"), lambda h: StateLocked(state_path, h)):
+    advice = "make that folder writable, or give the state another path with --state"
+    with _held(real.with_name(real.name + ".lock"), lambda h: StateLocked(state_path, h), advice):
         yield
 
 
@@ -75,20 +76,24 @@ def campaign_lock(lock_file: Path, folder: Path) -> Iterator[None]:
     """Hold the lock of a campaign's lock file (by its place in ``folder``, the state
     folder beside the manifest) for a run; CampaignLocked when another run has it."""
     real = Path(os.path.realpath(folder)) / (lock_file.name + ".run")
-    with _held(real, lambda holder: CampaignLocked(lock_file, holder)):
+    advice = (
+        "make that folder writable: every run of the campaign takes its lock there, "
+        "beside the manifest, whatever --state says"
+    )
+    with _held(real, lambda holder: CampaignLocked(lock_file, holder), advice):
         yield
 
 
 @contextlib.contextmanager
-def _held(lock_path: Path, busy: Callable[[str], StateError]) -> Iterator[None]:
-    """``flock`` on ``lock_path`` (made if missing), naming this process inside it."""
+def _held(lock_path: Path, busy: Callable[[str], StateError], advice: str) -> Iterator[None]:
+    """``flock`` on ``lock_path`` (made if missing), naming this process inside it;
+    StateError with ``advice`` when it cannot be made."""
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise StateError(
-            f"{lock_path}: the lock of a run cannot be made there ({exc.strerror}); make "
-            "that folder writable, or give the state another path with --state"
+            f"{lock_path}: the lock of a run cannot be made there ({exc.strerror}); {advice}"
         ) from None
     try:
         try:
