@@ -8,6 +8,7 @@ token), and nothing it prints or writes may contain the sandbox token.
 from __future__ import annotations
 
 import secrets
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,14 @@ from hifly_batch.sandbox import Sandbox, SandboxConfig
 # Every sandbox in the suite uses this token, so the scans below can look for it.
 SECRET_TOKEN = "hf-test-" + secrets.token_hex(12)
 FAST = SandboxConfig(task_seconds=0.05, task_jitter=0.02, token=SECRET_TOKEN)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the tests that press it. A suite started in the background by a
+    script (``pytest &``) inherits SIGINT ignored, as would every command it runs, and a
+    program started with a signal ignored rightly keeps ignoring it."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -327,14 +327,9 @@ def test_a_timed_out_task_is_checked_on_rerun_not_paid_again(tmp_path: Path) -> 
         assert after["video/create_by_tts"] == 3 and statuses(campaign) == {"done": 7}
 
 
-def test_slow_answers_grow_the_worker_pool_and_quick_ones_do_not(
-    sandbox: Sandbox, tmp_path: Path
-) -> None:
-    quick = Campaign(tmp_path / "quick", rows=12, concurrency=6).write()
-    result = run(quick, sandbox, "-v")
-    assert result.code == 0, result.stderr
-    assert "HTTP workers in all" not in result.stderr  # one thread kept up
-
+def test_slow_answers_grow_the_worker_pool(sandbox: Sandbox, tmp_path: Path) -> None:
+    # (That quick answers share one thread is test_workers.py's, on a fake clock: on a
+    # busy machine any answer can be slow.)
     sandbox.set_faults(Faults(slow=1.0, slow_seconds=0.2))
     slow = Campaign(tmp_path / "slow", rows=6, concurrency=6).write()
     result = run(slow, sandbox, "-v")
