@@ -709,13 +709,14 @@ def test_sigkill_at_random_moments_loses_nothing_and_pays_once(
         )
         print(
             f"  per kill: {torture.left_uncertain} items left uncertain in all "
-            f"({torture.kills_leaving_uncertain} kills left any), against "
-            f"{torture.creates_on_wire_strictly} creates on the wire at the kill moments "
-            f"(arrived before, answered after), {torture.creates_on_wire} within "
-            f"{WIRE_GRACE:g} s of them; {torture.creates_unsent} of the uncertain items were "
+            f"({torture.kills_leaving_uncertain} kills left any); creates on the wire at those "
+            f"kill moments, by the sandbox's clock: {torture.creates_on_wire_strictly} arrived "
+            f"before and answered after the kill, {torture.creates_on_wire} counting answers "
+            f"sent up to {WIRE_GRACE:g} s before it (unread by a client killed then); each "
+            f"uncertain item matched its own create among them, the farthest "
+            f"{torture.largest_lag * 1000:.1f} ms from its kill; {torture.creates_unsent} were "
             f"marked submitting under {WIRE_GRACE:g} s before the kill, their create never "
-            f"reaching the sandbox; largest lag of a create that left its item uncertain: "
-            f"{torture.largest_lag * 1000:.1f} ms"
+            f"reaching the sandbox"
         )
         for loss in torture.state_losses:
             print(f"  local state deleted {loss}")
