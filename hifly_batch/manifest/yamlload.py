@@ -76,6 +76,15 @@ def load_yaml(text: str, file: str) -> YamlDocument:
     return YamlDocument(file, data, builder.marks, builder.key_marks, builder.block_scalars)
 
 
+def is_spoken_data(path: FieldPath) -> bool:
+    """Whether ``path`` lies in ``vars`` or in ``data.*.rows``, whose scalars reach the
+    templates as the text written (SPEC §3): ``00123``, ``NO``, ``10:30``, ``~`` stay
+    that, as CSV cells do; YAML's implicit types never apply there."""
+    return (path[:1] == ("vars",) and len(path) > 1) or (
+        len(path) > 3 and path[0] == "data" and path[2] == "rows"
+    )
+
+
 def _tag_name(tag: str) -> str:
     return "!!" + tag[len(_T) :] if tag.startswith(_T) else tag
 
@@ -187,7 +196,7 @@ class _Builder:
         if tag not in _SCALAR_TAGS:
             self._tag_error(node, path, tag)
             return None
-        if tag.endswith(("str", "timestamp")):
+        if tag.endswith(("str", "timestamp")) or is_spoken_data(path):
             return node.value
         method = getattr(self._constructor, "construct_yaml_" + tag[len(_T) :])
         try:
