@@ -39,6 +39,19 @@ def test_jsonl_rows_and_errors() -> None:
     assert [d.location.line for d in errors.diagnostics] == [3, 4]
 
 
+def test_jsonl_keeps_json_types_and_refuses_what_json_does_not_have() -> None:
+    errors = Collector()
+    text = '{"n": 1.50, "ok": true}\n{"n": NaN}\n{"n": -Infinity}\n{"n": Infinity}\n'
+    rows = jsonl_rows(text, "d.jsonl", "f", errors)
+    assert [r.values for r in rows] == [{"n": 1.5, "ok": True}]
+    said = [(d.location.line, d.message) for d in errors.diagnostics]
+    assert said == [
+        (2, "NaN is not JSON; write a number or text"),
+        (3, "-Infinity is not JSON; write a number or text"),
+        (4, "Infinity is not JSON; write a number or text"),
+    ]
+
+
 def test_inline_rows_and_when(tmp_path: Path) -> None:
     manifest = """\
 version: 1

@@ -97,3 +97,43 @@ def test_an_empty_value_is_the_empty_text(tmp_path: Path) -> None:
     path.write_text(manifest("x").replace("  plain: x\n", "  plain:\n"), encoding="utf-8")
     (work,) = load_campaign(path).works
     assert work.text == "[x||x|x|x]"
+
+
+NULLS = """\
+version: 1
+name: nulls
+data:
+  people: {jsonl: people.jsonl, key: "{{ row.id }}"}
+voices:
+  v: {public: 公共声音1}
+audios:
+  hi:
+    for_each: people
+    voice: v
+    title: "{{ row.profile.nick }}"
+    text: "{{ row.nickname }}，您好"
+  chosen:
+    for_each: people
+    voice: v
+    text: "{{ row.nickname or '' }}您好{{ row.profile.nick | default('', true) }}"
+"""
+
+
+def test_a_null_rendered_into_any_field_is_an_error_at_the_field_and_row(tmp_path: Path) -> None:
+    (tmp_path / "people.jsonl").write_text(
+        '{"id": "c1", "nickname": null, "profile": {"nick": null}}\n'
+        '{"id": "c2", "nickname": "李娜", "profile": {"nick": "娜娜"}}\n',
+        encoding="utf-8",
+    )
+    path = tmp_path / "nulls.yaml"
+    path.write_text(NULLS, encoding="utf-8")
+    result = cli("validate", str(path))
+    assert result.code == 2
+    said = result.stderr.splitlines()
+    row = f"(row 'c1' at {tmp_path / 'people.jsonl'}:1)"
+    assert f"{path}:11:12: audios.hi[c1].title: a value rendered here is null" in said[0]
+    assert f"{path}:12:11: audios.hi[c1].text: a value rendered here is null" in said[1]
+    assert all(row in line for line in said[:2]), said
+    assert said[2].endswith("2 errors")
+    # Chosen on purpose, the empty text is fine: nothing is said of `chosen` or of c2.
+    assert "chosen" not in result.stderr and "c2" not in result.stderr

@@ -98,7 +98,10 @@ def jsonl_rows(text: str, shown: str, field: str, errors: Collector) -> list[Raw
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line, parse_constant=_not_json)
+        except _NotJson as exc:
+            errors.add(Location(shown, number), field, f"{exc} is not JSON; write a number or text")
+            continue
         except json.JSONDecodeError as exc:
             errors.add(Location(shown, number, exc.colno), field, f"invalid JSON: {exc.msg}")
             continue
@@ -110,6 +113,15 @@ def jsonl_rows(text: str, shown: str, field: str, errors: Collector) -> list[Raw
             continue
         rows.append(RawRow(len(rows) + 1, value, Location(shown, number)))
     return rows
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _not_json(name: str) -> Any:
+    """Python's json reads NaN and Infinity, which JSON (RFC 8259) does not have."""
+    raise _NotJson(name)
 
 
 def inline_rows(rows: list[Mapping[str, Any]], locations: list[Location]) -> list[RawRow]:

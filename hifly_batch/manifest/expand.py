@@ -131,14 +131,24 @@ class Expander:
         context: Mapping[str, Any],
     ) -> Work:
         values: dict[str, str] = {}
+        failed = False  # every field is rendered, so that each fault of the row is said
         for name, template in templates.items():
-            if name not in ("when", "text_file"):
+            if name in ("when", "text_file"):
+                continue
+            try:
                 values[name] = self._render(spec, name, template, row, context)
+            except _RowFault:
+                failed = True
+        if "text_file" in templates:
+            try:
+                values["text"] = self._text_file(spec, templates["text_file"], row, context)
+            except _RowFault:
+                failed = True
+        if failed:
+            raise _RowFault
         for name in _REFERENCE_FIELDS:
             if name in values and spec.fields[name].is_template:
                 self._check_reference(spec, name, values[name], row)
-        if "text_file" in templates:
-            values["text"] = self._text_file(spec, templates["text_file"], row, context)
         title = values.get("title") or None
         self._check_title(spec, title, row)
         if "text" in values:

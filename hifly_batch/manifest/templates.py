@@ -50,7 +50,22 @@ def _size(value: Any) -> int:
     return 1
 
 
-_ENV = _Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+def _no_null(value: Any) -> Any:
+    """Every ``{{ }}`` output passes here: a null would be spoken as "None" (SPEC §3)."""
+    if value is None:
+        raise TemplateFault(
+            "a value rendered here is null; to speak nothing write `{{ x or '' }}` "
+            "or `{{ x | default('', true) }}`"
+        )
+    return value
+
+
+_ENV = _Environment(
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=True,
+    finalize=_no_null,
+)
 
 
 @dataclass(frozen=True)
