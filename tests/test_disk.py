@@ -17,11 +17,14 @@ import contextlib
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from hifly_batch.core.lifecycle import Status
+from hifly_batch.runner.errors import StateError
+from hifly_batch.runner.state import Record, StateStore
 from hifly_batch.sandbox import Sandbox
 from tests.campaigns import (
     Campaign,
@@ -195,3 +198,38 @@ def test_a_read_only_output_folder_fails_the_videos_and_the_report(
         assert temporary_files(campaign) == [] and list(folder.iterdir()) == []
     assert_rerun_downloads_without_creating(campaign, sandbox)
     assert {row["status"] for row in report_rows(campaign)} == {"done"}
+
+
+def fill(folder: Path) -> None:
+    """Take every free byte of the file system ``folder`` is on."""
+    with contextlib.suppress(OSError), (folder / "filler").open("wb") as fh:
+        while True:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+
+
+def test_a_full_state_folder_is_said_so_and_never_called_damaged(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=1).write()
+    folder = campaign.root / ".hifly"
+    with tiny_tmpfs(folder, "256k"):
+        fill(folder)
+        result = run(campaign, sandbox)
+        assert result.code == 3, result.stderr
+        assert "free some space there" in result.stderr and "damaged" not in result.stderr
+        assert creates(sandbox) == {}
+
+
+def test_a_state_that_fills_its_disk_mid_run_is_a_state_error_not_a_crash(tmp_path: Path) -> None:
+    """The commit is where a full disk shows: it is a StateError (exit 3) naming the
+    file, never an internal error, and what was written before stays."""
+    folder = tmp_path / "state"
+    with tiny_tmpfs(folder, "256k"), StateStore(folder / "s.db") as store:
+        first = Record("videos.v[c1]", "videos", "video_by_tts", "c1", task_id="t1")
+        store.put(first)
+        fill(folder)
+        big = replace(first, item="videos.v[c2]", key="c2", error_message="x" * 200_000)
+        with pytest.raises(StateError, match=r"s\.db: the state cannot be written .*full"):
+            store.put(big)
+        assert store.records() == {first.item: first}

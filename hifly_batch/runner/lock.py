@@ -100,8 +100,9 @@ def _held(lock_path: Path, busy: Callable[[str], StateError], advice: str) -> It
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise busy(_holder(fd)) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        with contextlib.suppress(OSError):  # the holder's name only helps; the flock is the lock
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
         yield
     finally:
         os.close(fd)

@@ -132,14 +132,17 @@ class StateStore:
         be overwritten by this one's, so one state serves one of each.
         """
         wanted = {"api": api, **({"campaign": campaign} if campaign is not None else {})}
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            rows = self._db.execute("SELECT key, value FROM meta WHERE key IN ('api', 'campaign')")
-            found = dict(rows.fetchall())
-            _refuse_another(self.path, found, wanted)  # raising rolls back: nothing written
-            for key, value in wanted.items():
-                if key not in found:  # a new state, or one written before it recorded this
-                    self._db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
+        try:
+            with self._lock, self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                query = "SELECT key, value FROM meta WHERE key IN ('api', 'campaign')"
+                found = dict(self._db.execute(query).fetchall())
+                _refuse_another(self.path, found, wanted)  # raising rolls back: nothing written
+                for key, value in wanted.items():
+                    if key not in found:  # a new state, or one written before it recorded it
+                        self._db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
+        except sqlite3.OperationalError as exc:
+            raise _unwritable(self.path, exc) from None
 
     def claimed(self) -> dict[str, str]:
         """What the state was claimed for: ``api`` (``sandbox`` or ``service``) and
@@ -181,16 +184,16 @@ class StateStore:
         """Write records in one transaction: all of them or none."""
         rows = [_row(r) for r in records]
         marks = ", ".join("?" for _ in _COLUMNS)
-        with self._lock, self._db:
-            # The connection is in autocommit mode: without BEGIN, each row would be
-            # its own transaction, and a failure or a kill midway would keep the first ones.
-            try:
+        try:  # (the commit, where a full disk shows, is the end of the with)
+            with self._lock, self._db:
+                # The connection is in autocommit mode: without BEGIN, each row would be
+                # its own transaction, and a failure or a kill midway would keep the first.
                 self._db.execute("BEGIN")
                 self._db.executemany(
                     f"INSERT OR REPLACE INTO items ({', '.join(_COLUMNS)}) VALUES ({marks})", rows
                 )
-            except sqlite3.OperationalError as exc:
-                raise _unwritable(self.path, exc) from None
+        except sqlite3.OperationalError as exc:
+            raise _unwritable(self.path, exc) from None
 
     def settle_interrupted(self) -> dict[str, Record]:
         """Mark items a dead run left ``submitting`` as ``uncertain``; returns every record.
@@ -244,7 +247,7 @@ def _open(path: Path, readonly: bool) -> sqlite3.Connection:
             _create(path)
         return _connect(path, readonly)
     except sqlite3.OperationalError as exc:
-        if "readonly" in str(exc) or "unable to open" in str(exc):
+        if any(word in str(exc) for word in _NOT_WRITTEN):
             raise _unwritable(path, exc) from None
         raise _damaged(path, exc) from None
     except sqlite3.DatabaseError as exc:
@@ -300,10 +303,18 @@ def _writable(path: Path) -> bool:
     return folder is not None and os.access(folder, os.W_OK)
 
 
+# SQLite's words for a file it cannot write (read-only, a full or failing disk), as
+# opposed to one whose contents it cannot read.
+_NOT_WRITTEN = ("readonly", "unable to open", "disk is full", "disk I/O error")
+
+
 def _unwritable(path: Path, exc: BaseException) -> StateError:
+    if "disk is full" in str(exc) or "disk I/O error" in str(exc):
+        todo = "free some space there, or check the disk (nothing in the state is lost)"
+    else:
+        todo = "make the file and its folder writable (nothing in it is lost)"
     return StateError(
-        f"{path}: the state cannot be written ({exc}); make the file and its folder "
-        "writable (nothing in it is lost), or give another path with --state"
+        f"{path}: the state cannot be written ({exc}); {todo}, or give another path with --state"
     )
 
 
