@@ -301,13 +301,16 @@ class Campaign:
         world_lost: bool = False,
     ) -> dict[str, Record]:
         """Write the lock file from the state (``before``: its records as the run began)
-        and the file's own lines; returns the records as a run reads them."""
+        and the file's own lines; returns the records as the run reports them."""
         local = store.records()
         changed = {item for item, record in local.items() if before.get(item) != record}
         locked = self._locked(lock_file, world_lost)
         written = lockfile.to_write(local, changed, locked, self._fingerprints())
         lockfile.write(lock_file, lockfile.render(self.manifest.name, written))
-        return lockfile.combine(local, written, self._fingerprints())[0]
+        chosen = lockfile.combine(local, written, self._fingerprints())[0]
+        # What this run did to an item is what it reports, even where the file keeps other
+        # work (a failed --recreate, an output lost here): the run says it failed.
+        return {**chosen, **{item: local[item] for item in changed}}
 
     def _fingerprints(self) -> dict[str, str]:
         return {item.id: item.fingerprint for item in self.graph}

@@ -258,6 +258,30 @@ def test_deleted_output_is_downloaded_again(sandbox: Sandbox, tmp_path: Path) ->
     assert gone.read_bytes() == original and creates(sandbox) == before
 
 
+def test_an_output_the_service_no_longer_has_fails_on_every_run_saying_what_to_do(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The file is gone here and the task is unknown to the service now: the item fails
+    on every rerun, never read back as done from the lock file, and says how to make it
+    again; nothing is created until asked."""
+    campaign = Campaign(tmp_path / "c", rows=2).write()
+    assert run(campaign, sandbox).code == 0
+    gone = campaign.output_dir / "videos" / "welcome" / "c0001.mp4"
+    gone.unlink()
+    config = SandboxConfig(task_seconds=0.05, token=SECRET_TOKEN)
+    with Sandbox(tmp_path / "another world", config) as forgot:  # its tasks are unknown here
+        for _ in range(3):
+            result = run(campaign, forgot)
+            assert result.code == 1, result.stderr
+            rows = {r["item"]: r for r in report_rows(campaign)}
+            row = rows["videos.welcome[c0001]"]
+            assert row["status"] == "failed", row
+            assert "run --recreate 'videos.welcome[c0001]'" in row["error_message"]
+            assert not gone.exists() and creates(forgot) == {}
+        shown = cli("status", str(campaign.manifest), sandbox=forgot).stdout
+        assert re.search(r"videos\.welcome\[c0001\]\s+failed", shown), shown
+
+
 def test_status_json_and_report_rewrite(sandbox: Sandbox, tmp_path: Path) -> None:
     import json
 

@@ -288,7 +288,10 @@ def poll(ctx: JobContext, item: Item, record: Record) -> None:
             and getattr(exc, "code", None) not in BACK_PRESSURE_CODES
         ):
             ctx.post(TaskEnded(item.id))
-            ctx.post(Finished(item.id, _fail(ctx, record, exc)))
+            if record.has_work:  # made and paid for: its mark stays, and what to do is said
+                _keep_work(ctx, item, record, _unfetched(item, exc))
+            else:
+                ctx.post(Finished(item.id, _fail(ctx, record, exc)))
         else:
             ctx.post(PollFailed(item.id, str(exc)))
         return
@@ -340,7 +343,7 @@ def refetch(ctx: JobContext, item: Item, record: Record) -> None:
     try:
         saved = _download_again(ctx, item, record)
     except (ClientError, ItemError, OSError) as exc:
-        _keep_work(ctx, item, record, f"output missing and could not be downloaded again: {exc}")
+        _keep_work(ctx, item, record, _unfetched(item, exc))
         return
     ctx.post(Finished(item.id, ctx.store.update(record, status=Status.DONE, **saved)))
 
@@ -373,6 +376,13 @@ def _download_again(ctx: JobContext, item: Item, record: Record) -> dict[str, An
     if task.status is not TaskStatus.DONE:
         raise OutputUnavailable(f"task {record.task_id} no longer answers with an output")
     return _save_output(ctx, item, record, task)
+
+
+def _unfetched(item: Item, why: object) -> str:
+    return (
+        f"output missing and could not be downloaded again: {why}; if the service no longer "
+        f"has it, `hifly-batch run --recreate '{item.id}'` makes it again (and pays again)"
+    )
 
 
 def _keep_work(ctx: JobContext, item: Item, record: Record, message: str) -> None:
