@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hifly_batch.api.client import HiflyClient
-from hifly_batch.api.connect import api_client
+from hifly_batch.api.connect import api_client, unreachable
 from hifly_batch.api.errors import HttpStatusError, TransportError
 from hifly_batch.core.graph import Graph, build_graph
 from hifly_batch.core.lifecycle import Status
@@ -326,10 +326,7 @@ def _is_sandbox(client: HiflyClient) -> bool:
             f"{client.transport.base_url} does not answer as the HiFly API: {exc}"
         ) from None
     except TransportError as exc:  # no answer at all, after the transport's retries
-        raise ConfigError(
-            f"cannot reach the HiFly API at {client.transport.base_url} ({exc.detail}); check the "
-            "network, and --base-url / HIFLY_BASE_URL. Nothing was sent"
-        ) from None
+        raise unreachable(client.transport.base_url, exc) from None
 
 
 @contextlib.contextmanager

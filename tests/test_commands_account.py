@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hifly_batch.api.client import HiflyClient
 from hifly_batch.sandbox import Sandbox
 from tests.campaigns import cli
@@ -49,12 +51,19 @@ def test_a_refused_token_is_exit_3(sandbox: Sandbox) -> None:
     assert "not-the-token" not in proc.stderr + proc.stdout
 
 
-def test_unreachable_api_says_where(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["credit", "voices"])
+def test_unreachable_api_is_a_configuration_error_saying_where(command: str) -> None:
     env = {**os.environ, "HIFLY_BASE_URL": "http://127.0.0.1:9", "HIFLY_TOKEN": "t"}
     proc = subprocess.run(
-        [sys.executable, "-m", "hifly_batch", "credit"], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "hifly_batch", command], capture_output=True, text=True, env=env
     )
-    assert proc.returncode == 1 and "http://127.0.0.1:9" in proc.stderr
+    assert proc.returncode == 3, proc.stderr
+    assert (
+        proc.stderr.startswith(
+            "hifly-batch: error: cannot reach the HiFly API at http://127.0.0.1:9 (["
+        )
+        and proc.stderr.count("127.0.0.1:9") == 1
+    )
     assert "Traceback" not in proc.stderr
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from hifly_batch.api.client import HiflyClient
+from hifly_batch.api.errors import Delivery, TransportError
 from hifly_batch.apispec import DEFAULT_BASE_URL
 from hifly_batch.errors import ConfigError, MissingTokenError
 
@@ -42,6 +43,15 @@ def token_from(env: Mapping[str, str]) -> str:
     return token
 
 
+def unreachable(base_url: str, exc: TransportError) -> ConfigError:
+    """The configuration fault of an API that gave no answer at all (exit 3)."""
+    reason = exc.detail.removesuffix(f" ({base_url})")  # the URL is said once
+    return ConfigError(
+        f"cannot reach the HiFly API at {base_url} ({reason}); check the network, and "
+        "--base-url / HIFLY_BASE_URL. Nothing was sent"
+    )
+
+
 @contextlib.contextmanager
 def api_client(
     env: Mapping[str, str], *, base_url: str | None, sandbox_dir: Path | None
@@ -50,7 +60,12 @@ def api_client(
     if sandbox_dir is None:
         client = HiflyClient(token_from(env), base_url_from(base_url, env))
         with contextlib.closing(client):
-            yield client
+            try:
+                yield client
+            except TransportError as exc:  # a call of the command's own, not an item's
+                if exc.delivery is not Delivery.NOT_SENT:
+                    raise
+                raise unreachable(client.transport.base_url, exc) from None
         return
     from hifly_batch.sandbox import Sandbox  # only sandbox runs pay for importing it
 
