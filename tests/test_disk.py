@@ -126,6 +126,10 @@ def test_disk_full_during_download(sandbox: Sandbox, tmp_path: Path) -> None:
         result = run(campaign, sandbox)
         assert result.code == 1
         assert_videos_failed_with(campaign, "No space left on device")
+        for record in read_state(campaign).values():  # each names its file and what to do
+            if record.section == "videos":
+                said = f"{folder}/{record.key}.mp4: cannot be written (No space left on device)"
+                assert said + "; free some space there" in (record.error_message or "")
         assert list(folder.iterdir()) == []  # no partial file, no temporary file
     assert_rerun_downloads_without_creating(campaign, sandbox)
 

@@ -87,6 +87,12 @@ def _download_once(transport: Transport, url: str, dest: Path) -> int:
             size = _write(resp, tmp)
             _check_length(resp, size)
             os.replace(tmp, dest)
+        except OSError as exc:  # this machine's disk, not the download: say where
+            tmp.unlink(missing_ok=True)
+            raise TransferError(
+                f"{dest}: cannot be written ({exc.strerror or exc}); free some space there, or "
+                "make the folder writable"
+            ) from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
