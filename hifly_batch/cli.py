@@ -103,7 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Run one command; returns its exit code (SPEC §4)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)  # (imports every command: takes a moment)
+    except KeyboardInterrupt:
+        console.err("hifly-batch: interrupted")
+        return ExitStatus.INTERRUPTED
     console.configure(args.verbose - args.quiet)
     try:
         with _sigterm_as_interrupt():

@@ -112,3 +112,10 @@ def test_sandbox_serve_on_a_port_in_use_says_so(tmp_path: Path) -> None:
     assert result.code == 2, result.stderr
     assert f"cannot listen on 127.0.0.1:{port} (Address already in use)" in result.stderr
     assert "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize("port", ["65536", "-1", "http"])
+def test_sandbox_serve_on_a_port_that_is_no_port_is_a_usage_error(port: str) -> None:
+    result = cli("sandbox", "serve", "--port", port)
+    assert result.code == 2 and "argument --port:" in result.stderr, result.stderr
+    assert "internal error" not in result.stderr

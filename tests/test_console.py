@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hifly_batch import cli as cli_main
 from tests.campaigns import Campaign, cli
 
 
@@ -38,3 +39,14 @@ def test_a_closed_pipe_ends_the_output_quietly_with_the_usual_exit_code(
     stderr = (tmp_path / "err").read_text()
     assert proc.returncode == 0, stderr
     assert "internal error" not in stderr and "Traceback" not in stderr and "Broken" not in stderr
+
+
+def test_ctrl_c_while_the_commands_load_is_an_interrupt_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def pressed() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_main, "build_parser", pressed)
+    assert cli_main.main(["status", "c.yaml"]) == 130
+    assert capsys.readouterr().err == "hifly-batch: interrupted\n"

@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _serve_options(serve: argparse.ArgumentParser) -> None:
-    serve.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
+    serve.add_argument("--port", type=_port, default=0, help="TCP port (default: a free one)")
     serve.add_argument(
         "--data",
         type=Path,
@@ -148,3 +148,14 @@ def _until_signalled(stop: threading.Event) -> None:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _port(text: str) -> int:
+    """A TCP port number for argparse: 0 (any free one) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: ports are 0 to 65535")
+    return port
