@@ -289,3 +289,13 @@ def test_a_create_answered_ok_without_a_task_id_is_uncertain_and_sent_once(
     assert caught.value.delivery is Delivery.UNANSWERED  # the work may have been made
     assert [(s.method, s.path) for s in seen] == [("POST", endpoint.value)]  # not sent again
     assert slept == []
+
+
+@pytest.mark.parametrize("task_id", [["x"], {"id": 1}, True, "", "  ", None, 1.5])
+def test_a_task_id_that_names_no_task_is_uncertain_never_stored(task_id: object) -> None:
+    answer = json.dumps({"code": 0, "message": "ok", "task_id": task_id}).encode()
+    with stub_server(lambda seen: Reply(body=answer)) as (url, seen):
+        client = HiflyClient(SECRET_TOKEN, url, sleep=lambda s: None)
+        with pytest.raises(SubmissionUncertain, match="no task_id"):
+            client.create_audio_by_tts(voice="v", text="你好")
+    assert len(seen) == 1

@@ -276,7 +276,7 @@ class HiflyClient:
 
     def _create(self, endpoint: Endpoint, body: JSONDict) -> str:
         answer = self.transport.call(endpoint, body=body)
-        task_id = _str(answer.get("task_id"))
+        task_id = _id(answer.get("task_id"))
         if not task_id:
             # Answered, yet nothing says whether work was made: as with a lost answer.
             raise SubmissionUncertain(
@@ -340,6 +340,16 @@ def _voice(row: Mapping[str, Any]) -> ListedVoice:
         volume=_str(row.get("volume")),
         pitch=_str(row.get("pitch")),
     )
+
+
+def _id(value: Any) -> str:
+    """An id as the API sends it (text, or a number); "" for anything else (a list, an
+    object, true), which names no task."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return ""
 
 
 def _str(value: Any) -> str:
