@@ -600,6 +600,22 @@ def test_a_429_on_a_create_pauses_every_create_as_asked_up_to_poll_max(
     assert after and min(after) == pytest.approx(refused.at + waited)
 
 
+def test_a_work_finished_without_an_output_url_fails_saying_so_and_keeps_its_mark(
+    graph: Graph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def without_url(self: FakeHifly, task_id: str) -> WorkTask:
+        return WorkTask(**self._poll(task_id), url="", duration=3)
+
+    monkeypatch.setattr(FakeHifly, "video_task", without_url)
+    run = simulate(graph, tmp_path, FakeHifly())
+    for video in VIDEOS:
+        record = run.records[video]
+        assert record.status is Status.FAILED and record.work_exists, record
+        assert f"task {record.task_id} finished without an output URL" in (
+            record.error_message or ""
+        )
+
+
 def test_a_bug_in_one_job_fails_its_item_with_a_crash_log_and_the_run_goes_on(
     graph: Graph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

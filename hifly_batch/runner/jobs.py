@@ -394,6 +394,8 @@ def _keep_work(ctx: JobContext, item: Item, record: Record, message: str) -> Non
 
 def _save_output(ctx: JobContext, item: Item, record: Record, task: WorkTask) -> dict[str, Any]:
     """Download a finished work's output; returns the record fields that describe it."""
+    if not task.url:  # (API doc: a finished work carries video_Url)
+        raise OutputUnavailable(f"task {record.task_id} finished without an output URL")
     relative = output_path(item, task.url)
     dest = ctx.outputs.destination(relative)
     url = task.url
