@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import http.server
+import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -209,6 +212,28 @@ def test_ctrl_c_or_sigterm_saves_state_and_the_rerun_resumes(
         resumed = creates(sandbox)
         assert resumed["avatar/create_by_video"] == made["avatar/create_by_video"] == 1
         assert resumed["video/create_by_tts"] == 6
+
+
+def test_a_run_started_with_ctrl_c_ignored_keeps_ignoring_it(tmp_path: Path) -> None:
+    """As under nohup, or `&` in a script: SIGINT is ignored, SIGTERM still stops it."""
+    config = SandboxConfig(task_seconds=0.5, task_jitter=0.0, token=SECRET_TOKEN)
+    with Sandbox(tmp_path / "w", config) as sandbox:
+        campaign = Campaign(tmp_path / "c", rows=2).write()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HIFLY_")}
+        env["HIFLY_BASE_URL"], env["HIFLY_TOKEN"] = sandbox.base_url, sandbox.token
+        ignoring = (
+            "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+            "os.execv(sys.executable, [sys.executable, '-m', 'hifly_batch', *sys.argv[1:]])"
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", ignoring, "run", "--no-progress", str(campaign.manifest)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        _wait_for(lambda: creates(sandbox).get("video/create_by_tts"))
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 0, stderr
+        assert statuses(campaign) == {"done": 6}
 
 
 def test_lost_create_answers_are_uncertain_until_resubmitted(
