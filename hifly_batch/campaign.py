@@ -21,8 +21,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from hifly_batch.api.client import HiflyClient
 from hifly_batch.api.connect import api_client, unreachable
@@ -49,6 +50,9 @@ LOCK_SAVE_SHARE = 20  # ... and never more often than every 20 times one write's
 
 ProgressCallback = Callable[[dict[str, int], int], None]
 """Called as items change: counts of done/failed/running/queued, and the total."""
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ class Campaign:
         if self.state_path.exists():
             with StateStore(self.state_path, readonly=True) as store:
                 store.check_campaign(self.manifest.name)
-                local = store.records()
+                local = self._current(store.records())
                 sandbox = sandbox or store.claimed().get("api") == "sandbox"
         world_lost = planning and self._world_lost()
         return self._combine(local, self.lock_path(sandbox=sandbox), world_lost)
@@ -172,7 +176,23 @@ class Campaign:
         """The lock file's records; none when it is the record of an in-process sandbox
         world that is gone (a copy of the folder without ``.hifly/``): that world's tasks
         are gone with it, and a rehearsal costs nothing to make again."""
-        return [] if world_lost else lockfile.read(lock_file, campaign=self.manifest.name)
+        if world_lost:
+            return []
+        lines = lockfile.read(lock_file, campaign=self.manifest.name)
+        return list(self._current({i: r for i, r in enumerate(lines)}).values())
+
+    def _current(self, records: Mapping[T, Record]) -> dict[T, Record]:
+        """``records`` with work made by version 1.0 under the fingerprint its item has
+        now: its texts were sent as rendered then, not yet normalized (SPEC §3), and they
+        say the same words, so nothing is made again for the change."""
+        by_id = self.graph.by_id
+        current = {}
+        for key, record in records.items():
+            item = by_id.get(record.item)
+            if item is not None and record.fingerprint == item.legacy_fingerprint:
+                record = replace(record, fingerprint=item.fingerprint)
+            current[key] = record
+        return current
 
     def _world_lost(self) -> bool:
         return self.sandbox and not self.sandbox_dir.exists()
@@ -254,7 +274,7 @@ class Campaign:
                 state_file_lock(self.state_path),
             ):
                 store.claim("sandbox" if sandbox else "service", self.manifest.name)
-                before = store.settle_interrupted()
+                before = self._current(store.settle_interrupted())
                 recorded = self._combine(before, lock_file, world_lost)
                 records = recorded.records
                 plan = self._plan(recorded, resubmit_uncertain, recreate)
@@ -302,7 +322,7 @@ class Campaign:
     ) -> dict[str, Record]:
         """Write the lock file from the state (``before``: its records as the run began)
         and the file's own lines; returns the records as the run reports them."""
-        local = store.records()
+        local = self._current(store.records())
         changed = {item for item, record in local.items() if before.get(item) != record}
         locked = self._locked(lock_file, world_lost)
         written = lockfile.to_write(local, changed, locked, self._fingerprints())

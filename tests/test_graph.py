@@ -39,7 +39,7 @@ def test_requests_use_api_field_names_and_refs(tmp_path: Path) -> None:
     video = graph["videos.welcome[c2]"]
     assert dict(video.request) == {
         "title": "欢迎Alice",
-        "text": "Alice您好，欢迎来到飞影。\n",
+        "text": "Alice您好，欢迎来到飞影。",  # stripped (SPEC §3)
         "voice": Ref("voices.cloned"),
         "avatar": Ref("avatars.founder"),
     }

@@ -137,3 +137,75 @@ def test_a_null_rendered_into_any_field_is_an_error_at_the_field_and_row(tmp_pat
     assert said[2].endswith("2 errors")
     # Chosen on purpose, the empty text is fine: nothing is said of `chosen` or of c2.
     assert "chosen" not in result.stderr and "c2" not in result.stderr
+
+
+NORMALIZED = """\
+version: 1
+name: normalized
+data:
+  people:
+    key: "{{ row.id }}"
+    rows:
+      - {id: c1, name: 李娜, vip: "yes"}
+      - {id: c2, name: "Zoe\u0301", vip: "no"}
+voices:
+  v: {public: 公共声音1}
+audios:
+  hi:
+    for_each: people
+    voice: v
+    title: >
+      欢迎{{ row.name }}
+    text_file: hi.txt.j2
+"""
+HI = """\
+  {{ row.name }}，您好。
+{% if row.vip == 'yes' %}
+  感谢您一直以来的支持。
+{% endif %}
+欢迎再来。
+
+"""
+
+
+def test_rendered_fields_are_nfc_stripped_and_block_tags_leave_no_blank_line(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "hi.txt.j2").write_text(HI, encoding="utf-8")
+    path = tmp_path / "normalized.yaml"
+    path.write_text(NORMALIZED, encoding="utf-8")
+    first, second = load_campaign(path).works
+    assert first.title == "欢迎李娜"  # a folded block's line break is not sent
+    assert first.text == "李娜，您好。\n  感谢您一直以来的支持。\n欢迎再来。"
+    assert second.text == "Zoé，您好。\n欢迎再来。" and second.title == "欢迎Zoé"
+    assert second.text is not None and "\u0301" not in second.text  # NFC: one é
+
+
+@pytest.mark.parametrize("blank", ["\u200b", " \u2060\ufeff ", "\u200b\n\u200c"])
+def test_a_text_of_whitespace_and_invisible_characters_is_empty(tmp_path: Path, blank: str) -> None:
+    (tmp_path / "hi.txt.j2").write_text(blank, encoding="utf-8")
+    path = tmp_path / "normalized.yaml"
+    title = blank.replace("\n", "")  # a title of nothing but these is no title
+    path.write_text(NORMALIZED.replace("欢迎{{ row.name }}", title), encoding="utf-8")
+    result = cli("validate", str(path))
+    assert result.code == 2
+    assert "audios.hi[c1].text_file: the text is empty" in result.stderr, result.stderr
+    assert "title" not in result.stderr
+
+
+def test_work_made_before_texts_were_normalized_is_still_this_item(tmp_path: Path) -> None:
+    """Version 1.0 sent the text as rendered (the template's last line break, a blank
+    line a block tag left): the fingerprint it had is known, so that work is not made
+    again for a difference nobody hears (the state test runs a real 1.0 state)."""
+    (tmp_path / "hi.txt.j2").write_text(HI, encoding="utf-8")
+    path = tmp_path / "normalized.yaml"
+    path.write_text(NORMALIZED, encoding="utf-8")
+    campaign = load_campaign(path)
+    first = campaign.works[0]
+    assert first.legacy["text"] == "  李娜，您好。\n\n  感谢您一直以来的支持。\n\n欢迎再来。\n\n"
+    assert first.legacy["title"] == "欢迎李娜\n"
+    from hifly_batch.core.graph import build_graph
+
+    items = {i.id: i for i in build_graph(campaign)}
+    hi = items["audios.hi[c1]"]
+    assert hi.legacy_fingerprint and hi.legacy_fingerprint != hi.fingerprint

@@ -97,11 +97,19 @@ class Item:
     file_sha256: str | None = None  # uploads: the hash of its bytes (in the fingerprint)
     settings: Mapping[str, str] | None = None
     settings_fingerprint: str | None = None
+    # The fingerprint version 1.0 gave the same item, whose rendered texts were not yet
+    # normalized (SPEC §3): its records count as this item's. Equal to ``fingerprint``
+    # where nothing differs.
+    legacy_fingerprint: str = ""
 
     @property
     def dependent_fingerprint(self) -> str:
         """What items depending on this one fold into their fingerprints."""
         return combined(self.fingerprint, self.settings_fingerprint)
+
+    @property
+    def dependent_legacy_fingerprint(self) -> str:
+        return combined(self.legacy_fingerprint or self.fingerprint, self.settings_fingerprint)
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,7 @@ class _Spec:
     request: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
     deps: tuple[str, ...] = ()
+    legacy_request: dict[str, Any] | None = None  # as version 1.0 sent it, where it differs
 
     def __post_init__(self) -> None:
         self.deps = tuple(dict.fromkeys(_refs(self.request)))
@@ -280,7 +289,18 @@ class _Specs:
             "output_default": work.output_default,
             "text": work.text,
         }
-        self._put(_Spec(work.item_id, work.section, work.name, kind, request, extra))
+        spec = _Spec(work.item_id, work.section, work.name, kind, request, extra)
+        spec.legacy_request = _legacy_request(request, work.legacy) if work.legacy else None
+        self._put(spec)
+
+
+def _legacy_request(request: Mapping[str, Any], legacy: Mapping[str, str]) -> dict[str, Any]:
+    """The create request as version 1.0 made it: its title and text as rendered then (an
+    empty title was left out)."""
+    older = {**request, **legacy}
+    if not older.get("title"):
+        older.pop("title", None)
+    return older
 
 
 def _work_kind(work: Work) -> ItemKind:
@@ -295,6 +315,9 @@ def _finish(spec: _Spec, built: Mapping[str, Item]) -> Item:
     def fingerprint_of(item_id: str) -> str:
         return built[item_id].dependent_fingerprint
 
+    def legacy_of(item_id: str) -> str:
+        return built[item_id].dependent_legacy_fingerprint
+
     settings = spec.extra.get("settings")
     settings_fp = settings_fingerprint(settings) if settings else None
     extra = {k: v for k, v in spec.extra.items() if k != "settings"}
@@ -306,6 +329,12 @@ def _finish(spec: _Spec, built: Mapping[str, Item]) -> Item:
         request=MappingProxyType(spec.request),
         fingerprint=item_fingerprint(
             spec.kind.value, spec.request, fingerprint_of, spec.extra.get("file_sha256")
+        ),
+        legacy_fingerprint=item_fingerprint(
+            spec.kind.value,
+            spec.legacy_request or spec.request,
+            legacy_of,
+            spec.extra.get("file_sha256"),
         ),
         deps=spec.deps,
         settings=MappingProxyType(settings) if settings else None,

@@ -22,9 +22,11 @@ from hifly_batch.manifest.values import (
     normalize_output,
     output_path_problem,
     shorten,
+    spoken,
 )
 
 _REFERENCE_FIELDS = ("avatar", "voice", "audio")
+_SPOKEN_FIELDS = ("title", "text")  # in the create request, so in the fingerprint
 
 
 class _RowFault(Exception):
@@ -131,17 +133,23 @@ class Expander:
         context: Mapping[str, Any],
     ) -> Work:
         values: dict[str, str] = {}
+        raw: dict[str, str] = {}  # title and text as version 1.0 rendered them
         failed = False  # every field is rendered, so that each fault of the row is said
         for name, template in templates.items():
             if name in ("when", "text_file"):
                 continue
             try:
-                values[name] = self._render(spec, name, template, row, context)
+                rendered = self._render(spec, name, template, row, context)
             except _RowFault:
                 failed = True
+                continue
+            values[name] = spoken(rendered)
+            if name in _SPOKEN_FIELDS:
+                raw[name] = _legacy(template, rendered, context)
         if "text_file" in templates:
             try:
-                values["text"] = self._text_file(spec, templates["text_file"], row, context)
+                text, raw["text"] = self._text_file(spec, templates["text_file"], row, context)
+                values["text"] = spoken(text)
             except _RowFault:
                 failed = True
         if failed:
@@ -168,6 +176,7 @@ class Expander:
             output=output,
             output_default=default,
             api_params=spec.api_params,
+            legacy={name: text for name, text in raw.items() if text != values.get(name)},
         )
 
     # -- references --------------------------------------------------------------
@@ -249,7 +258,8 @@ class Expander:
 
     def _text_file(
         self, spec: WorkSpec, template: Template, row: Row | None, context: Mapping[str, Any]
-    ) -> str:
+    ) -> tuple[str, str]:
+        """The text the file renders, and what version 1.0 rendered."""
         relative = self._render(spec, "text_file", template, row, context).strip()
         path = (self.manifest.root / relative).absolute()
         loaded = self._load_file(path)
@@ -260,10 +270,11 @@ class Expander:
                 self._file_error(spec, row, path, loaded)
             raise _RowFault
         try:
-            return loaded.render(context)
+            rendered = loaded.render(context)
         except TemplateFault as exc:
             self._file_error(spec, row, path, exc)
             raise _RowFault from None
+        return rendered, _legacy(loaded, rendered, context)
 
     def _file_error(self, spec: WorkSpec, row: Row | None, path: Path, exc: TemplateFault) -> None:
         """At the template file's line when known, naming the manifest field; else at the field."""
@@ -291,6 +302,16 @@ class Expander:
             except TemplateFault as exc:
                 self._files[path] = exc
         return self._files[path]
+
+
+def _legacy(template: Template, rendered: str, context: Mapping[str, Any]) -> str:
+    """What version 1.0 rendered: ``rendered`` itself unless a block tag is trimmed now."""
+    if template.legacy is None:
+        return rendered
+    try:
+        return template.render_legacy(context)
+    except TemplateFault:  # nothing of 1.0's to recognise
+        return rendered
 
 
 def _template_name(field: Field) -> str:

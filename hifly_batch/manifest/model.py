@@ -180,6 +180,9 @@ class Work:
     output: str = ""  # relative POSIX path under output_dir
     output_default: bool = True  # audios: the runner may take the extension from the URL
     api_params: Mapping[str, JsonValue] = field(default_factory=lambda: EMPTY)
+    # ``title`` and ``text`` as version 1.0 rendered them (no block trimming, no strip, no
+    # NFC), where that differs: records of work made then still count as this item.
+    legacy: Mapping[str, str] = field(default_factory=lambda: EMPTY)
 
     @property
     def item_id(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jinja2
@@ -64,8 +64,12 @@ _ENV = _Environment(
     undefined=jinja2.StrictUndefined,
     autoescape=False,
     keep_trailing_newline=True,
+    trim_blocks=True,  # a block tag on its own line leaves no blank line (SPEC §3)
+    lstrip_blocks=True,
     finalize=_no_null,
 )
+# Version 1.0's blocks, to recognise the work it made (see ``Template.legacy``).
+_LEGACY_ENV = _ENV.overlay(trim_blocks=False, lstrip_blocks=False)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,15 @@ class Template:
     name: str
     compiled: jinja2.Template
     literal: bool = False  # no template syntax: renders to itself
+    # The same source as version 1.0 compiled it (without trim_blocks/lstrip_blocks),
+    # where that can render differently: only a block tag is trimmed.
+    legacy: jinja2.Template | None = None
+
+    def render_legacy(self, context: Mapping[str, Any]) -> str:
+        """What version 1.0 rendered, before any strip (a fault: as :meth:`render`)."""
+        if self.legacy is None:
+            return self.render(context)
+        return replace(self, compiled=self.legacy, legacy=None).render(context)
 
     def render(self, context: Mapping[str, Any]) -> str:
         """Render with ``context`` (made by :func:`base_context`); raise
@@ -107,15 +120,20 @@ class Template:
 
 def compile_template(source: str, name: str) -> Template:
     """Compile once; raise :class:`TemplateFault` with the line of a syntax error."""
+    compiled = _compiled(_ENV, source, name)
+    legacy = _compiled(_LEGACY_ENV, source, name) if "{%" in source else None
+    literal = not any(mark in source for mark in ("{{", "{%", "{#"))
+    return Template(source, name, compiled, literal, legacy)
+
+
+def _compiled(env: _Environment, source: str, name: str) -> jinja2.Template:
     try:
-        code = _ENV.compile(source, name=name, filename=name)
-        compiled = _ENV.template_class.from_code(_ENV, code, _ENV.make_globals(None), None)
+        code = env.compile(source, name=name, filename=name)
+        return env.template_class.from_code(env, code, env.make_globals(None), None)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateFault(f"template syntax error: {exc.message}", exc.lineno) from None
     except Exception as exc:  # the compiler may reject odd input in other ways
         raise TemplateFault(f"template error: {exc}") from None
-    literal = not any(mark in source for mark in ("{{", "{%", "{#"))
-    return Template(source, name, compiled, literal)
 
 
 def base_context(**values: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([smh]?)$")
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -43,6 +44,16 @@ def is_campaign_name(name: str) -> bool:
     if not 1 <= len(name) <= 64 or name.startswith("."):
         return False
     return all(ch.isalnum() or ch in "._-" for ch in name)
+
+
+def spoken(rendered: str) -> str:
+    """A rendered field as it is sent (SPEC §3): NFC, without surrounding whitespace;
+    the empty text when all it holds is whitespace and invisible format characters
+    (Unicode category Cf: U+200B, U+2060, U+FEFF, ...)."""
+    text = unicodedata.normalize("NFC", rendered).strip()
+    if all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in text):
+        return ""
+    return text
 
 
 def is_truthy(rendered: str) -> bool:
