@@ -15,7 +15,7 @@ import pytest
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.sandbox import Sandbox
 from tests.campaigns import cli
-from tests.manifest_helpers import MEDIA
+from tests.manifest_helpers import MEDIA, campaign
 
 # Each spelling YAML 1.1 would turn into another value, as written in the manifest.
 SPELLINGS = ["00123", "0123", "NO", "yes", "off", "~", "null", "10:30", "9.90", "12.50",
@@ -209,3 +209,38 @@ def test_work_made_before_texts_were_normalized_is_still_this_item(tmp_path: Pat
     items = {i.id: i for i in build_graph(campaign)}
     hi = items["audios.hi[c1]"]
     assert hi.legacy_fingerprint and hi.legacy_fingerprint != hi.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("second", "shown"),
+    [("c001\u200b", "'c001\\u200b'"), ("c001\u2060", "'c001\\u2060'"),
+     ("Zoe\u0301", "'Zoé'")],
+    ids=["zero-width space", "word joiner", "NFD"],
+)  # fmt: skip
+def test_keys_that_look_the_same_are_duplicates_naming_both_rows(
+    tmp_path: Path, second: str, shown: str
+) -> None:
+    first = "Zoé" if second.startswith("Zoe") else "c001"
+    csv = f"customer_id,name,city\n{first},张伟,上海\n{second},李娜,成都\n"
+    path = campaign(tmp_path, csv=csv)
+    result = cli("validate", str(path))
+    assert result.code == 2
+    assert f"data.customers.key: duplicate key {shown}: row 2 at " in result.stderr, result.stderr
+    assert "and row 1 at line 2" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [("c\x00001", "holds an invisible character U+0000"),
+     ("c\u200b001", "holds an invisible character U+200B (ZERO WIDTH SPACE) at position 2"),
+     ("c" * 300, "is 304 bytes in UTF-8; file systems take at most 255")],
+    ids=["NUL", "zero-width space inside", "300 characters"],
+)  # fmt: skip
+def test_a_key_no_file_can_carry_is_refused_by_validate(
+    tmp_path: Path, key: str, said: str
+) -> None:
+    """Before, such a key passed validate, was paid for, then failed on every run."""
+    path = campaign(tmp_path, csv=f"customer_id,name,city\n{key},张伟,上海\n")
+    result = cli("validate", str(path))
+    assert result.code == 2 and said in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

@@ -11,6 +11,7 @@ from hifly_batch.manifest.data import RawRow, csv_rows, inline_rows, jsonl_rows,
 from hifly_batch.manifest.diagnostics import Collector, format_path
 from hifly_batch.manifest.model import DataSource, Field, Row
 from hifly_batch.manifest.templates import TemplateFault, compile_template
+from hifly_batch.manifest.values import invisible_problem, spoken, visible
 from hifly_batch.manifest.yamlload import YamlDocument
 
 
@@ -74,7 +75,7 @@ def _keyed_rows(
     for raw in raw_rows:
         where = f"row {raw.index} at {raw.location.file}:{raw.location.line}"
         try:
-            key = template.render({**context, "row": raw.values, "index": raw.index}).strip()
+            key = spoken(template.render({**context, "row": raw.values, "index": raw.index}))
         except TemplateFault as exc:
             message = f"{exc.message} ({where})"
             errors.add_row_error(path, key_field.line_of(exc.line), path, message)
@@ -82,12 +83,16 @@ def _keyed_rows(
         if not key:
             errors.add(raw.location, path, f"the key is empty for {where}")
             continue
-        if key in first_seen:
-            first = first_seen[key]
+        seen_as = visible(key)  # keys that look the same are the same key
+        if seen_as in first_seen:
+            first = first_seen[seen_as]
             message = f"duplicate key {key!r}: {where} and row {first.index} at line "
             message += str(first.location.line)
             errors.add(raw.location, path, message)
             continue
-        first_seen[key] = raw
+        first_seen[seen_as] = raw
+        if (problem := invisible_problem(key)) is not None:
+            errors.add(raw.location, path, f"the key {problem} ({where})")
+            continue
         rows.append(Row(raw.index, key, dict(raw.values), raw.location))
     return rows

@@ -56,6 +56,24 @@ def spoken(rendered: str) -> str:
     return text
 
 
+def visible(text: str) -> str:
+    """``text`` as a reader sees it: NFC, without format characters (Cf)."""
+    text = unicodedata.normalize("NFC", text)
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+
+
+def invisible_problem(text: str) -> str | None:
+    """What is wrong with a name, key or path holding control or format characters (which
+    look like nothing, or break files), or None."""
+    for position, ch in enumerate(text, start=1):
+        if unicodedata.category(ch) in ("Cc", "Cf"):
+            return (
+                f"holds an invisible character U+{ord(ch):04X} "
+                f"({unicodedata.name(ch, 'a control character')}) at position {position}"
+            )
+    return None
+
+
 def is_truthy(rendered: str) -> bool:
     """The ``when`` rule: false when empty or false/0/no/none (any case), once stripped."""
     return rendered.strip().lower() not in _FALSE_WORDS
@@ -65,6 +83,9 @@ def find_html_tag(text: str) -> str | None:
     """The first HTML tag in ``text``, or None."""
     match = HTML_TAG.search(text)
     return match.group(0) if match else None
+
+
+SEGMENT_MAX_BYTES = 255  # a file name, on the usual file systems (ext4, APFS, NTFS)
 
 
 def output_path_problem(path: str) -> str | None:
@@ -82,6 +103,13 @@ def output_path_problem(path: str) -> str | None:
         return f"{path!r} names a folder, not a file"
     if any(part != part.strip() for part in parts):
         return f"{path!r}: a path segment starts or ends with a space"
+    if (problem := invisible_problem(path)) is not None:
+        return f"the output path {problem}"
+    if long := next((p for p in parts if len(p.encode("utf-8")) > SEGMENT_MAX_BYTES), None):
+        return (
+            f"the output path segment {shorten(long)!r} is {len(long.encode('utf-8'))} bytes "
+            f"in UTF-8; file systems take at most {SEGMENT_MAX_BYTES}"
+        )
     return None
 
 
