@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from hifly_batch.commands.validate import validate
 from hifly_batch.manifest.data import csv_rows, jsonl_rows, read_text_utf8
 from hifly_batch.manifest.diagnostics import Collector
 from hifly_batch.manifest.loader import load_campaign
+from tests.campaigns import cli
 from tests.manifest_helpers import campaign, run
 
 
@@ -104,3 +107,46 @@ def test_keys_are_computed_before_when(tmp_path: Path) -> None:
         },
     )
     assert run(validate, [path]).code == 2
+
+
+def test_csv_headers_are_stripped_and_a_spreadsheets_empty_columns_ignored() -> None:
+    errors = Collector()
+    rows = csv_rows("customer_id , name ,,\nc1,张伟,,\nc2, Alice ,,\n", "d.csv", "f", errors)
+    assert not errors.diagnostics
+    assert [dict(r.values) for r in rows] == [
+        {"customer_id": "c1", "name": "张伟"},
+        {"customer_id": "c2", "name": " Alice "},  # values are kept as written
+    ]
+
+
+def test_a_column_without_a_name_that_holds_a_value_is_an_error_at_its_row() -> None:
+    errors = Collector()
+    assert csv_rows("id,name,\nc1,张伟,\nc2,李娜,VIP\n", "d.csv", "data.d.csv", errors) == []
+    ((where, message),) = [(d.location.line, d.message) for d in errors.diagnostics]
+    assert where == 3 and message == "column 3 has no name in the header, but this row holds 'VIP'"
+
+
+@pytest.mark.parametrize(("text", "delimiter"), [("id;name\nc1;张伟\n", ";"),
+                                                 ("id\tname\nc1\t张伟\n", "\t")])  # fmt: skip
+def test_a_csv_separated_otherwise_is_read_with_its_delimiter_and_said_without(
+    text: str, delimiter: str
+) -> None:
+    errors = Collector()
+    assert csv_rows(text, "d.csv", "data.d.csv", errors) == []
+    (diagnostic,) = errors.diagnostics
+    shown = "\\t" if delimiter == "\t" else delimiter
+    assert f'add  delimiter: "{shown}"  to data.d' in diagnostic.message
+    errors = Collector()
+    rows = csv_rows(text, "d.csv", "data.d.csv", errors, delimiter)
+    assert not errors.diagnostics
+    assert [dict(r.values) for r in rows] == [{"id": "c1", "name": "张伟"}]
+
+
+def test_a_misspelt_column_names_the_columns_there_are(tmp_path: Path) -> None:
+    path = campaign(tmp_path, template="{{ row.custmer_id }}您好。\n")
+    result = cli("validate", str(path))
+    assert result.code == 2
+    assert (
+        "no column 'custmer_id' in this row; its columns are: customer_id, name, city "
+        "(did you mean 'customer_id'?)"
+    ) in result.stderr, result.stderr

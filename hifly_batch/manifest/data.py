@@ -42,26 +42,51 @@ def read_text_utf8(path: Path, shown: str, field: str, errors: Collector) -> str
         return None
 
 
-def csv_rows(text: str, shown: str, field: str, errors: Collector) -> list[RawRow]:
-    """Rows of a CSV text whose first record is the header."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def csv_rows(
+    text: str, shown: str, field: str, errors: Collector, delimiter: str = ","
+) -> list[RawRow]:
+    """Rows of a CSV text whose first record is the header (names stripped). Columns
+    with no name and no value in any row, as spreadsheets add, are left out."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     records = _records(reader, shown, field, errors)
     header = next(records, None)
     if header is None:
         errors.add(Location(shown), field, "the CSV file is empty: it needs a header line")
         return []
-    names, line = header
-    if not _header_ok(names, Location(shown, line), field, errors):
+    cells, line = header
+    names = [name.strip() for name in cells]
+    if not _header_ok(names, cells, delimiter, Location(shown, line), field, errors):
+        return []
+    body = list(records)
+    if not _unnamed_columns_empty(names, body, shown, field, errors):
         return []
     rows: list[RawRow] = []
-    for values, line in records:
-        where = Location(shown, line)
+    for values, row_line in body:
+        where = Location(shown, row_line)
         if len(values) != len(names):
             message = f"this row has {len(values)} fields, the header has {len(names)}"
             errors.add(where, field, message)
             continue
-        rows.append(RawRow(len(rows) + 1, dict(zip(names, values, strict=True)), where))
+        named = {name: value for name, value in zip(names, values, strict=True) if name}
+        rows.append(RawRow(len(rows) + 1, named, where))
     return rows
+
+
+def _unnamed_columns_empty(
+    names: list[str], body: list[tuple[list[str], int]], shown: str, field: str, errors: Collector
+) -> bool:
+    """A column with no name may be left out only if no row holds a value in it."""
+    unnamed = [i for i, name in enumerate(names) if not name]
+    for values, line in body:
+        for i in unnamed:
+            if i < len(values) and values[i].strip():
+                message = f"column {i + 1} has no name in the header, but this row holds "
+                errors.add(Location(shown, line), field, message + repr(values[i]))
+                return False
+    return True
 
 
 def _records(
@@ -78,13 +103,31 @@ def _records(
         errors.add(Location(shown, reader.line_num), field, f"CSV error: {exc}")
 
 
-def _header_ok(names: list[str], where: Location, field: str, errors: Collector) -> bool:
+def _header_ok(
+    names: list[str],
+    cells: list[str],
+    delimiter: str,
+    where: Location,
+    field: str,
+    errors: Collector,
+) -> bool:
+    if len(names) == 1:
+        for other, word in DELIMITERS.items():
+            if other != delimiter and other in cells[0]:
+                source = field.rsplit(".", 1)[0]
+                shown = "\\t" if other == "\t" else other
+                message = (
+                    f"the header looks separated by {word}s ({cells[0][:40]!r}); "
+                    f'add  delimiter: "{shown}"  to {source}'
+                )
+                errors.add(where, field, message)
+                return False
+    if not any(names):
+        errors.add(where, field, "the header has no column names")
+        return False
     seen: set[str] = set()
     for name in names:
-        if not name.strip():
-            errors.add(where, field, "the header has an empty column name")
-            return False
-        if name in seen:
+        if name and name in seen:
             errors.add(where, field, f"the header names column {name!r} twice")
             return False
         seen.add(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,7 @@ class Expander:
     ) -> None:
         path = item_path(spec.section, spec.name, row.key if row else None, name)
         if row is not None:
-            message = f"{message} ({row.describe()})"
+            message = f"{_columns_named(message, row)} ({row.describe()})"
         group = item_path(spec.section, spec.name, None, name)
         self.errors.add_row_error(group, where, path, message)
 
@@ -302,6 +303,23 @@ class Expander:
             except TemplateFault as exc:
                 self._files[path] = exc
         return self._files[path]
+
+
+_NO_ATTRIBUTE = re.compile(r"'dict object' has no attribute '([^']*)'")
+
+
+def _columns_named(message: str, row: Row) -> str:
+    """A name the row lacks (a misspelt column, or a CSV read with the wrong delimiter)
+    said with the columns the row has."""
+    match = _NO_ATTRIBUTE.search(message)
+    if match is None or match.group(1) in row.values:
+        return message
+    missing, columns = match.group(1), [str(c) for c in row.values]
+    said = (
+        f"no column {missing!r} in this row; its columns are: {', '.join(columns)}"
+        f"{did_you_mean(missing, columns)}"
+    )
+    return message[: match.start()] + said + message[match.end() :]
 
 
 def _legacy(template: Template, rendered: str, context: Mapping[str, Any]) -> str:

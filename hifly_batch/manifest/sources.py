@@ -53,8 +53,9 @@ def _read_rows(
     text = read_text_utf8(path, shown, field, errors)
     if text is None:
         return []
-    reader = csv_rows if kind == "csv" else jsonl_rows
-    return reader(text, shown, field, errors)
+    if kind == "csv":
+        return csv_rows(text, shown, field, errors, raw.get("delimiter", ","))
+    return jsonl_rows(text, shown, field, errors)
 
 
 def _keyed_rows(
