@@ -79,3 +79,31 @@ def test_context_has_row_key_index_vars_campaign(tmp_path: Path) -> None:
     loaded = load_campaign(campaign(tmp_path, template=template))
     texts = [w.text for w in loaded.works if w.section == "videos"]
     assert texts == ["张伟|c1|1|飞影|case", "Alice|c2|2|飞影|case", "李娜|c3|3|飞影|case"]
+
+
+def test_include_and_import_read_template_files_of_the_manifests_folder_only(
+    tmp_path: Path,
+) -> None:
+    from hifly_batch.manifest.loader import load_campaign
+
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "footer.txt.j2").write_text("祝您愉快！\n", encoding="utf-8")
+    (tmp_path / "parts" / "macros.j2").write_text(
+        "{% macro hello(n) %}{{ n }}您好{% endmacro %}", encoding="utf-8"
+    )
+    template = (
+        "{% import 'parts/macros.j2' as m %}{{ m.hello(row.name) }}。\n"
+        "{% include 'parts/footer.txt.j2' %}"
+    )
+    (work, *_) = load_campaign(campaign(tmp_path, template=template)).works
+    assert work.text == "张伟您好。\n祝您愉快！"
+
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.j2"
+    outside.write_text("秘密", encoding="utf-8")
+    (tmp_path / "parts" / "link.j2").symlink_to(outside)
+    for name in (f"../{outside.name}", "parts/link.j2", str(outside), "parts/none.j2"):
+        path = campaign(tmp_path, template=f"{{% include '{name}' %}}")
+        result = run(validate, [path])
+        assert result.code == 2, name
+        assert f"no template file {name!r} in the manifest's folder" in result.err, result.err
+        assert "秘密" not in result.err

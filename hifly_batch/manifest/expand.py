@@ -84,7 +84,9 @@ class Expander:
         compiled, ok = {}, True
         for name, field in spec.fields.items():
             try:
-                compiled[name] = compile_template(field.text, _template_name(field))
+                compiled[name] = compile_template(
+                    field.text, _template_name(field), self.manifest.root
+                )
             except TemplateFault as exc:
                 path = item_path(spec.section, spec.name, None, name)
                 self.errors.add(field.line_of(exc.line), path, exc.message)
@@ -293,7 +295,7 @@ class Expander:
             shown = self.manifest.display(path)
             try:
                 source = path.read_text(encoding="utf-8-sig")
-                self._files[path] = compile_template(source, shown)
+                self._files[path] = compile_template(source, shown, self.manifest.root)
             except FileNotFoundError:
                 self._files[path] = TemplateFault(f"template file not found: {shown}")
             except UnicodeDecodeError:

@@ -7,10 +7,12 @@ undefined names as errors and as plain text (no HTML escaping).
 
 from __future__ import annotations
 
+import functools
 import operator
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -110,6 +112,13 @@ class Template:
         except jinja2.UndefinedError as exc:
             line = _template_line(exc, self.name)
             raise TemplateFault(f"undefined in template: {exc.message}", line) from None
+        except jinja2.TemplateNotFound as exc:
+            line = _template_line(exc, self.name)
+            message = (
+                f"no template file {exc.name!r} in the manifest's folder (files outside it "
+                "are not read)"
+            )
+            raise TemplateFault(message, line) from None
         except jinja2.exceptions.SecurityError as exc:
             line = _template_line(exc, self.name)
             raise TemplateFault(f"refused by the template sandbox: {exc}", line) from None
@@ -118,12 +127,41 @@ class Template:
             raise TemplateFault(f"template error: {type(exc).__name__}: {exc}", line) from None
 
 
-def compile_template(source: str, name: str) -> Template:
-    """Compile once; raise :class:`TemplateFault` with the line of a syntax error."""
-    compiled = _compiled(_ENV, source, name)
-    legacy = _compiled(_LEGACY_ENV, source, name) if "{%" in source else None
+def compile_template(source: str, name: str, root: Path | None = None) -> Template:
+    """Compile once; raise :class:`TemplateFault` with the line of a syntax error.
+    ``root``: the manifest's folder, from which ``{% include %}`` and ``{% import %}``
+    read template files (none outside it)."""
+    env, legacy_env = _environments(root)
+    compiled = _compiled(env, source, name)
+    legacy = _compiled(legacy_env, source, name) if "{%" in source else None
     literal = not any(mark in source for mark in ("{{", "{%", "{#"))
     return Template(source, name, compiled, literal, legacy)
+
+
+class _CampaignLoader(jinja2.FileSystemLoader):
+    """Template files in the manifest's folder and below: a ``..`` or a link that leads
+    out of it is not found (SPEC §3)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(str(root))
+        self.root = root.resolve()
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if not Path(filename).resolve().is_relative_to(self.root):
+            raise jinja2.TemplateNotFound(template)
+        return source, filename, uptodate
+
+
+@functools.lru_cache(maxsize=8)
+def _environments(root: Path | None) -> tuple[_Environment, _Environment]:
+    """The environment (and version 1.0's) that reads included files from ``root``."""
+    if root is None:
+        return _ENV, _LEGACY_ENV
+    loader = _CampaignLoader(root)
+    return _ENV.overlay(loader=loader), _LEGACY_ENV.overlay(loader=loader)
 
 
 def _compiled(env: _Environment, source: str, name: str) -> jinja2.Template:
