@@ -150,3 +150,17 @@ def test_a_misspelt_column_names_the_columns_there_are(tmp_path: Path) -> None:
         "no column 'custmer_id' in this row; its columns are: customer_id, name, city "
         "(did you mean 'customer_id'?)"
     ) in result.stderr, result.stderr
+
+
+def test_a_row_that_leaves_off_its_empty_unnamed_cells_is_whole() -> None:
+    errors = Collector()
+    rows = csv_rows("id,name,,\nc1,张伟,,\nc2,李娜\n", "d.csv", "f", errors)
+    assert not errors.diagnostics
+    assert [dict(r.values) for r in rows] == [
+        {"id": "c1", "name": "张伟"},
+        {"id": "c2", "name": "李娜"},
+    ]
+    short = csv_rows("id,name,nick\nc2,李娜\n", "d.csv", "f", errors)  # a named cell missing
+    assert (
+        short == [] and "this row has 2 fields, the header has 3" in errors.diagnostics[0].message
+    )

@@ -107,3 +107,12 @@ def test_include_and_import_read_template_files_of_the_manifests_folder_only(
         assert result.code == 2, name
         assert f"no template file {name!r} in the manifest's folder" in result.err, result.err
         assert "秘密" not in result.err
+
+
+def test_a_text_files_include_finds_a_file_beside_it_first(tmp_path: Path) -> None:
+    from hifly_batch.manifest.loader import load_campaign
+
+    path = campaign(tmp_path, template="{{ row.name }}您好。\n{% include 'footer.txt.j2' %}")
+    (tmp_path / "footer.txt.j2").write_text("祝您愉快！", encoding="utf-8")
+    (work, *_) = load_campaign(path).works
+    assert work.text == "张伟您好。\n祝您愉快！"

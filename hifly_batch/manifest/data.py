@@ -66,6 +66,8 @@ def csv_rows(
     rows: list[RawRow] = []
     for values, row_line in body:
         where = Location(shown, row_line)
+        if len(values) < len(names) and not any(names[len(values) :]):
+            values = values + [""] * (len(names) - len(values))  # its empty cells left off
         if len(values) != len(names):
             message = f"this row has {len(values)} fields, the header has {len(names)}"
             errors.add(where, field, message)

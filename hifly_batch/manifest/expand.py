@@ -295,7 +295,7 @@ class Expander:
             shown = self.manifest.display(path)
             try:
                 source = path.read_text(encoding="utf-8-sig")
-                self._files[path] = compile_template(source, shown, self.manifest.root)
+                self._files[path] = compile_template(source, shown, self.manifest.root, path.parent)
             except FileNotFoundError:
                 self._files[path] = TemplateFault(f"template file not found: {shown}")
             except UnicodeDecodeError:

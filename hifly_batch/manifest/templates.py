@@ -127,11 +127,14 @@ class Template:
             raise TemplateFault(f"template error: {type(exc).__name__}: {exc}", line) from None
 
 
-def compile_template(source: str, name: str, root: Path | None = None) -> Template:
+def compile_template(
+    source: str, name: str, root: Path | None = None, near: Path | None = None
+) -> Template:
     """Compile once; raise :class:`TemplateFault` with the line of a syntax error.
     ``root``: the manifest's folder, from which ``{% include %}`` and ``{% import %}``
-    read template files (none outside it)."""
-    env, legacy_env = _environments(root)
+    read template files (none outside it); ``near``: the folder of the template file
+    itself, searched first, so a footer beside it is found by its name."""
+    env, legacy_env = _environments(root, near)
     compiled = _compiled(env, source, name)
     legacy = _compiled(legacy_env, source, name) if "{%" in source else None
     literal = not any(mark in source for mark in ("{{", "{%", "{#"))
@@ -142,8 +145,9 @@ class _CampaignLoader(jinja2.FileSystemLoader):
     """Template files in the manifest's folder and below: a ``..`` or a link that leads
     out of it is not found (SPEC §3)."""
 
-    def __init__(self, root: Path) -> None:
-        super().__init__(str(root))
+    def __init__(self, root: Path, near: Path | None) -> None:
+        folders = [near, root] if near is not None and near != root else [root]
+        super().__init__([str(f) for f in folders])
         self.root = root.resolve()
 
     def get_source(
@@ -155,12 +159,13 @@ class _CampaignLoader(jinja2.FileSystemLoader):
         return source, filename, uptodate
 
 
-@functools.lru_cache(maxsize=8)
-def _environments(root: Path | None) -> tuple[_Environment, _Environment]:
-    """The environment (and version 1.0's) that reads included files from ``root``."""
+@functools.lru_cache(maxsize=32)
+def _environments(root: Path | None, near: Path | None) -> tuple[_Environment, _Environment]:
+    """The environment (and version 1.0's) that reads included files from ``near``, then
+    ``root``, never outside ``root``."""
     if root is None:
         return _ENV, _LEGACY_ENV
-    loader = _CampaignLoader(root)
+    loader = _CampaignLoader(root, near)
     return _ENV.overlay(loader=loader), _LEGACY_ENV.overlay(loader=loader)
 
 
