@@ -13,7 +13,7 @@ from hifly_batch.core.graph import build_graph
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.runner.state import Record, StateStore
-from tests.manifest_helpers import INVALID, REPO, campaign, run
+from tests.manifest_helpers import BASE, INVALID, REPO, campaign, run
 
 QUICKSTART = REPO / "manifests" / "quickstart.yaml"
 
@@ -94,3 +94,24 @@ def test_quickstart_media_is_small_and_real() -> None:
         assert file.stat().st_size < 200_000
     seconds = audio_seconds(media / "voice.wav")
     assert seconds is not None and 6 <= seconds <= 10
+
+
+LONG = "来到我们的春季新品发布会现场"  # 14 characters: with Alice, 21
+
+
+def test_validate_says_every_fault_in_one_pass(tmp_path: Path) -> None:
+    """An unknown setting and a wrong reference do not hide a title too long in a row."""
+    manifest = (
+        BASE.replace("name: case\n", "name: case\nsettings: {concurency: 4}\n")
+        .replace("avatar: founder", "avatar: nobody")
+        .replace(
+            'title: "欢迎{{ row.name }}"', 'title: "欢迎{{ row.name }}来到我们的春季新品发布会现场"'
+        )
+    )
+    result = run(validate, [campaign(tmp_path, manifest)])
+    assert result.code == 2
+    said = result.err
+    assert "settings.concurency: unknown key 'concurency' (did you mean 'concurrency'?)" in said
+    assert "videos.welcome.avatar: 'nobody' is not an avatar" in said
+    assert "videos.welcome[c2].title: title has 21 characters, at most 20" in said
+    assert said.rstrip().endswith(": 3 errors")

@@ -57,8 +57,10 @@ class Expander:
         templates = self._compile(spec)
         if templates is None:
             return
-        if not all(self._check_literal(spec, name) for name in _REFERENCE_FIELDS):
-            return
+        # Each reference written without a template is checked (all of them, not only up
+        # to the first wrong one); a wrong one makes no work, but the rows are still
+        # rendered so that their faults are said too (SPEC §3: every error in one pass).
+        referenced = [self._check_literal(spec, name) for name in _REFERENCE_FIELDS]
         source = self.manifest.data.get(spec.for_each) if spec.for_each else None
         if spec.for_each and source is None:
             return
@@ -71,9 +73,11 @@ class Expander:
                     self._render(spec, "when", when, row, context)
                 ):
                     continue
-                yield self._work(spec, templates, row, context)
+                work = self._work(spec, templates, row, context)
             except _RowFault:
                 continue
+            if all(referenced):
+                yield work
 
     def _context(self, row: Row | None) -> dict[str, Any]:
         if row is None:
