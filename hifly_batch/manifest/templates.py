@@ -11,12 +11,14 @@ import functools
 import operator
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
+
+from hifly_batch.manifest import bounds
 
 # Keeps a template from building huge strings or numbers ("{{ 'x' * 10**9 }}").
 MAX_PRODUCT_SIZE = 1_000_000
@@ -32,16 +34,33 @@ class TemplateFault(Exception):
 
 
 class _Environment(SandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         if operator_name == "**":
             if isinstance(right, int) and abs(right) > 64:
                 raise TemplateFault("exponent too large in template")
             return operator.pow(left, right)
+        if operator_name == "%":
+            if isinstance(left, str):  # printf-style: a width can build a large text
+                bounds.check_percent(left, right)
+            return operator.mod(left, right)
         if _size(left) * _size(right) > MAX_PRODUCT_SIZE:
             raise TemplateFault("template result too large")
         return operator.mul(left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        bounds.tick()  # every call, macros too: recursion meets the clock
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):
+            bounds.check_str_method(getattr(__obj, "__name__", ""), owner, args)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        owner = getattr(value, "__self__", None)
+        if isinstance(owner, str) and getattr(value, "__name__", "") in ("format", "format_map"):
+            bounds.check_format(owner, "str.format")
+        return super().wrap_str_format(value)
 
 
 def _size(value: Any) -> int:
@@ -70,6 +89,8 @@ _ENV = _Environment(
     lstrip_blocks=True,
     finalize=_no_null,
 )
+_ENV.globals[bounds.LOOP_NAME] = bounds.bounded_iter
+_ENV.filters.update(bounds.FILTERS)
 # Version 1.0's blocks, to recognise the work it made (see ``Template.legacy``).
 _LEGACY_ENV = _ENV.overlay(trim_blocks=False, lstrip_blocks=False)
 
@@ -85,6 +106,9 @@ class Template:
     # The same source as version 1.0 compiled it (without trim_blocks/lstrip_blocks),
     # where that can render differently: only a block tag is trimmed.
     legacy: jinja2.Template | None = None
+    # Set once a render ran out of time: the template is not run again for other rows,
+    # so that validating many rows stays within seconds (a fault of the template).
+    out_of_time: list[TemplateFault] = field(default_factory=list, compare=False)
 
     def render_legacy(self, context: Mapping[str, Any]) -> str:
         """What version 1.0 rendered, before any strip (a fault: as :meth:`render`)."""
@@ -97,16 +121,26 @@ class Template:
         :class:`TemplateFault` on any fault."""
         if self.literal:
             return self.source
+        if self.out_of_time:
+            raise self.out_of_time[0]
         try:
             # Template.render would copy the globals (a ChainMap) into a new
             # dict for every row; the context already holds them.
             ctx = self.compiled.new_context(dict(context), shared=True)
             try:
-                return _ENV.concat(self.compiled.root_render_func(ctx))  # type: ignore[attr-defined]
+                with bounds.rendering():
+                    return bounds.joined(self.compiled.root_render_func(ctx))  # type: ignore[attr-defined]
             except Exception:
                 _ENV.handle_exception()  # re-raises with template line numbers
         except TemplateFault as exc:
             raise TemplateFault(exc.message, _template_line(exc, self.name)) from None
+        except bounds.RenderLimit as exc:
+            fault = TemplateFault(f"refused: {exc}", _template_line(exc, self.name))
+            if isinstance(exc, bounds.OutOfTime):
+                self.out_of_time.append(fault)
+            raise fault from None
+        except RecursionError:
+            raise TemplateFault("refused: the template calls itself without end") from None
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateFault(f"template syntax error: {exc.message}", exc.lineno) from None
         except jinja2.UndefinedError as exc:
@@ -171,7 +205,8 @@ def _environments(root: Path | None, near: Path | None) -> tuple[_Environment, _
 
 def _compiled(env: _Environment, source: str, name: str) -> jinja2.Template:
     try:
-        code = env.compile(source, name=name, filename=name)
+        tree = bounds.BoundLoops().visit(env.parse(source, name=name, filename=name))
+        code = env.compile(tree, name=name, filename=name)
         return env.template_class.from_code(env, code, env.make_globals(None), None)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateFault(f"template syntax error: {exc.message}", exc.lineno) from None

@@ -1,0 +1,204 @@
+"""Bounded rendering (SPEC §3): no template may build more than 1 MB of text, loop more
+than 100,000 times or run for more than about a second, so that ``validate`` and
+``plan`` stay within a few hundred MB and seconds whatever a template does.
+
+Three guards, each where the cost arises:
+
+- loops: every ``{% for %}`` iterates through :func:`bounded_iter` (the template's
+  syntax tree is rewritten before it is compiled), which counts turns and looks at the
+  clock;
+- calls: every call a template makes (macros included, so recursion too) looks at the
+  clock;
+- sizes: the filters and operators that can build a large text from a small one
+  (``replace``, ``center``, ``indent``, ``wordwrap``, ``format``, ``%``, ``str.format``
+  widths, ``join``) check the size of their result before they build it, and the
+  output is counted as it is produced.
+
+The limits hold per render: one field of one row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from jinja2 import filters, nodes
+from jinja2.visitor import NodeTransformer
+
+MAX_TEXT = 1_000_000  # characters a render (or one value in it) may hold
+MAX_LOOPS = 100_000  # loop turns in one render
+MAX_SECONDS = 1.0  # one render's time
+LOOP_NAME = "hifly_bounded_loop"  # the global every for-loop iterates through
+
+# A width or precision in a format that would build a large text: 7 digits or more.
+_WIDE = re.compile(r"\d{7,}")
+
+
+class RenderLimit(Exception):
+    """A render went past a limit; the message says which."""
+
+
+class OutOfTime(RenderLimit):
+    """A render ran past MAX_SECONDS."""
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.turns = 0
+        self.deadline = time.monotonic() + MAX_SECONDS
+
+    def turn(self) -> None:
+        self.turns += 1
+        if self.turns > MAX_LOOPS:
+            raise RenderLimit(f"the template loops more than {MAX_LOOPS:,} times")
+        if self.turns % 1024 == 0:
+            self.tick()
+
+    def tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise OutOfTime(f"the template runs for more than {MAX_SECONDS:g} s")
+
+
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("budget", default=None)
+
+
+@contextlib.contextmanager
+def rendering() -> Iterator[None]:
+    """One render's budget of loop turns and time."""
+    token = _BUDGET.set(_Budget())
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+def tick() -> None:
+    """Look at the clock (from every call a template makes)."""
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.tick()
+
+
+def bounded_iter(iterable: Iterable[Any]) -> Iterator[Any]:
+    """``iterable``, each turn counted against the render's budget."""
+    budget = _BUDGET.get()
+    for item in iterable:
+        if budget is not None:
+            budget.turn()
+        yield item
+
+
+class BoundLoops(NodeTransformer):
+    """Rewrites ``{% for x in seq %}`` as ``{% for x in hifly_bounded_loop(seq) %}``."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = nodes.Call(nodes.Name(LOOP_NAME, "load"), [node.iter], [], None, None)
+        return node
+
+
+def joined(chunks: Iterable[str]) -> str:
+    """The output of a render, refused once it passes MAX_TEXT."""
+    size, parts = 0, []
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_TEXT:
+            raise RenderLimit(f"the template makes more than {MAX_TEXT:,} characters")
+        parts.append(chunk)
+    return "".join(parts)
+
+
+def check_size(size: int, what: str) -> None:
+    if size > MAX_TEXT:
+        raise RenderLimit(f"{what} would make {size:,} characters, more than {MAX_TEXT:,}")
+
+
+def check_format(spec: object, what: str) -> None:
+    """A format (``%``, ``format``, ``str.format``) asking for a width or precision that
+    would build a large text."""
+    if isinstance(spec, str) and _WIDE.search(spec):
+        raise RenderLimit(f"{what} asks for a width of more than {MAX_TEXT:,} characters")
+
+
+def check_percent(spec: str, values: Any) -> None:
+    """``spec % values``: a width written in ``spec``, or given by ``*``, too large."""
+    check_format(spec, "%")
+    given = values if isinstance(values, tuple) else (values,)
+    if "*" in spec and any(abs(_number(v)) > MAX_TEXT for v in given if isinstance(v, int)):
+        raise RenderLimit(f"% asks for a width of more than {MAX_TEXT:,} characters")
+
+
+def _number(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def _replace(eval_ctx: Any, s: Any, old: Any, new: Any, count: Any = None) -> Any:
+    text, old_s, new_s = str(s), str(old), str(new)
+    hits = text.count(old_s) if old_s else len(text) + 1
+    if count is not None:
+        hits = min(hits, max(_number(count), 0))
+    check_size(len(text) + hits * (len(new_s) - len(old_s)), "replace")
+    return filters.do_replace(eval_ctx, s, old, new, count)
+
+
+def _width_first(name: str, base: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter whose first argument is a width (``center``)."""
+
+    def bounded(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> Any:
+        check_size(len(str(value)) + max(_number(width), 0), name)
+        return base(value, width, *args, **kwargs)
+
+    return bounded
+
+
+def _indent(s: Any, width: Any = 4, *args: Any, **kwargs: Any) -> Any:
+    pad = _number(width) if not isinstance(width, str) else len(width)
+    check_size(len(str(s)) + max(pad, 0) * (str(s).count("\n") + 2), "indent")
+    return filters.do_indent(s, width, *args, **kwargs)
+
+
+def _format(value: Any, *args: Any, **kwargs: Any) -> Any:
+    check_format(value, "format")
+    check_format(str(args) + str(kwargs), "format")
+    return filters.do_format(value, *args, **kwargs)
+
+
+def _join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+    items = list(bounded_iter(value)) if not isinstance(value, str) else value
+    check_size(sum(len(str(i)) for i in items) + len(d) * len(items), "join")
+    return filters.do_join(eval_ctx, items, d, attribute)
+
+
+_replace.jinja_pass_arg = filters.do_replace.jinja_pass_arg  # type: ignore[attr-defined]
+_join.jinja_pass_arg = filters.do_join.jinja_pass_arg  # type: ignore[attr-defined]
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "replace": _replace,
+    "center": _width_first("center", filters.do_center),
+    "indent": _indent,
+    "format": _format,
+    "join": _join,
+}
+
+
+def check_str_method(name: str, text: str, args: tuple[Any, ...]) -> None:
+    """A call of a ``str`` method that can build a large text from a small one."""
+    if name in ("ljust", "rjust", "center", "zfill") and args:
+        check_size(max(_number(args[0]), len(text)), name)
+    elif name == "expandtabs":
+        size = _number(args[0]) if args else 8
+        check_size(len(text) + max(size, 0) * text.count("\t"), name)
+    elif name == "replace" and len(args) >= 2:
+        old, new = str(args[0]), str(args[1])
+        hits = text.count(old) if old else len(text) + 1
+        check_size(len(text) + hits * (len(new) - len(old)), name)
+    elif name == "join" and args and isinstance(args[0], list | tuple):
+        items = args[0]
+        check_size(sum(len(str(i)) for i in items) + len(text) * len(items), name)

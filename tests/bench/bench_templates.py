@@ -1,0 +1,91 @@
+"""Hostile templates through the real ``validate``: peak RSS and seconds of each, from the
+kernel's account of the process (``wait4``, what ``/usr/bin/time -v`` shows), beside a
+plain manifest's in the same run (the baseline: Python and hifly-batch loaded, its rows
+rendered).
+
+Each hostile template is one the rendering bounds (``hifly_batch/manifest/bounds.py``)
+refuse; SPEC §3 wants each under 500 MB and a few seconds. Usage:
+
+    python tests/bench/bench_templates.py [--only NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.manifest_helpers import BASE, campaign
+
+TEMPLATES = {
+    "plain (baseline)": "{{ row.name }}您好。\n",
+    "replace bomb": "{{ ('a'*100000)|replace('a','a'*100000) }}",
+    "center(1e9)": "{{ 'x'|center(1000000000) }}",
+    "indent(4e9)": "{{ 'x\ny'|indent(4000000000) }}",
+    "nested range loops": (
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    ),
+    "% width": "{{ '%1000000000d' % 1 }}",
+    "str.format width": "{{ '{:>1000000000}'.format(1) }}",
+    "format filter width": "{{ '%1000000000s'|format('x') }}",
+    "join of a range": "{{ range(100000)|join('x'*1000) }}",
+    "ljust(1e9)": "{{ 'x'.ljust(1000000000) }}",
+    "macro recursion": "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    "exponential macros": (
+        "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}"
+    ),
+}
+RSS_LIMIT_MB = 500
+SECONDS_LIMIT = 5.0
+
+
+def measure(template: str, folder: Path) -> tuple[int, float, float]:
+    """(exit code, peak RSS in MB, wall seconds) of ``validate`` on a campaign whose
+    script is ``template``: the kernel's account of the child, as ``/usr/bin/time -v``
+    prints it."""
+    path = campaign(folder, BASE, template=template)
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hifly_batch", "validate", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss / 1024, seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", help="measure this template (and the baseline) only")
+    args = parser.parse_args(argv)
+    names = [n for n in TEMPLATES if args.only in (None, n) or n == "plain (baseline)"]
+    print(f"{'template':22} {'exit':>4} {'peak RSS':>10} {'seconds':>8}  x baseline RSS")
+    base_rss, worst_rss, worst_s, refused = 0.0, 0.0, 0.0, True
+    for name in names:
+        with tempfile.TemporaryDirectory() as folder:
+            code, rss, seconds = measure(TEMPLATES[name], Path(folder))
+        if name == "plain (baseline)":
+            base_rss = rss
+        else:
+            worst_rss, worst_s = max(worst_rss, rss), max(worst_s, seconds)
+            refused = refused and code == 2
+        print(f"{name:22} {code:>4} {rss:>7.1f} MB {seconds:>7.2f}s  {rss / base_rss:.2f}")
+    held = refused and worst_rss < RSS_LIMIT_MB and worst_s < SECONDS_LIMIT
+    print(
+        f"verdict: {'holds' if held else 'FAILS'}: every hostile template refused (exit 2); "
+        f"worst {worst_rss:.1f} MB ({worst_rss / base_rss:.2f} x the {base_rss:.1f} MB "
+        f"baseline; limit {RSS_LIMIT_MB} MB), {worst_s:.2f} s (limit {SECONDS_LIMIT:g} s)"
+    )
+    return 0 if held else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

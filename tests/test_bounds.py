@@ -1,0 +1,80 @@
+"""Bounded rendering: templates that would take the machine's memory or time are refused
+with a located error, quickly; ordinary loops, filters and formats still work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hifly_batch.manifest.templates import TemplateFault, base_context, compile_template
+from tests.bench.bench_templates import TEMPLATES
+from tests.campaigns import cli
+from tests.manifest_helpers import campaign
+
+HOSTILE = {name: source for name, source in TEMPLATES.items() if "baseline" not in name}
+SAID = {
+    "replace bomb": "replace would make 10,000,000,000 characters",
+    "center(1e9)": "center would make 1,000,000,001 characters",
+    "indent(4e9)": "indent would make",
+    "nested range loops": "the template loops more than 100,000 times",
+    "% width": "% asks for a width of more than 1,000,000 characters",
+    "str.format width": "str.format asks for a width of more than 1,000,000 characters",
+    "format filter width": "format asks for a width of more than 1,000,000 characters",
+    "join of a range": "join would make",
+    "ljust(1e9)": "ljust would make 1,000,000,000 characters",
+    "macro recursion": "the template calls itself without end",
+    "exponential macros": "the template runs for more than 1 s",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_a_template_past_a_bound_is_refused_saying_which(name: str) -> None:
+    template = compile_template(HOSTILE[name], "t.j2")
+    with pytest.raises(TemplateFault) as caught:
+        template.render(base_context())
+    assert caught.value.message.startswith("refused: ") and SAID[name] in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{% for i in range(3) %}{{ i }}{% endfor %}", "012"),
+        ("{{ '%05.2f' % 3.14159 }}|{{ '{:,}'.format(1234567) }}", "03.14|1,234,567"),
+        ("{{ 'a-b'|replace('-', '+') }}|{{ 'x'|center(5) }}|{{ [1, 2]|join }}", "a+b|  x  |12"),
+        ("{{ 'ab'.ljust(4, '.') }}|{{ '%s和%s'|format('甲', '乙') }}", "ab..|甲和乙"),
+        ("{% macro f(n) %}{% if n %}{{ n }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(3) }}", "321"),
+        ("{% for r in rows %}{{ loop.index }}{{ r }}{% endfor %}", "1a2b"),
+    ],
+)  # fmt: skip
+def test_ordinary_templates_render_as_before(source: str, expected: str) -> None:
+    context = base_context(rows=["a", "b"])
+    assert compile_template(source, "t.j2").render(context) == expected
+
+
+def test_a_refused_template_is_a_located_validate_error(tmp_path: Path) -> None:
+    path = campaign(tmp_path, template="第一行\n{{ 'x'|center(1000000000) }}\n")
+    result = cli("validate", str(path))
+    assert result.code == 2
+    where = f"{tmp_path / 'welcome.txt.j2'}:2:1: videos.welcome[c1].text_file: refused: center"
+    assert where in result.stderr, result.stderr
+
+
+def test_a_template_out_of_time_is_run_once_not_for_every_row(tmp_path: Path) -> None:
+    slow = "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}"
+    template = compile_template(slow, "t.j2")
+    for _ in range(3):
+        with pytest.raises(TemplateFault, match="runs for more than 1 s"):
+            template.render(base_context())
+    assert len(template.out_of_time) == 1  # the later rows were refused without running
+
+
+def test_the_template_benchmark_prints_its_figures() -> None:
+    bench = Path(__file__).parent / "bench" / "bench_templates.py"
+    proc = subprocess.run([sys.executable, str(bench), "--only", "replace bomb"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for figure in ("plain (baseline)", "replace bomb", "peak RSS", "x the", "verdict: holds"):
+        assert figure in proc.stdout
