@@ -115,3 +115,20 @@ def test_validate_says_every_fault_in_one_pass(tmp_path: Path) -> None:
     assert "videos.welcome.avatar: 'nobody' is not an avatar" in said
     assert "videos.welcome[c2].title: title has 21 characters, at most 20" in said
     assert said.rstrip().endswith(": 3 errors")
+
+
+def test_a_backslash_in_a_path_is_said_to_be_no_folder_separator(tmp_path: Path) -> None:
+    manifest = (
+        BASE.replace("file: media/founder.mp4", "file: media\\founder.mp4")
+        .replace("csv: customers.csv", "csv: .\\customers.csv")
+        .replace("text_file: welcome.txt.j2", "text_file: .\\welcome.txt.j2")
+    )
+    result = run(validate, [campaign(tmp_path, manifest)])
+    assert result.code == 2
+    said = "(write paths with '/': a '\\' is no folder separator)"
+    for path in ("assets.clip.file", "data.customers.csv"):
+        assert f"{path}: file not found: " in result.err and said in result.err, result.err
+    assert result.err.count(said) == 2  # the text_file is not reached without its rows
+    manifest = BASE.replace("text_file: welcome.txt.j2", "text_file: .\\welcome.txt.j2")
+    result = run(validate, [campaign(tmp_path / "t", manifest)])
+    assert "text_file: template file not found: " in result.err and said in result.err

@@ -29,7 +29,13 @@ from hifly_batch.manifest.model import (
     VoiceSource,
     WorkSpec,
 )
-from hifly_batch.manifest.values import api_string, is_campaign_name, is_item_name, parse_duration
+from hifly_batch.manifest.values import (
+    api_string,
+    is_campaign_name,
+    is_item_name,
+    missing_file,
+    parse_duration,
+)
 from hifly_batch.manifest.yamlload import YamlDocument
 
 SECTIONS = ("assets", "data", "avatars", "voices", "videos", "audios")
@@ -139,7 +145,7 @@ class Builder:
             if "file" in raw:
                 file = (self.root / raw["file"]).absolute()
                 if not file.is_file():
-                    self.error(("assets", name, "file"), f"file not found: {raw['file']}")
+                    self.error(("assets", name, "file"), missing_file(raw["file"]))
                 found[name] = Asset(name, where, media_kind(file.name), file=file)
             else:
                 found[name] = Asset(name, where, media_kind(raw["url"]), url=raw["url"])

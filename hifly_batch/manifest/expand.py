@@ -20,6 +20,7 @@ from hifly_batch.manifest.templates import (
 from hifly_batch.manifest.values import (
     find_html_tag,
     is_truthy,
+    missing_file,
     normalize_output,
     output_path_problem,
     shorten,
@@ -301,7 +302,7 @@ class Expander:
                 source = path.read_text(encoding="utf-8-sig")
                 self._files[path] = compile_template(source, shown, self.manifest.root, path.parent)
             except FileNotFoundError:
-                self._files[path] = TemplateFault(f"template file not found: {shown}")
+                self._files[path] = TemplateFault(f"template {missing_file(shown)}")
             except UnicodeDecodeError:
                 self._files[path] = TemplateFault(f"{shown} is not UTF-8; save it as UTF-8")
             except OSError as exc:

@@ -11,7 +11,7 @@ from hifly_batch.manifest.data import RawRow, csv_rows, inline_rows, jsonl_rows,
 from hifly_batch.manifest.diagnostics import Collector, format_path
 from hifly_batch.manifest.model import DataSource, Field, Row
 from hifly_batch.manifest.templates import TemplateFault, compile_template
-from hifly_batch.manifest.values import invisible_problem, spoken, visible
+from hifly_batch.manifest.values import invisible_problem, missing_file, spoken, visible
 from hifly_batch.manifest.yamlload import YamlDocument
 
 
@@ -48,7 +48,7 @@ def _read_rows(
     path = root / raw[kind]
     shown = display(doc, root, raw[kind])
     if not path.is_file():
-        errors.add(doc.locate(("data", name, kind)), field, f"file not found: {raw[kind]}")
+        errors.add(doc.locate(("data", name, kind)), field, missing_file(raw[kind]))
         return []
     text = read_text_utf8(path, shown, field, errors)
     if text is None:

@@ -88,6 +88,14 @@ def find_html_tag(text: str) -> str | None:
 SEGMENT_MAX_BYTES = 255  # a file name, on the usual file systems (ext4, APFS, NTFS)
 
 
+def missing_file(written: str) -> str:
+    r"""Why the file a manifest names (written as ``written``) was not found; a ``\``
+    is said to be no folder separator here (SPEC §3: paths use ``/``)."""
+    if "\\" in written:
+        return f"file not found: {written} (write paths with '/': a '\\' is no folder separator)"
+    return f"file not found: {written}"
+
+
 def output_path_problem(path: str) -> str | None:
     """Why ``path`` cannot be an output path under output_dir, or None when it can."""
     if not path.strip():
