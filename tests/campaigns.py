@@ -157,7 +157,7 @@ def read_state(campaign: Campaign) -> dict[str, Record]:
 
 
 def is_temporary(path: Path) -> bool:
-    """A download's temporary file (``.name.XXXX.part``) or the report's (``.name.tmp``)."""
+    """A download's temporary file (``.hifly-PID-N.part``) or the report's (``.name.tmp``)."""
     return path.name.startswith(".")
 
 

@@ -164,3 +164,14 @@ def test_a_row_that_leaves_off_its_empty_unnamed_cells_is_whole() -> None:
     assert (
         short == [] and "this row has 2 fields, the header has 3" in errors.diagnostics[0].message
     )
+
+
+def test_a_misspelt_column_in_the_key_names_the_columns_there_are(tmp_path: Path) -> None:
+    path = campaign(tmp_path, replace={'"{{ row.customer_id }}"': '"{{ row.custmer_id }}"'})
+    result = cli("validate", str(path))
+    assert result.code == 2
+    assert (
+        "data.customers.key: undefined in template: no column 'custmer_id' in this row"
+        in (result.stderr)
+        and "(did you mean 'customer_id'?)" in result.stderr
+    )

@@ -244,3 +244,68 @@ def test_a_key_no_file_can_carry_is_refused_by_validate(
     result = cli("validate", str(path))
     assert result.code == 2 and said in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_column_or_var_named_like_a_dict_method_is_its_value(tmp_path: Path) -> None:
+    """`row.items` is the column "items": never dict.items, whose address would make a
+    new key (and a new paid video) on every run."""
+    csv = "customer_id,items,name\nc1,A1,张伟\n"
+    path = campaign(tmp_path, csv=csv, template="{{ row.items }}您好。\n",
+                    replace={"vars: {brand: 飞影}": "vars: {brand: 飞影, keys: K}",
+                             '"{{ row.customer_id }}"': '"{{ row.items }}"'})  # fmt: skip
+    (work, *_) = load_campaign(path).works
+    assert work.key == "A1"
+    (tmp_path / "welcome.txt.j2").write_text("{{ row.items }}|{{ vars.keys }}", encoding="utf-8")
+    (work, *_) = load_campaign(path).works
+    assert work.text == "A1|K"
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [('{"id": "c1", "n": ' + "9" * 5000 + "}", "invalid JSON: Exceeds the limit"),
+     ('{"id": "c1", "n": 1e999}', "1e999 is not JSON")],
+    ids=["5000 digits", "1e999"],
+)  # fmt: skip
+def test_a_json_number_no_row_can_hold_is_a_located_error(
+    tmp_path: Path, line: str, said: str
+) -> None:
+    (tmp_path / "people.jsonl").write_text(line + "\n", encoding="utf-8")
+    path = tmp_path / "nulls.yaml"
+    path.write_text(NULLS, encoding="utf-8")
+    result = cli("validate", str(path))
+    assert result.code == 2 and "people.jsonl:1:" in result.stderr and said in result.stderr
+    assert "internal error" not in result.stderr
+
+
+def test_a_nul_in_a_text_file_path_or_the_output_folder_is_refused_by_validate(
+    tmp_path: Path,
+) -> None:
+    path = campaign(tmp_path, replace={"text_file: welcome.txt.j2": 'text_file: "a\\0b.j2"'})
+    result = cli("validate", str(path))
+    assert result.code == 2 and "text_file: the path holds an invisible character U+0000" in (
+        result.stderr
+    ), result.stderr
+    path = campaign(
+        tmp_path / "o",
+        replace={"name: case\n": 'name: case\nsettings: {output_dir: "o\\0ut\\a"}\n'},
+    )
+    result = cli("validate", str(path))
+    assert (
+        result.code == 2 and "settings.output_dir: the folder holds an invisible" in result.stderr
+    )
+
+
+def test_an_output_name_of_255_bytes_is_downloaded_not_only_validated(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The download's temporary file has a short name of its own: a 255-byte name that
+    validate passes is written after the video is paid for, never refused then."""
+    long = "{{ key }}{{ 'x' * 249 }}.mp4"  # c1 + 249 + .mp4 = 255 bytes
+    fields = f'title: "欢迎"\n    output: "{long}"'
+    path = campaign(tmp_path, csv="customer_id,name,city\nc1,张伟,上海\n",
+                    replace={'title: "欢迎{{ row.name }}"': fields})  # fmt: skip
+    assert cli("validate", str(path)).code == 0
+    result = cli("run", "--no-progress", str(path), sandbox=sandbox)
+    assert result.code == 0, result.stdout + result.stderr
+    name = "c1" + "x" * 249 + ".mp4"
+    assert len(name.encode()) == 255 and (tmp_path / "out" / "case" / name).stat().st_size > 0

@@ -82,7 +82,8 @@ def _download_once(transport: Transport, url: str, dest: Path) -> int:
             delivery = Delivery.SERVER_ERROR if resp.status_code >= 500 else Delivery.UNANSWERED
             raise TransportError("download", delivery, f"HTTP {resp.status_code}")
         # Unique within the process; one process at a time holds a state's lock.
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{next(_parts)}.part")
+        # A short name of its own (not dest's name, which may be up to 255 bytes long).
+        tmp = dest.with_name(f".hifly-{os.getpid()}-{next(_parts)}.part")
         try:
             size = _write(resp, tmp)
             _check_length(resp, size)

@@ -31,6 +31,7 @@ from hifly_batch.manifest.model import (
 )
 from hifly_batch.manifest.values import (
     api_string,
+    invisible_problem,
     is_campaign_name,
     is_item_name,
     missing_file,
@@ -114,6 +115,9 @@ class Builder:
             where = ("settings", "poll_max") if "poll_max" in raw else ("settings", "poll_interval")
             self.error(where, "poll_interval must not be greater than poll_max")
         output = raw.get("output_dir") if ("settings", "output_dir") not in self.bad else None
+        if isinstance(output, str) and (problem := invisible_problem(output)) is not None:
+            self.error(("settings", "output_dir"), f"the folder {problem}")
+            output = None
         out_dir = self.root / (output if isinstance(output, str) else f"out/{name}")
         return Settings(output_dir=Path(os.path.normpath(out_dir.absolute())), **values)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +144,7 @@ def jsonl_rows(text: str, shown: str, field: str, errors: Collector) -> list[Raw
         if not line.strip():
             continue
         try:
-            value = json.loads(line, parse_constant=_not_json)
+            value = json.loads(line, parse_constant=_not_json, parse_float=_finite)
         except _NotJson as exc:
             errors.add(Location(shown, number), field, f"{exc} is not JSON; write a number or text")
             continue
@@ -152,6 +153,9 @@ def jsonl_rows(text: str, shown: str, field: str, errors: Collector) -> list[Raw
             continue
         except RecursionError:
             errors.add(Location(shown, number), field, "JSON nested too deeply")
+            continue
+        except ValueError as exc:  # e.g. an integer of more than 4300 digits
+            errors.add(Location(shown, number), field, f"invalid JSON: {exc}")
             continue
         if not isinstance(value, dict):
             errors.add(Location(shown, number), field, "each line must be a JSON object")
@@ -162,6 +166,14 @@ def jsonl_rows(text: str, shown: str, field: str, errors: Collector) -> list[Raw
 
 class _NotJson(ValueError):
     pass
+
+
+def _finite(text: str) -> float:
+    """A JSON number too large for a float (``1e999``) is Infinity by another name."""
+    number = float(text)
+    if math.isinf(number):
+        raise _NotJson(text)
+    return number
 
 
 def _not_json(name: str) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,9 @@ from hifly_batch.manifest.templates import (
     compile_template,
 )
 from hifly_batch.manifest.values import (
+    columns_named,
     find_html_tag,
+    invisible_problem,
     is_truthy,
     missing_file,
     normalize_output,
@@ -129,7 +130,7 @@ class Expander:
     ) -> None:
         path = item_path(spec.section, spec.name, row.key if row else None, name)
         if row is not None:
-            message = f"{_columns_named(message, row)} ({row.describe()})"
+            message = f"{columns_named(message, row.values)} ({row.describe()})"
         group = item_path(spec.section, spec.name, None, name)
         self.errors.add_row_error(group, where, path, message)
 
@@ -269,6 +270,10 @@ class Expander:
     ) -> tuple[str, str]:
         """The text the file renders, and what version 1.0 rendered."""
         relative = self._render(spec, "text_file", template, row, context).strip()
+        if (problem := invisible_problem(relative)) is not None:
+            self._row_error(spec, "text_file", row, spec.fields["text_file"].location,
+                            f"the path {problem}")  # fmt: skip
+            raise _RowFault
         path = (self.manifest.root / relative).absolute()
         loaded = self._load_file(path)
         if isinstance(loaded, TemplateFault):
@@ -310,23 +315,6 @@ class Expander:
             except TemplateFault as exc:
                 self._files[path] = exc
         return self._files[path]
-
-
-_NO_ATTRIBUTE = re.compile(r"'dict object' has no attribute '([^']*)'")
-
-
-def _columns_named(message: str, row: Row) -> str:
-    """A name the row lacks (a misspelt column, or a CSV read with the wrong delimiter)
-    said with the columns the row has."""
-    match = _NO_ATTRIBUTE.search(message)
-    if match is None or match.group(1) in row.values:
-        return message
-    missing, columns = match.group(1), [str(c) for c in row.values]
-    said = (
-        f"no column {missing!r} in this row; its columns are: {', '.join(columns)}"
-        f"{did_you_mean(missing, columns)}"
-    )
-    return message[: match.start()] + said + message[match.end() :]
 
 
 def _legacy(template: Template, rendered: str, context: Mapping[str, Any]) -> str:

@@ -11,7 +11,13 @@ from hifly_batch.manifest.data import RawRow, csv_rows, inline_rows, jsonl_rows,
 from hifly_batch.manifest.diagnostics import Collector, format_path
 from hifly_batch.manifest.model import DataSource, Field, Row
 from hifly_batch.manifest.templates import TemplateFault, compile_template
-from hifly_batch.manifest.values import invisible_problem, missing_file, spoken, visible
+from hifly_batch.manifest.values import (
+    columns_named,
+    invisible_problem,
+    missing_file,
+    spoken,
+    visible,
+)
 from hifly_batch.manifest.yamlload import YamlDocument
 
 
@@ -78,7 +84,7 @@ def _keyed_rows(
         try:
             key = spoken(template.render({**context, "row": raw.values, "index": raw.index}))
         except TemplateFault as exc:
-            message = f"{exc.message} ({where})"
+            message = f"{columns_named(exc.message, raw.values)} ({where})"
             errors.add_row_error(path, key_field.line_of(exc.line), path, message)
             continue
         if not key:

@@ -49,6 +49,13 @@ class _Environment(SandboxedEnvironment):
             raise TemplateFault("template result too large")
         return operator.mul(left, right)
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # ``row.items`` is the column "items", not dict.items: a data value before a
+        # method of its container, or a key would be a method's address, new every run.
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         bounds.tick()  # every call, macros too: recursion meets the clock
         owner = getattr(__obj, "__self__", None)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
+from collections.abc import Mapping
+from typing import Any
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([smh]?)$")
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -54,6 +57,23 @@ def spoken(rendered: str) -> str:
     if all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in text):
         return ""
     return text
+
+
+_NO_ATTRIBUTE = re.compile(r"'dict object' has no attribute '([^']*)'")
+
+
+def columns_named(message: str, row: Mapping[str, Any]) -> str:
+    """A template's fault about a name the row lacks (a misspelt column, or a CSV read
+    with the wrong delimiter) said with the columns the row has, and the closest."""
+    match = _NO_ATTRIBUTE.search(message)
+    if match is None or match.group(1) in row:
+        return message
+    missing, columns = match.group(1), [str(c) for c in row]
+    close = difflib.get_close_matches(missing, columns, n=1)
+    said = f"no column {missing!r} in this row; its columns are: {', '.join(columns)}"
+    if close:
+        said += f" (did you mean {close[0]!r}?)"
+    return message[: match.start()] + said + message[match.end() :]
 
 
 def visible(text: str) -> str:
