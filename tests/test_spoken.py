@@ -13,6 +13,12 @@ from pathlib import Path
 import pytest
 
 from hifly_batch.manifest.loader import load_campaign
+from hifly_batch.manifest.templates import (
+    TemplateFault,
+    base_context,
+    compile_template,
+    without_nulls,
+)
 from hifly_batch.sandbox import Sandbox
 from tests.campaigns import cli
 from tests.manifest_helpers import MEDIA, campaign
@@ -309,3 +315,20 @@ def test_an_output_name_of_255_bytes_is_downloaded_not_only_validated(
     assert result.code == 0, result.stdout + result.stderr
     name = "c1" + "x" * 249 + ".mp4"
     assert len(name.encode()) == 255 and (tmp_path / "out" / "case" / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{{ row.n ~ '' }}", "{{ row.n | string }}", "{{ '%s' % row.n }}", "{{ '{}'.format(row.n) }}",
+     "{{ row.n | lower }}", "{{ row.lst }}", "{{ row.lst | join(',') }}", "{{ row.obj }}"],
+)  # fmt: skip
+def test_a_null_made_text_in_any_way_is_still_an_error(source: str) -> None:
+    row = without_nulls({"n": None, "lst": [1, None], "obj": {"a": None}})
+    with pytest.raises(TemplateFault, match="a value rendered here is null"):
+        compile_template(source, "t.j2").render(base_context(row=row))
+
+
+def test_a_null_chosen_on_purpose_is_the_empty_text_and_is_none() -> None:
+    row = without_nulls({"n": None, "obj": {"a": None}})
+    source = "[{{ row.n or '' }}|{{ row.n | default('', true) }}|{{ row.obj.a is none }}]"
+    assert compile_template(source, "t.j2").render(base_context(row=row)) == "[||True]"

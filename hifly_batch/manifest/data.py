@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hifly_batch.manifest.diagnostics import Collector, Location
+from hifly_batch.manifest.templates import without_nulls
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def jsonl_rows(text: str, shown: str, field: str, errors: Collector) -> list[Raw
         if not isinstance(value, dict):
             errors.add(Location(shown, number), field, "each line must be a JSON object")
             continue
-        rows.append(RawRow(len(rows) + 1, value, Location(shown, number)))
+        rows.append(RawRow(len(rows) + 1, without_nulls(value), Location(shown, number)))
     return rows
 
 

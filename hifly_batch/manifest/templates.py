@@ -78,13 +78,55 @@ def _size(value: Any) -> int:
     return 1
 
 
+_NULL_SPOKEN = (
+    "a value rendered here is null; to speak nothing write `{{ x or '' }}` "
+    "or `{{ x | default('', true) }}`"
+)
+
+
+class Null:
+    """A JSON ``null`` in a row: false, as ``None`` is (so ``or ''`` and ``default('',
+    true)`` choose the empty text), but never spoken: made text in any way (``~``,
+    ``string``, ``%``, ``format``, a list holding it) it is an error, not "None"."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __eq__(self, other: object) -> bool:
+        return other is None or isinstance(other, Null)
+
+    def __hash__(self) -> int:
+        return hash(None)
+
+    def __str__(self) -> str:
+        raise TemplateFault(_NULL_SPOKEN)
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        raise TemplateFault(_NULL_SPOKEN)
+
+
+NULL = Null()
+
+
+def without_nulls(value: Any) -> Any:
+    """``value`` (JSON) with every ``null``, at any depth, made :data:`NULL`."""
+    if value is None:
+        return NULL
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
 def _no_null(value: Any) -> Any:
     """Every ``{{ }}`` output passes here: a null would be spoken as "None" (SPEC §3)."""
-    if value is None:
-        raise TemplateFault(
-            "a value rendered here is null; to speak nothing write `{{ x or '' }}` "
-            "or `{{ x | default('', true) }}`"
-        )
+    if value is None or isinstance(value, Null):
+        raise TemplateFault(_NULL_SPOKEN)
     return value
 
 
@@ -96,6 +138,7 @@ _ENV = _Environment(
     lstrip_blocks=True,
     finalize=_no_null,
 )
+_ENV.tests["none"] = lambda value: value is None or isinstance(value, Null)
 _ENV.globals[bounds.LOOP_NAME] = bounds.bounded_iter
 _ENV.filters.update(bounds.FILTERS)
 # Version 1.0's blocks, to recognise the work it made (see ``Template.legacy``).
