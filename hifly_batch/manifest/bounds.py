@@ -26,16 +26,20 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from jinja2 import filters, nodes
+from jinja2 import filters, nodes, utils
 from jinja2.visitor import NodeTransformer
 
 MAX_TEXT = 1_000_000  # characters a render (or one value in it) may hold
 MAX_LOOPS = 100_000  # loop turns in one render
 MAX_SECONDS = 1.0  # one render's time
 LOOP_NAME = "hifly_bounded_loop"  # the global every for-loop iterates through
+CONCAT_NAME = "hifly_bounded_concat"  # the global every ~ goes through
 
 # A width or precision in a format that would build a large text: 7 digits or more.
 _WIDE = re.compile(r"\d{7,}")
+# A str.format field whose spec holds another field: its width comes from an argument.
+NESTED_SPEC = re.compile(r"\{[^{}]*:[^{}]*\{")
+WRAP_MAX = 10_000  # characters wordwrap takes (a script is far shorter)
 
 
 class RenderLimit(Exception):
@@ -93,12 +97,24 @@ def bounded_iter(iterable: Iterable[Any]) -> Iterator[Any]:
 
 
 class BoundLoops(NodeTransformer):
-    """Rewrites ``{% for x in seq %}`` as ``{% for x in hifly_bounded_loop(seq) %}``."""
+    """Rewrites ``{% for x in seq %}`` as ``{% for x in hifly_bounded_loop(seq) %}``, and
+    ``a ~ b`` as ``hifly_bounded_concat([a, b])``."""
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
         node.iter = nodes.Call(nodes.Name(LOOP_NAME, "load"), [node.iter], [], None, None)
         return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        parts = nodes.List(node.nodes, lineno=node.lineno)
+        return nodes.Call(nodes.Name(CONCAT_NAME, "load"), [parts], [], None, None)
+
+
+def bounded_concat(parts: list[Any]) -> str:
+    """``a ~ b ~ ...``, refused once it would pass MAX_TEXT."""
+    tick()
+    return joined(str(part) for part in parts)
 
 
 def joined(chunks: Iterable[str]) -> str:
@@ -122,6 +138,28 @@ def check_format(spec: object, what: str) -> None:
     would build a large text."""
     if isinstance(spec, str) and _WIDE.search(spec):
         raise RenderLimit(f"{what} asks for a width of more than {MAX_TEXT:,} characters")
+
+
+def check_width_arguments(values: Iterable[Any], what: str) -> None:
+    """Arguments that give a format's width (``"{:>{}}".format(x, 10**9)``)."""
+    if any(isinstance(v, int) and abs(v) > MAX_TEXT for v in values):
+        raise RenderLimit(f"{what} asks for a width of more than {MAX_TEXT:,} characters")
+
+
+def lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> Any:
+    """Jinja's ``lipsum``, at most 100 paragraphs of at most 100 words."""
+    if _number(n) > 100 or _number(max) > 100 or _number(min) > 100:
+        raise RenderLimit("lipsum asks for more than 100 paragraphs or words")
+    return utils.generate_lorem_ipsum(n=n, html=html, min=min, max=max)
+
+
+def _wordwrap(environment: Any, s: Any, *args: Any, **kwargs: Any) -> Any:
+    if len(str(s)) > WRAP_MAX:
+        raise RenderLimit(f"wordwrap takes at most {WRAP_MAX:,} characters")
+    return filters.do_wordwrap(environment, s, *args, **kwargs)
+
+
+_wordwrap.jinja_pass_arg = filters.do_wordwrap.jinja_pass_arg  # type: ignore[attr-defined]
 
 
 def check_percent(spec: str, values: Any) -> None:
@@ -182,6 +220,7 @@ _join.jinja_pass_arg = filters.do_join.jinja_pass_arg  # type: ignore[attr-defin
 FILTERS: dict[str, Callable[..., Any]] = {
     "replace": _replace,
     "center": _width_first("center", filters.do_center),
+    "wordwrap": _wordwrap,
     "indent": _indent,
     "format": _format,
     "join": _join,

@@ -22,6 +22,7 @@ from hifly_batch.manifest import bounds
 
 # Keeps a template from building huge strings or numbers ("{{ 'x' * 10**9 }}").
 MAX_PRODUCT_SIZE = 1_000_000
+MAX_BITS = 1_000_000  # ... and numbers: a power of at most this many bits
 
 
 class TemplateFault(Exception):
@@ -34,17 +35,23 @@ class TemplateFault(Exception):
 
 
 class _Environment(SandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         if operator_name == "**":
             if isinstance(right, int) and abs(right) > 64:
                 raise TemplateFault("exponent too large in template")
+            if isinstance(left, int) and left.bit_length() * abs(right) > MAX_BITS:
+                raise TemplateFault("the power is too large a number")
             return operator.pow(left, right)
         if operator_name == "%":
             if isinstance(left, str):  # printf-style: a width can build a large text
                 bounds.check_percent(left, right)
             return operator.mod(left, right)
+        if operator_name == "+":
+            if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+                bounds.check_size(_size(left) + _size(right), "+")
+            return operator.add(left, right)
         if _size(left) * _size(right) > MAX_PRODUCT_SIZE:
             raise TemplateFault("template result too large")
         return operator.mul(left, right)
@@ -67,12 +74,31 @@ class _Environment(SandboxedEnvironment):
         owner = getattr(value, "__self__", None)
         if isinstance(owner, str) and getattr(value, "__name__", "") in ("format", "format_map"):
             bounds.check_format(owner, "str.format")
+            wrapped = super().wrap_str_format(value)
+            if wrapped is not None and bounds.NESTED_SPEC.search(owner):
+
+                def checked(*args: Any, **kwargs: Any) -> Any:
+                    bounds.check_width_arguments([*args, *kwargs.values()], "str.format")
+                    return wrapped(*args, **kwargs)
+
+                return checked
+            return wrapped
         return super().wrap_str_format(value)
 
 
 def _size(value: Any) -> int:
-    if isinstance(value, str | list | tuple):
+    """How big ``value`` is for a product: a text's length, a list's elements counted
+    at every depth (``[[1]*10**6]*10**6`` is 10**12), a number's value."""
+    if isinstance(value, str):
         return max(len(value), 1)
+    if isinstance(value, list | tuple):
+        total = len(value)
+        for element in value:  # (stops counting once past the limit)
+            if total > MAX_PRODUCT_SIZE:
+                break
+            if isinstance(element, str | list | tuple):
+                total += _size(element)
+        return max(total, 1)
     if isinstance(value, int) and not isinstance(value, bool):
         return max(abs(value), 1)
     return 1
@@ -139,7 +165,9 @@ _ENV = _Environment(
     finalize=_no_null,
 )
 _ENV.tests["none"] = lambda value: value is None or isinstance(value, Null)
+_ENV.globals["lipsum"] = bounds.lipsum
 _ENV.globals[bounds.LOOP_NAME] = bounds.bounded_iter
+_ENV.globals[bounds.CONCAT_NAME] = bounds.bounded_concat
 _ENV.filters.update(bounds.FILTERS)
 # Version 1.0's blocks, to recognise the work it made (see ``Template.legacy``).
 _LEGACY_ENV = _ENV.overlay(trim_blocks=False, lstrip_blocks=False)

@@ -37,6 +37,17 @@ TEMPLATES = {
     "join of a range": "{{ range(100000)|join('x'*1000) }}",
     "ljust(1e9)": "{{ 'x'.ljust(1000000000) }}",
     "macro recursion": "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    "~ doubling": '{% set a = "x" * 1000000 %}' + "{% set a = a ~ a %}" * 9 + "{{ a }}",
+    "namespace doubling": (
+        '{% set ns = namespace(s="x") %}{% for i in range(30) %}'
+        "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}"
+    ),
+    "+ doubling": '{% set a = "x" * 1000000 %}{% set a = a + a %}{{ a }}',
+    "str.format width argument": '{{ "{:>{}}".format("x", 900000000) }}',
+    "nested list product": "{{ ([[1]*1000000]*1000000) | string }}",
+    "lipsum(200000)": "{{ lipsum(200000, false) }}",
+    "wordwrap(1) of 1 MB": '{{ ("x" * 1000000) | wordwrap(1) }}',
+    "tower of powers": "{% set x = (((9**64)**64)**64)**64 %}{{ x ** 64 > 1 }}",
     "exponential macros": (
         "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}"
     ),
@@ -67,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="measure this template (and the baseline) only")
     args = parser.parse_args(argv)
     names = [n for n in TEMPLATES if args.only in (None, n) or n == "plain (baseline)"]
-    print(f"{'template':22} {'exit':>4} {'peak RSS':>10} {'seconds':>8}  x baseline RSS")
+    print(f"{'template':27} {'exit':>4} {'peak RSS':>10} {'seconds':>8}  x baseline RSS")
     base_rss, worst_rss, worst_s, refused = 0.0, 0.0, 0.0, True
     for name in names:
         with tempfile.TemporaryDirectory() as folder:
@@ -77,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             worst_rss, worst_s = max(worst_rss, rss), max(worst_s, seconds)
             refused = refused and code == 2
-        print(f"{name:22} {code:>4} {rss:>7.1f} MB {seconds:>7.2f}s  {rss / base_rss:.2f}")
+        print(f"{name:27} {code:>4} {rss:>7.1f} MB {seconds:>7.2f}s  {rss / base_rss:.2f}")
     held = refused and worst_rss < RSS_LIMIT_MB and worst_s < SECONDS_LIMIT
     print(
         f"verdict: {'holds' if held else 'FAILS'}: every hostile template refused (exit 2); "
