@@ -132,3 +132,18 @@ def test_a_backslash_in_a_path_is_said_to_be_no_folder_separator(tmp_path: Path)
     manifest = BASE.replace("text_file: welcome.txt.j2", "text_file: .\\welcome.txt.j2")
     result = run(validate, [campaign(tmp_path / "t", manifest)])
     assert "text_file: template file not found: " in result.err and said in result.err
+
+
+def test_every_fault_of_one_row_is_said(tmp_path: Path) -> None:
+    """A title too long does not hide the same row's HTML tag or an output leaving
+    output_dir."""
+    manifest = BASE.replace(
+        'title: "欢迎{{ row.name }}"',
+        f'title: "欢迎{{{{ row.name }}}}{LONG}"\n    output: "../{{{{ key }}}}.mp4"',
+    )
+    path = campaign(tmp_path, manifest, template="<b>{{ row.name }}</b>\n")
+    said = run(validate, [path]).err
+    for fault in ("videos.welcome[c2].title: title has 21 characters",
+                  "videos.welcome[c2].text_file: the text contains an HTML tag '<b>'",
+                  "videos.welcome[c2].output: '../c2.mp4' leaves output_dir"):  # fmt: skip
+        assert fault in said, said

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import functools
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -163,13 +164,25 @@ class Expander:
                 failed = True
         if failed:
             raise _RowFault
-        for name in _REFERENCE_FIELDS:
-            if name in values and spec.fields[name].is_template:
-                self._check_reference(spec, name, values[name], row)
         title = values.get("title") or None
-        self._check_title(spec, title, row)
+        checks: list[Callable[[], object]] = [
+            *(
+                functools.partial(self._check_reference, spec, name, values[name], row)
+                for name in _REFERENCE_FIELDS
+                if name in values and spec.fields[name].is_template
+            ),
+            functools.partial(self._check_title, spec, title, row),
+        ]
         if "text" in values:
-            self._check_text(spec, values["text"], row)
+            checks.append(functools.partial(self._check_text, spec, values["text"], row))
+        checks.append(functools.partial(self._output, spec, values.get("output"), row))
+        for check in checks:  # each, so that every fault of the row is said
+            try:
+                check()
+            except _RowFault:
+                failed = True
+        if failed:
+            raise _RowFault
         output, default = self._output(spec, values.get("output"), row)
         return Work(
             spec.section,
