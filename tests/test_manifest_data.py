@@ -175,3 +175,11 @@ def test_a_misspelt_column_in_the_key_names_the_columns_there_are(tmp_path: Path
         in (result.stderr)
         and "(did you mean 'customer_id'?)" in result.stderr
     )
+
+
+def test_a_json_object_naming_a_field_twice_is_refused_at_its_line() -> None:
+    errors = Collector()
+    assert jsonl_rows('{"id": 7, "name": "a", "id": 8}\n', "d.jsonl", "f", errors) == []
+    (diagnostic,) = errors.diagnostics
+    assert diagnostic.location.line == 1
+    assert diagnostic.message == "'id' is given twice in one object; keep one"

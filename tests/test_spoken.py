@@ -166,12 +166,12 @@ audios:
 """
 HI = """\
   {{ row.name }}，您好。
-{% if row.vip == 'yes' %}
+{% if row.vip == 'yes' %}  \t
   感谢您一直以来的支持。
-{% endif %}
+{% endif %}\t
 欢迎再来。
 
-"""
+"""  # (blanks after a tag, unseen in an editor, still leave no blank line)
 
 
 def test_rendered_fields_are_nfc_stripped_and_block_tags_leave_no_blank_line(
@@ -208,7 +208,8 @@ def test_work_made_before_texts_were_normalized_is_still_this_item(tmp_path: Pat
     path.write_text(NORMALIZED, encoding="utf-8")
     campaign = load_campaign(path)
     first = campaign.works[0]
-    assert first.legacy["text"] == "  李娜，您好。\n\n  感谢您一直以来的支持。\n\n欢迎再来。\n\n"
+    legacy = "  李娜，您好。\n  \t\n  感谢您一直以来的支持。\n\t\n欢迎再来。\n\n"
+    assert first.legacy["text"] == legacy
     assert first.legacy["title"] == "欢迎李娜\n"
     from hifly_batch.core.graph import build_graph
 
@@ -239,8 +240,9 @@ def test_keys_that_look_the_same_are_duplicates_naming_both_rows(
     ("key", "said"),
     [("c\x00001", "holds an invisible character U+0000"),
      ("c\u200b001", "holds an invisible character U+200B (ZERO WIDTH SPACE) at position 2"),
-     ("c" * 300, "is 304 bytes in UTF-8; file systems take at most 255")],
-    ids=["NUL", "zero-width space inside", "300 characters"],
+     ("c" * 300, "is 304 bytes in UTF-8; file systems take at most 255"),
+     ("c\u2028001", "U+2028 (LINE SEPARATOR)"), ("c\u3164", "U+3164 (HANGUL FILLER)")],
+    ids=["NUL", "zero-width space inside", "300 characters", "line separator", "filler"],
 )  # fmt: skip
 def test_a_key_no_file_can_carry_is_refused_by_validate(
     tmp_path: Path, key: str, said: str

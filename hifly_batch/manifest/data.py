@@ -145,9 +145,11 @@ def jsonl_rows(text: str, shown: str, field: str, errors: Collector) -> list[Raw
         if not line.strip():
             continue
         try:
-            value = json.loads(line, parse_constant=_not_json, parse_float=_finite)
+            value = json.loads(
+                line, parse_constant=_not_json, parse_float=_finite, object_pairs_hook=_object
+            )
         except _NotJson as exc:
-            errors.add(Location(shown, number), field, f"{exc} is not JSON; write a number or text")
+            errors.add(Location(shown, number), field, str(exc))
             continue
         except json.JSONDecodeError as exc:
             errors.add(Location(shown, number, exc.colno), field, f"invalid JSON: {exc.msg}")
@@ -169,17 +171,27 @@ class _NotJson(ValueError):
     pass
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a name given twice would silently keep its last value."""
+    found: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in found:
+            raise _NotJson(f"{name!r} is given twice in one object; keep one")
+        found[name] = value
+    return found
+
+
 def _finite(text: str) -> float:
     """A JSON number too large for a float (``1e999``) is Infinity by another name."""
     number = float(text)
     if math.isinf(number):
-        raise _NotJson(text)
+        raise _NotJson(f"{text} is not JSON; write a number or text")
     return number
 
 
 def _not_json(name: str) -> Any:
     """Python's json reads NaN and Infinity, which JSON (RFC 8259) does not have."""
-    raise _NotJson(name)
+    raise _NotJson(f"{name} is not JSON; write a number or text")
 
 
 def inline_rows(rows: list[Mapping[str, Any]], locations: list[Location]) -> list[RawRow]:

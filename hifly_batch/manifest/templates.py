@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -239,6 +240,11 @@ class Template:
             raise TemplateFault(f"template error: {type(exc).__name__}: {exc}", line) from None
 
 
+# Spaces or tabs after a block tag at the end of its line (invisible in an editor) would
+# keep trim_blocks from taking the line break: they go first.
+_BLANKS_AFTER_TAG = re.compile(r"(%\})[ \t]+(\r?\n)")
+
+
 def compile_template(
     source: str, name: str, root: Path | None = None, near: Path | None = None
 ) -> Template:
@@ -247,7 +253,7 @@ def compile_template(
     read template files (none outside it); ``near``: the folder of the template file
     itself, searched first, so a footer beside it is found by its name."""
     env, legacy_env = _environments(root, near)
-    compiled = _compiled(env, source, name)
+    compiled = _compiled(env, _BLANKS_AFTER_TAG.sub(r"\1\2", source), name)
     legacy = _compiled(legacy_env, source, name) if "{%" in source else None
     literal = not any(mark in source for mark in ("{{", "{%", "{#"))
     return Template(source, name, compiled, literal, legacy)

@@ -82,11 +82,16 @@ def visible(text: str) -> str:
     return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
 
 
+# Control, format, line and paragraph separators; and letters that look like nothing.
+_INVISIBLE = ("Cc", "Cf", "Zl", "Zp")
+_BLANK_LOOKING = frozenset("\u034f\u115f\u1160\u2800\u3164\uffa0")
+
+
 def invisible_problem(text: str) -> str | None:
     """What is wrong with a name, key or path holding control or format characters (which
     look like nothing, or break files), or None."""
     for position, ch in enumerate(text, start=1):
-        if unicodedata.category(ch) in ("Cc", "Cf"):
+        if unicodedata.category(ch) in _INVISIBLE or ch in _BLANK_LOOKING:
             return (
                 f"holds an invisible character U+{ord(ch):04X} "
                 f"({unicodedata.name(ch, 'a control character')}) at position {position}"
