@@ -116,3 +116,14 @@ def test_a_text_files_include_finds_a_file_beside_it_first(tmp_path: Path) -> No
     (tmp_path / "footer.txt.j2").write_text("祝您愉快！", encoding="utf-8")
     (work, *_) = load_campaign(path).works
     assert work.text == "张伟您好。\n祝您愉快！"
+
+
+def test_an_include_inside_an_included_file_finds_a_file_beside_it(tmp_path: Path) -> None:
+    from hifly_batch.manifest.loader import load_campaign
+
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "body.j2").write_text("正文。{% include 'end.j2' %}", encoding="utf-8")
+    (tmp_path / "parts" / "end.j2").write_text("再见。", encoding="utf-8")
+    path = campaign(tmp_path, template="{{ row.name }}您好。{% include 'parts/body.j2' %}")
+    (work, *_) = load_campaign(path).works
+    assert work.text == "张伟您好。正文。再见。"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import posixpath
 import re
 import traceback
 from collections.abc import Callable, Mapping
@@ -56,6 +57,17 @@ class _Environment(SandboxedEnvironment):
         if _size(left) * _size(right) > MAX_PRODUCT_SIZE:
             raise TemplateFault("template result too large")
         return operator.mul(left, right)
+
+    def join_path(self, template: str, parent: str) -> str:
+        # An include inside an included file finds a file beside that file first.
+        sibling = posixpath.join(posixpath.dirname(parent), template)
+        if sibling != template and isinstance(self.loader, _CampaignLoader):
+            try:
+                self.loader.get_source(self, sibling)
+            except jinja2.TemplateNotFound:
+                return template
+            return sibling
+        return template
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # ``row.items`` is the column "items", not dict.items: a data value before a
