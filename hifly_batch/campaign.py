@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
 
 from hifly_batch.api.client import HiflyClient
 from hifly_batch.api.connect import api_client, unreachable
@@ -50,9 +49,6 @@ LOCK_SAVE_SHARE = 20  # ... and never more often than every 20 times one write's
 
 ProgressCallback = Callable[[dict[str, int], int], None]
 """Called as items change: counts of done/failed/running/queued, and the total."""
-
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -179,20 +175,20 @@ class Campaign:
         if world_lost:
             return []
         lines = lockfile.read(lock_file, campaign=self.manifest.name)
-        return list(self._current({i: r for i, r in enumerate(lines)}).values())
+        return [self._current_record(line) for line in lines]
 
-    def _current(self, records: Mapping[T, Record]) -> dict[T, Record]:
-        """``records`` with work made by version 1.0 under the fingerprint its item has
-        now: its texts were sent as rendered then, not yet normalized (SPEC §3), and they
-        say the same words, so nothing is made again for the change."""
-        by_id = self.graph.by_id
-        current = {}
-        for key, record in records.items():
-            item = by_id.get(record.item)
-            if item is not None and record.fingerprint == item.legacy_fingerprint:
-                record = replace(record, fingerprint=item.fingerprint)
-            current[key] = record
-        return current
+    def _current(self, records: Mapping[str, Record]) -> dict[str, Record]:
+        """``records`` (by item id) as :meth:`_current_record` reads each."""
+        return {item: self._current_record(record) for item, record in records.items()}
+
+    def _current_record(self, record: Record) -> Record:
+        """``record``, if it holds work made by version 1.0, under the fingerprint its
+        item has now: its texts were sent as rendered then, not yet normalized (SPEC §3),
+        and they say the same words, so nothing is made again for the change."""
+        item = self.graph.by_id.get(record.item)
+        if item is not None and record.fingerprint == item.legacy_fingerprint:
+            return replace(record, fingerprint=item.fingerprint)
+        return record
 
     def _world_lost(self) -> bool:
         return self.sandbox and not self.sandbox_dir.exists()

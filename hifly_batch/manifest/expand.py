@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +165,7 @@ class Expander:
         if failed:
             raise _RowFault
         title = values.get("title") or None
-        checks: list[Callable[[], object]] = [
+        checks = [
             *(
                 functools.partial(self._check_reference, spec, name, values[name], row)
                 for name in _REFERENCE_FIELDS
@@ -175,15 +175,14 @@ class Expander:
         ]
         if "text" in values:
             checks.append(functools.partial(self._check_text, spec, values["text"], row))
-        checks.append(functools.partial(self._output, spec, values.get("output"), row))
         for check in checks:  # each, so that every fault of the row is said
             try:
                 check()
             except _RowFault:
                 failed = True
+        output, default = self._output(spec, values.get("output"), row)  # (says its own)
         if failed:
             raise _RowFault
-        output, default = self._output(spec, values.get("output"), row)
         return Work(
             spec.section,
             spec.name,
