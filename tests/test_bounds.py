@@ -78,7 +78,7 @@ def test_a_template_out_of_time_is_run_once_not_for_every_row(tmp_path: Path) ->
     for _ in range(3):
         with pytest.raises(TemplateFault, match="runs for more than 1 s"):
             template.render(base_context())
-    assert len(template.out_of_time) == 1  # the later rows were refused without running
+    assert template.spend.renders == 1  # the later rows were refused without running
 
 
 def test_the_template_benchmark_prints_its_figures() -> None:
@@ -88,3 +88,24 @@ def test_the_template_benchmark_prints_its_figures() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for figure in ("plain (baseline)", "replace bomb", "peak RSS", "x the", "verdict: holds"):
         assert figure in proc.stdout
+
+
+def test_renders_share_a_time_allowance_so_many_rows_cannot_add_up_to_minutes(
+    tmp_path: Path,
+) -> None:
+    # Each render stays inside its own bounds (a 99,000-turn loop, well under 1 s), but
+    # 5,000 rows of it would take minutes: the renders after the first second or so are
+    # refused, each row naming the fault.
+    csv = "customer_id,name,city\n" + "".join(f"c{i},n{i},x\n" for i in range(5000))
+    slow = "{% for i in range(99000) %}{% endfor %}{{ row.name }}"
+    result = cli("validate", campaign(tmp_path, template=slow, csv=csv))
+    assert result.code == 2
+    assert "ms a render on average over many rows" in result.stderr, result.stderr[-2000:]
+    assert "c4999" in result.stderr or "more rows with errors" in result.stderr
+
+
+def test_a_template_within_its_allowance_renders_every_row(tmp_path: Path) -> None:
+    template = compile_template("{% for i in range(50) %}{{ i }}{% endfor %}{{ row.n }}", "t.j2")
+    for n in range(20_000):
+        assert template.render(base_context(row={"n": n})).endswith(str(n))
+    assert template.spend.renders == 20_000 and template.spend.fault is None

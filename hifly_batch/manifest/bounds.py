@@ -14,7 +14,10 @@ Three guards, each where the cost arises:
   widths, ``join``) check the size of their result before they build it, and the
   output is counted as it is produced.
 
-The limits hold per render: one field of one row.
+The limits hold per render (one field of one row), and a template's renders share a
+time allowance too: about a second plus ``ROW_SECONDS`` a render, so a template that
+takes a little under a second for each of many rows is refused after a second or two,
+not after one second a row.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from jinja2.visitor import NodeTransformer
 MAX_TEXT = 1_000_000  # characters a render (or one value in it) may hold
 MAX_LOOPS = 100_000  # loop turns in one render
 MAX_SECONDS = 1.0  # one render's time
+# A template's average time a render over many rows: a script's template takes well
+# under a millisecond, so this is a hundred times that and more.
+ROW_SECONDS = 0.002
 LOOP_NAME = "hifly_bounded_loop"  # the global every for-loop iterates through
 CONCAT_NAME = "hifly_bounded_concat"  # the global every ~ goes through
 
@@ -50,10 +56,28 @@ class OutOfTime(RenderLimit):
     """A render ran past MAX_SECONDS."""
 
 
-class _Budget:
+class Spend:
+    """The time one template has taken over all its renders, and the fault that ended
+    them: once out of time, a template is not run again (its later rows get the fault)."""
+
     def __init__(self) -> None:
+        self.seconds = 0.0
+        self.renders = 0
+        self.fault: Exception | None = None
+
+    def allowance(self) -> float:
+        """Seconds the next render may take: at most MAX_SECONDS, less once the renders so
+        far took more than ROW_SECONDS each on average beyond a first MAX_SECONDS."""
+        shared = MAX_SECONDS + ROW_SECONDS * (self.renders + 1) - self.seconds
+        return min(MAX_SECONDS, shared)
+
+
+class _Budget:
+    def __init__(self, spend: Spend) -> None:
         self.turns = 0
-        self.deadline = time.monotonic() + MAX_SECONDS
+        self.spend = spend
+        self.started = time.monotonic()
+        self.deadline = self.started + spend.allowance()
 
     def turn(self) -> None:
         self.turns += 1
@@ -63,21 +87,34 @@ class _Budget:
             self.tick()
 
     def tick(self) -> None:
-        if time.monotonic() > self.deadline:
+        now = time.monotonic()
+        if now <= self.deadline:
+            return
+        spent = self.spend.seconds + now - self.started
+        renders = self.spend.renders + 1
+        if now - self.started >= MAX_SECONDS:
             raise OutOfTime(f"the template runs for more than {MAX_SECONDS:g} s")
+        raise OutOfTime(
+            f"the template took {spent:.1f} s over {renders:,} renders, "
+            f"{1000 * spent / renders:.0f} ms each; a template may take {1000 * ROW_SECONDS:g} ms "
+            "a render on average over many rows (a script's takes well under 1 ms)"
+        )
 
 
 _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("budget", default=None)
 
 
 @contextlib.contextmanager
-def rendering() -> Iterator[None]:
-    """One render's budget of loop turns and time."""
-    token = _BUDGET.set(_Budget())
+def rendering(spend: Spend) -> Iterator[None]:
+    """One render's budget of loop turns and time, its time added to ``spend``."""
+    budget = _Budget(spend)
+    token = _BUDGET.set(budget)
     try:
         yield
     finally:
         _BUDGET.reset(token)
+        spend.seconds += time.monotonic() - budget.started
+        spend.renders += 1
 
 
 def tick() -> None:

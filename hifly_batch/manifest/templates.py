@@ -197,9 +197,9 @@ class Template:
     # The same source as version 1.0 compiled it (without trim_blocks/lstrip_blocks),
     # where that can render differently: only a block tag is trimmed.
     legacy: jinja2.Template | None = None
-    # Set once a render ran out of time: the template is not run again for other rows,
-    # so that validating many rows stays within seconds (a fault of the template).
-    out_of_time: list[TemplateFault] = field(default_factory=list, compare=False)
+    # Its renders' time over all rows, shared with the legacy renders: once out of time
+    # it is not run again, so that validating many rows stays within seconds.
+    spend: bounds.Spend = field(default_factory=bounds.Spend, compare=False)
 
     def render_legacy(self, context: Mapping[str, Any]) -> str:
         """What version 1.0 rendered, before any strip (a fault: as :meth:`render`)."""
@@ -212,14 +212,14 @@ class Template:
         :class:`TemplateFault` on any fault."""
         if self.literal:
             return self.source
-        if self.out_of_time:
-            raise self.out_of_time[0]
+        if self.spend.fault is not None:
+            raise self.spend.fault
         try:
             # Template.render would copy the globals (a ChainMap) into a new
             # dict for every row; the context already holds them.
             ctx = self.compiled.new_context(dict(context), shared=True)
             try:
-                with bounds.rendering():
+                with bounds.rendering(self.spend):
                     return bounds.joined(self.compiled.root_render_func(ctx))  # type: ignore[attr-defined]
             except Exception:
                 _ENV.handle_exception()  # re-raises with template line numbers
@@ -228,7 +228,7 @@ class Template:
         except bounds.RenderLimit as exc:
             fault = TemplateFault(f"refused: {exc}", _template_line(exc, self.name))
             if isinstance(exc, bounds.OutOfTime):
-                self.out_of_time.append(fault)
+                self.spend.fault = fault
             raise fault from None
         except RecursionError:
             raise TemplateFault("refused: the template calls itself without end") from None
