@@ -31,8 +31,8 @@ SAID = {
     "namespace doubling": "the template makes more than 1,000,000 characters",
     "+ doubling": "+ would make 2,000,000 characters",
     "str.format width argument": "str.format asks for a width of more than 1,000,000",
-    "nested list product": "template result too large",
-    "lipsum(200000)": "lipsum asks for more than 100 paragraphs or words",
+    "nested list product": "* would make 1,000,001,000,000 characters or elements",
+    "lipsum(200000)": "lipsum makes a different text on every run",
     "wordwrap(1) of 1 MB": "wordwrap takes at most 10,000 characters",
     "tower of powers": "the power is too large a number",
 }

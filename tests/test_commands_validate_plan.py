@@ -147,3 +147,27 @@ def test_every_fault_of_one_row_is_said(tmp_path: Path) -> None:
                   "videos.welcome[c2].text_file: the text contains an HTML tag '<b>'",
                   "videos.welcome[c2].output: '../c2.mp4' leaves output_dir"):  # fmt: skip
         assert fault in said, said
+
+
+def test_unknown_keys_hide_no_other_fault_of_their_item(tmp_path: Path) -> None:
+    """An unknown key in an item, a data source, an asset or a voice is said, and so is
+    every other fault of the same item: a dangling reference, a misspelt column, a title
+    too long."""
+    manifest = (
+        BASE.replace("clip: {file: media/founder.mp4}", "clip: {file: media/founder.mp4, x: 1}")
+        .replace('key: "{{ row.customer_id }}"', 'key: "{{ row.customer_id }}"\n    colour: 1')
+        .replace("narrator: {public: 公共声音1}", "narrator: {public: 公共声音1, tone: 2}")
+        .replace("avatar: founder", "avatar: nobody\n    colour: green")
+        .replace('title: "欢迎{{ row.name }}"', f'title: "欢迎{{{{ row.name }}}}{LONG}"')
+    )
+    said = run(validate, [campaign(tmp_path, manifest, template="{{ row.nme }}\n")]).err
+    for fault in (
+        "assets.clip.x: unknown key 'x'",
+        "data.customers.colour: unknown key 'colour'",
+        "voices.narrator.tone: unknown key 'tone'",
+        "videos.welcome.colour: unknown key 'colour'",
+        "videos.welcome.avatar: 'nobody' is not an avatar",
+        "videos.welcome[c2].title: title has 21 characters",
+        "videos.welcome[c2].text_file: undefined in template: no column 'nme'",
+    ):
+        assert fault in said, said

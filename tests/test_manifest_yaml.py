@@ -79,3 +79,11 @@ def test_deep_nesting_is_refused() -> None:
 def test_alias_depth_is_bounded() -> None:
     lines = ["a0: &a0 [1]"] + [f"a{i}: &a{i} [[[[[[*a{i - 1}]]]]]]" for i in range(1, 15)]
     assert "levels" in errors_of("\n".join(lines) + "\n")[0]
+
+
+def test_a_control_character_in_the_file_is_located_at_its_line_and_column() -> None:
+    with pytest.raises(ManifestInvalid) as caught:
+        load_yaml('version: 1\nname: x\nvars: {a: "\x07"}\n', "m.yaml")
+    (diagnostic,) = caught.value.diagnostics
+    assert (diagnostic.location.line, diagnostic.location.col) == (3, 12)
+    assert "control character U+0007 is not allowed in a YAML file" in diagnostic.message

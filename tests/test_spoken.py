@@ -334,3 +334,75 @@ def test_a_null_chosen_on_purpose_is_the_empty_text_and_is_none() -> None:
     row = without_nulls({"n": None, "obj": {"a": None}})
     source = "[{{ row.n or '' }}|{{ row.n | default('', true) }}|{{ row.obj.a is none }}]"
     assert compile_template(source, "t.j2").render(base_context(row=row)) == "[||True]"
+
+
+@pytest.mark.parametrize("control", ["\x00", "\x07", "\x1b", "\x7f", "\x85"])
+def test_a_control_character_in_a_spoken_field_is_refused_from_every_source(
+    tmp_path: Path, control: str
+) -> None:
+    """NUL, BEL, ESC, DEL or NEL in a CSV cell or a var (a YAML escape) cannot be
+    spoken: the text or title holding it is a located error, not a paid video."""
+    csv = f"customer_id,name,city\nc1,张{control}伟,上海\nc2,Alice,Lon{control}don\n"
+    path = campaign(
+        tmp_path,
+        csv=csv,
+        template="{{ row.name }}您好，{{ row.city }}。\n",
+        replace={"vars: {brand: 飞影}": f'vars: {{brand: "飞\\x{ord(control):02x}影"}}'},
+    )
+    result = cli("validate", str(path))
+    assert result.code == 2, result.stderr
+    code = f"U+{ord(control):04X}"
+    for fault in (
+        f"videos.welcome[c1].title: the title holds a control character {code} at position 4",
+        f"videos.welcome[c1].text_file: the text holds a control character {code}",
+        f"videos.welcome[c2].text_file: the text holds a control character {code}",
+        f"audios.promo.text: the text holds a control character {code}",
+    ):
+        assert fault in result.stderr, result.stderr
+    assert "c3" not in result.stderr
+
+
+def test_tabs_and_line_breaks_in_a_text_are_spoken(tmp_path: Path) -> None:
+    path = campaign(tmp_path, template="{{ row.name }}\t您好，\r\n欢迎。\n")
+    assert cli("validate", str(path)).code == 0
+
+
+def test_random_picks_the_same_for_a_row_on_every_run_and_lipsum_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A pick that changed would change the text, and each run would pay again."""
+    template = "{{ ['您好', '你好', '欢迎', '早上好', '晚上好'] | random }}，{{ row.name }}\n"
+    texts = set()
+    for attempt in range(3):
+        path = campaign(tmp_path / str(attempt), template=template)
+        texts.add(tuple(w.text for w in load_campaign(path).works if w.row))
+    assert len(texts) == 1, texts
+    ((c1, c2, c3),) = texts
+    assert c1 is not None and c1.endswith("，张伟")
+    picks = {text.split("，")[0] for text in (c1, c2, c3) if text}
+    assert picks <= {"您好", "你好", "欢迎", "早上好", "晚上好"}
+    path = campaign(tmp_path / "l", template="{{ lipsum(1) }}\n")
+    result = cli("validate", str(path))
+    assert result.code == 2 and "lipsum makes a different text on every run" in result.stderr
+
+
+def test_a_text_file_chosen_by_a_value_stays_in_the_manifest_folder(tmp_path: Path) -> None:
+    """Written in the manifest, a text_file may lead anywhere (as an asset's file may);
+    chosen by a row's value, it is one of the campaign's own files."""
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not for speaking\n", encoding="utf-8")
+    csv = "customer_id,name,city\nc1,张伟,../secret.txt\nc2,Alice,welcome.txt.j2\n"
+    path = campaign(
+        tmp_path / "c",
+        csv=csv,
+        replace={"text_file: welcome.txt.j2": 'text_file: "{{ row.city }}"'},
+    )
+    result = cli("validate", str(path))
+    assert result.code == 2
+    said = "videos.welcome[c1].text_file: '../secret.txt' leads outside the manifest's folder"
+    assert said in result.stderr, result.stderr
+    assert "[c2]" not in result.stderr and "not for speaking" not in result.stderr
+    path = campaign(
+        tmp_path / "w", replace={"text_file: welcome.txt.j2": "text_file: ../secret.txt"}
+    )
+    assert next(w.text for w in load_campaign(path).works if w.row) == "not for speaking"

@@ -29,11 +29,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from jinja2 import filters, nodes, utils
+from jinja2 import filters, nodes
 from jinja2.visitor import NodeTransformer
 
 MAX_TEXT = 1_000_000  # characters a render (or one value in it) may hold
 MAX_LOOPS = 100_000  # loop turns in one render
+MAX_BITS = 1_000_000  # a number a power may make
 MAX_SECONDS = 1.0  # one render's time
 # A template's average time a render over many rows: a script's template takes well
 # under a millisecond, so this is a hundred times that and more.
@@ -170,6 +171,41 @@ def check_size(size: int, what: str) -> None:
         raise RenderLimit(f"{what} would make {size:,} characters, more than {MAX_TEXT:,}")
 
 
+def check_binop(operator_name: str, left: Any, right: Any) -> None:
+    """``left <operator> right`` for the operators that can build a large value from
+    small ones: ``*`` (texts and lists, at every depth), ``+``, ``%`` and ``**``."""
+    if operator_name == "**":
+        if isinstance(right, int) and abs(right) > 64:
+            raise RenderLimit("the exponent is larger than 64")
+        if isinstance(left, int) and left.bit_length() * abs(_number(right)) > MAX_BITS:
+            raise RenderLimit("the power is too large a number")
+    elif operator_name == "%" and isinstance(left, str):  # printf-style: a width
+        check_percent(left, right)
+    elif operator_name == "+":
+        if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+            check_size(_size(left) + _size(right), "+")
+    elif operator_name == "*" and (size := _size(left) * _size(right)) > MAX_TEXT:
+        raise RenderLimit(f"* would make {size:,} characters or elements, more than {MAX_TEXT:,}")
+
+
+def _size(value: Any) -> int:
+    """How big ``value`` is as an operand: a text's length, a list's elements counted at
+    every depth (``[[1]*10**6]*10**6`` is 10**12), a number's value."""
+    if isinstance(value, str):
+        return max(len(value), 1)
+    if isinstance(value, list | tuple):
+        total = len(value)
+        for element in value:  # (stops counting once past the limit)
+            if total > MAX_TEXT:
+                break
+            if isinstance(element, str | list | tuple):
+                total += _size(element)
+        return max(total, 1)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(abs(value), 1)
+    return 1
+
+
 def check_format(spec: object, what: str) -> None:
     """A format (``%``, ``format``, ``str.format``) asking for a width or precision that
     would build a large text."""
@@ -181,13 +217,6 @@ def check_width_arguments(values: Iterable[Any], what: str) -> None:
     """Arguments that give a format's width (``"{:>{}}".format(x, 10**9)``)."""
     if any(isinstance(v, int) and abs(v) > MAX_TEXT for v in values):
         raise RenderLimit(f"{what} asks for a width of more than {MAX_TEXT:,} characters")
-
-
-def lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> Any:
-    """Jinja's ``lipsum``, at most 100 paragraphs of at most 100 words."""
-    if _number(n) > 100 or _number(max) > 100 or _number(min) > 100:
-        raise RenderLimit("lipsum asks for more than 100 paragraphs or words")
-    return utils.generate_lorem_ipsum(n=n, html=html, min=min, max=max)
 
 
 def _wordwrap(environment: Any, s: Any, *args: Any, **kwargs: Any) -> Any:
@@ -223,14 +252,9 @@ def _replace(eval_ctx: Any, s: Any, old: Any, new: Any, count: Any = None) -> An
     return filters.do_replace(eval_ctx, s, old, new, count)
 
 
-def _width_first(name: str, base: Callable[..., Any]) -> Callable[..., Any]:
-    """A filter whose first argument is a width (``center``)."""
-
-    def bounded(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> Any:
-        check_size(len(str(value)) + max(_number(width), 0), name)
-        return base(value, width, *args, **kwargs)
-
-    return bounded
+def _center(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> Any:
+    check_size(len(str(value)) + max(_number(width), 0), "center")
+    return filters.do_center(value, width, *args, **kwargs)
 
 
 def _indent(s: Any, width: Any = 4, *args: Any, **kwargs: Any) -> Any:
@@ -256,7 +280,7 @@ _join.jinja_pass_arg = filters.do_join.jinja_pass_arg  # type: ignore[attr-defin
 
 FILTERS: dict[str, Callable[..., Any]] = {
     "replace": _replace,
-    "center": _width_first("center", filters.do_center),
+    "center": _center,
     "wordwrap": _wordwrap,
     "indent": _indent,
     "format": _format,

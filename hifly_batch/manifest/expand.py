@@ -19,6 +19,7 @@ from hifly_batch.manifest.templates import (
 )
 from hifly_batch.manifest.values import (
     columns_named,
+    control_problem,
     find_html_tag,
     invisible_problem,
     is_truthy,
@@ -162,10 +163,8 @@ class Expander:
                 values["text"] = spoken(text)
             except _RowFault:
                 failed = True
-        if failed:
-            raise _RowFault
         title = values.get("title") or None
-        checks = [
+        checks = [  # of every field that rendered, so that each fault of the row is said
             *(
                 functools.partial(self._check_reference, spec, name, values[name], row)
                 for name in _REFERENCE_FIELDS
@@ -175,11 +174,13 @@ class Expander:
         ]
         if "text" in values:
             checks.append(functools.partial(self._check_text, spec, values["text"], row))
-        for check in checks:  # each, so that every fault of the row is said
+        for check in checks:
             try:
                 check()
             except _RowFault:
                 failed = True
+        if "output" in templates and "output" not in values:
+            raise _RowFault  # (its render said why)
         output, default = self._output(spec, values.get("output"), row)  # (says its own)
         if failed:
             raise _RowFault
@@ -242,10 +243,14 @@ class Expander:
     # -- rendered values -----------------------------------------------------------
 
     def _check_title(self, spec: WorkSpec, title: str | None, row: Row | None) -> None:
+        message = None
         if title is not None and len(title) > TITLE_MAX_CHARS:
             message = (
                 f"title has {len(title)} characters, at most {TITLE_MAX_CHARS}: {shorten(title)!r}"
             )
+        elif title is not None and (problem := control_problem(title)) is not None:
+            message = f"the title {problem}"
+        if message:
             self._row_error(spec, "title", row, spec.fields["title"].location, message)
             raise _RowFault
 
@@ -258,6 +263,8 @@ class Expander:
             problem = f"the text has {len(text)} characters, at most {TEXT_MAX_CHARS}"
         elif (tag := find_html_tag(text)) is not None:
             problem = f"the text contains an HTML tag {tag!r}, which the API refuses"
+        elif (control := control_problem(text)) is not None:
+            problem = f"the text {control}"
         if problem:
             self._row_error(spec, name, row, spec.fields[name].location, problem)
             raise _RowFault
@@ -287,6 +294,13 @@ class Expander:
                             f"the path {problem}")  # fmt: skip
             raise _RowFault
         path = (self.manifest.root / relative).absolute()
+        if not template.literal and not path.resolve().is_relative_to(self.manifest.root.resolve()):
+            # A path written in the manifest may lead anywhere, as an asset's may; one a
+            # row's value chooses picks among the campaign's own files only.
+            self._row_error(spec, "text_file", row, spec.fields["text_file"].location,
+                            f"{relative!r} leads outside the manifest's folder; a text_file "
+                            "chosen by a value must be a file inside it")  # fmt: skip
+            raise _RowFault
         loaded = self._load_file(path)
         if isinstance(loaded, TemplateFault):
             # A file that cannot be read or compiled is reported once, not per row.

@@ -49,14 +49,23 @@ def schema_diagnostics(doc: YamlDocument) -> tuple[list[Diagnostic], set[FieldPa
     """Every schema violation of ``doc``, located and explained, and the paths refused.
 
     A refused path is cut to its item (``("videos", "welcome")``) or setting, so
-    that later checks skip what the schema already reported.
+    that later checks skip what the schema already reported. A key the schema does not
+    know, or a key it refuses, refuses nothing more: the later checks read only the keys
+    they know, so the item's other faults are still found (SPEC §3, one pass).
     """
     found: list[Diagnostic] = []
     refused: set[FieldPath] = set()
     for error in _validator().iter_errors(doc.data):
         found.extend(_translate(error, doc))
-        refused.add(tuple(error.absolute_path)[:2])
+        if not _only_a_key(error):
+            refused.add(tuple(error.absolute_path)[:2])
     return found, refused
+
+
+def _only_a_key(error: ValidationError) -> bool:
+    return error.validator == "additionalProperties" or (
+        "propertyNames" in error.absolute_schema_path
+    )
 
 
 def _translate(error: ValidationError, doc: YamlDocument) -> Iterator[Diagnostic]:

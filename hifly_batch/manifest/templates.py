@@ -8,7 +8,8 @@ undefined names as errors and as plain text (no HTML escaping).
 from __future__ import annotations
 
 import functools
-import operator
+import hashlib
+import json
 import posixpath
 import re
 import traceback
@@ -21,10 +22,6 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from hifly_batch.manifest import bounds
-
-# Keeps a template from building huge strings or numbers ("{{ 'x' * 10**9 }}").
-MAX_PRODUCT_SIZE = 1_000_000
-MAX_BITS = 1_000_000  # ... and numbers: a power of at most this many bits
 
 
 class TemplateFault(Exception):
@@ -40,23 +37,8 @@ class _Environment(SandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
-        if operator_name == "**":
-            if isinstance(right, int) and abs(right) > 64:
-                raise TemplateFault("exponent too large in template")
-            if isinstance(left, int) and left.bit_length() * abs(right) > MAX_BITS:
-                raise TemplateFault("the power is too large a number")
-            return operator.pow(left, right)
-        if operator_name == "%":
-            if isinstance(left, str):  # printf-style: a width can build a large text
-                bounds.check_percent(left, right)
-            return operator.mod(left, right)
-        if operator_name == "+":
-            if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
-                bounds.check_size(_size(left) + _size(right), "+")
-            return operator.add(left, right)
-        if _size(left) * _size(right) > MAX_PRODUCT_SIZE:
-            raise TemplateFault("template result too large")
-        return operator.mul(left, right)
+        bounds.check_binop(operator_name, left, right)
+        return super().call_binop(context, operator_name, left, right)
 
     def join_path(self, template: str, parent: str) -> str:
         # An include inside an included file finds a file beside that file first.
@@ -97,24 +79,6 @@ class _Environment(SandboxedEnvironment):
                 return checked
             return wrapped
         return super().wrap_str_format(value)
-
-
-def _size(value: Any) -> int:
-    """How big ``value`` is for a product: a text's length, a list's elements counted
-    at every depth (``[[1]*10**6]*10**6`` is 10**12), a number's value."""
-    if isinstance(value, str):
-        return max(len(value), 1)
-    if isinstance(value, list | tuple):
-        total = len(value)
-        for element in value:  # (stops counting once past the limit)
-            if total > MAX_PRODUCT_SIZE:
-                break
-            if isinstance(element, str | list | tuple):
-                total += _size(element)
-        return max(total, 1)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return max(abs(value), 1)
-    return 1
 
 
 _NULL_SPOKEN = (
@@ -177,8 +141,37 @@ _ENV = _Environment(
     lstrip_blocks=True,
     finalize=_no_null,
 )
+
+
+@jinja2.pass_context
+def _random(context: jinja2.runtime.Context, seq: Any) -> Any:
+    """Jinja's ``random``, but the same pick for the same row and sequence on every run
+    and machine: a pick that changed would change the text, and each run would make (and
+    pay for) the video again."""
+    items = list(bounds.bounded_iter(seq))
+    if not items:
+        return context.environment.undefined("random of an empty sequence")
+    seed = json.dumps(
+        [context.get("row"), context.get("vars"), items],
+        sort_keys=True,
+        ensure_ascii=False,
+        default=lambda value: None if isinstance(value, Null) else str(value),
+    )
+    digest = hashlib.sha256(seed.encode("utf-8")).digest()
+    return items[int.from_bytes(digest[:8], "big") % len(items)]
+
+
+def _lipsum(*args: Any, **kwargs: Any) -> Any:
+    """Jinja's ``lipsum``, refused: its text is new on every run (as ``random``'s was)."""
+    raise TemplateFault(
+        "refused: lipsum makes a different text on every run, so every run would make "
+        "(and pay for) the video again"
+    )
+
+
 _ENV.tests["none"] = lambda value: value is None or isinstance(value, Null)
-_ENV.globals["lipsum"] = bounds.lipsum
+_ENV.filters["random"] = _random
+_ENV.globals["lipsum"] = _lipsum
 _ENV.globals[bounds.LOOP_NAME] = bounds.bounded_iter
 _ENV.globals[bounds.CONCAT_NAME] = bounds.bounded_concat
 _ENV.filters.update(bounds.FILTERS)

@@ -99,6 +99,23 @@ def invisible_problem(text: str) -> str | None:
     return None
 
 
+# Line breaks and tabs are how a script is written; any other control character (NUL,
+# BEL, ESC, ...) comes from broken data and cannot be spoken.
+_WRITTEN_CONTROLS = frozenset("\t\n\r")
+
+
+def control_problem(text: str) -> str | None:
+    """What is wrong with a spoken text or title holding a control character other than
+    a tab or a line break, or None."""
+    for position, ch in enumerate(text, start=1):
+        if unicodedata.category(ch) == "Cc" and ch not in _WRITTEN_CONTROLS:
+            return (
+                f"holds a control character U+{ord(ch):04X} at position {position}, "
+                "which cannot be spoken (is the data file damaged?)"
+            )
+    return None
+
+
 def is_truthy(rendered: str) -> bool:
     """The ``when`` rule: false when empty or false/0/no/none (any case), once stripped."""
     return rendered.strip().lower() not in _FALSE_WORDS

@@ -65,6 +65,8 @@ def load_yaml(text: str, file: str) -> YamlDocument:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         raise ManifestInvalid([_syntax_diagnostic(exc, file)]) from None
+    except yaml.reader.ReaderError as exc:
+        raise ManifestInvalid([_reader_diagnostic(exc, text, file)]) from None
     except yaml.YAMLError as exc:
         raise ManifestInvalid([Diagnostic(Location(file), "", f"YAML error: {exc}")]) from None
     if root is None:
@@ -100,6 +102,20 @@ def _syntax_diagnostic(exc: yaml.MarkedYAMLError, file: str) -> Diagnostic:
     return Diagnostic(where, "", "YAML syntax error: " + ", ".join(parts))
 
 
+def _reader_diagnostic(exc: yaml.reader.ReaderError, text: str, file: str) -> Diagnostic:
+    """A character YAML refuses in the file (a control character), at its line and
+    column."""
+    before = text[: exc.position]
+    line, column = before.count("\n") + 1, exc.position - before.rfind("\n")
+    message = (
+        f"YAML error: a control character U+{exc.character:04X} is not allowed in a YAML "
+        "file; remove it"
+        if isinstance(exc.character, int)
+        else f"YAML error: {exc.reason}"
+    )
+    return Diagnostic(Location(file, line, column), "", message)
+
+
 def _check_depth(text: str, file: str) -> None:
     """Refuse deep nesting from the event stream, before any recursive composing."""
     depth = 0
@@ -117,6 +133,8 @@ def _check_depth(text: str, file: str) -> None:
                 depth -= 1
     except yaml.MarkedYAMLError as exc:
         raise ManifestInvalid([_syntax_diagnostic(exc, file)]) from None
+    except yaml.reader.ReaderError as exc:
+        raise ManifestInvalid([_reader_diagnostic(exc, text, file)]) from None
     except yaml.YAMLError as exc:
         raise ManifestInvalid([Diagnostic(Location(file), "", f"YAML error: {exc}")]) from None
 
