@@ -5,6 +5,7 @@ and the pre-commit hook hold what they promise."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shlex
@@ -19,6 +20,8 @@ import yaml
 
 from hifly_batch.cli import build_parser
 from hifly_batch.commands.init import GITATTRIBUTES
+from hifly_batch.core.graph import build_graph
+from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.runner.lockfile import lock_path
 from hifly_batch.sandbox.media_maker import read_duration
 from tests.campaigns import cli
@@ -57,6 +60,33 @@ def test_manifest_validates(manifest: Path) -> None:
     result = cli("validate", str(manifest))
     assert result.code == 0, result.stdout + result.stderr
     assert "valid" in result.stdout
+
+
+SPOKEN_1_0 = json.loads((ROOT / "tests" / "data" / "examples-spoken-1.0.json").read_text("utf-8"))
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda p: p.name)
+def test_the_examples_speak_what_version_1_0_spoke_and_nothing_is_made_again(
+    manifest: Path,
+) -> None:
+    """Each work's title and text as version 1.0 rendered them (recorded in
+    ``tests/data/examples-spoken-1.0.json``) but for the whitespace around them, and the
+    1.0 fingerprint still names the item, so a 1.0 state or lock file makes nothing."""
+    campaign = load_campaign(manifest)
+    items = {item.id: item for item in build_graph(campaign).items}
+    spoken = {}
+    for work in campaign.works:
+        item = items[work.item_id]
+        spoken[item.id] = {
+            "title": work.title,
+            "text": work.text,
+            "fingerprint": item.legacy_fingerprint or item.fingerprint,
+        }
+    recorded = {
+        item: {**said, "text": said["text"] and said["text"].strip()}
+        for item, said in SPOKEN_1_0[manifest.name].items()
+    }
+    assert spoken == recorded
 
 
 @pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda p: p.name)
