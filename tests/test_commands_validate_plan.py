@@ -171,3 +171,35 @@ def test_unknown_keys_hide_no_other_fault_of_their_item(tmp_path: Path) -> None:
         "videos.welcome[c2].text_file: undefined in template: no column 'nme'",
     ):
         assert fault in said, said
+
+
+def test_a_duplicate_key_or_refused_tag_hides_no_other_fault(tmp_path: Path) -> None:
+    manifest = (
+        BASE.replace("vars: {brand: 飞影}", "vars: {brand: 飞影, brand: X}")
+        .replace("name: case\n", "name: case\nsettings: {concurency: 4}\n")
+        .replace("avatar: founder", "avatar: nobody")
+        .replace('title: "欢迎{{ row.name }}"', f'title: "欢迎{{{{ row.name }}}}{LONG}"')
+        .replace("promo: {voice: narrator,", "promo: {voice: !!binary aGk=,")
+    )
+    said = run(validate, [campaign(tmp_path, manifest)]).err
+    for fault in (
+        "vars.brand: duplicate key 'brand'",
+        "audios.promo.voice: tag !!binary is not allowed",
+        "settings.concurency: unknown key",
+        "videos.welcome.avatar: 'nobody' is not an avatar",
+        "videos.welcome[c2].title: title has 21 characters",
+    ):
+        assert fault in said, said
+    assert "audios.promo.voice: expected" not in said  # (the tag said it once)
+
+
+def test_a_value_yaml_reads_as_another_type_says_to_quote_it(tmp_path: Path) -> None:
+    manifest = BASE.replace('title: "欢迎{{ row.name }}"', "title: 10:30").replace(
+        'text: "{{ vars.brand }}新品上市"', "text: 0123"
+    )
+    said = run(validate, [campaign(tmp_path, manifest)]).err
+    assert (
+        'videos.welcome.title: expected a string; YAML reads 10:30 as int 630: write "10:30"'
+        in said
+    )
+    assert 'audios.promo.text: expected a string; YAML reads 0123 as int 83: write "0123"' in said

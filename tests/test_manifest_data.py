@@ -183,3 +183,45 @@ def test_a_json_object_naming_a_field_twice_is_refused_at_its_line() -> None:
     (diagnostic,) = errors.diagnostics
     assert diagnostic.location.line == 1
     assert diagnostic.message == "'id' is given twice in one object; keep one"
+
+
+def test_jsonl_lines_end_at_newlines_only_and_numbers_are_spoken_as_written() -> None:
+    """U+2028, U+2029 and NEL are legal inside JSON strings: they split no line."""
+    errors = Collector()
+    text = '{"id": "a", "x": "one\u2028two\x85three\u2029"}\n{"id": "b", "p": 9.90, "q": 1e3}\n'
+    first, second = jsonl_rows(text, "d.jsonl", "f", errors)
+    assert not errors.diagnostics
+    assert first.values["x"] == "one\u2028two\x85three\u2029"
+    assert (second.location.line, str(second.values["p"]), str(second.values["q"])) == (
+        2, "9.90", "1e3",
+    )  # fmt: skip
+    assert second.values["p"] * 2 == 19.8  # still a number for arithmetic
+
+
+def test_a_jsonl_escape_naming_half_a_character_is_refused_at_its_line() -> None:
+    errors = Collector()
+    rows = jsonl_rows('{"id": "a"}\n{"id": "b", "x": "\\ud800"}\n', "d.jsonl", "f", errors)
+    assert [r.values["id"] for r in rows] == ["a"]
+    (diagnostic,) = errors.diagnostics
+    assert diagnostic.location.line == 2 and "lone surrogate" in diagnostic.message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "said"),
+    [
+        ('id,name\nc1,"open\nc2,x\nc3,y\n', 2, 'a quote (") opened in the row at line 2'),
+        ('id,name\nc1,"x"y\n', 2, 'write a quote as ""'),
+    ],
+)
+def test_csv_quoting_faults_are_errors_never_cells_read_another_way(
+    text: str, line: int, said: str
+) -> None:
+    errors = Collector()
+    csv_rows(text, "d.csv", "data.d.csv", errors)
+    assert [(d.location.line, said in d.message) for d in errors.diagnostics] == [(line, True)]
+
+
+def test_a_csv_header_name_loses_invisible_characters_around_it() -> None:
+    errors = Collector()
+    (row,) = csv_rows("\u200bid, name\u2060\nc1,张伟\n", "d.csv", "data.d.csv", errors)
+    assert not errors.diagnostics and dict(row.values) == {"id": "c1", "name": "张伟"}

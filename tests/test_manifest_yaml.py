@@ -7,7 +7,7 @@ import time
 import pytest
 
 from hifly_batch.manifest.diagnostics import ManifestInvalid
-from hifly_batch.manifest.yamlload import MAX_DEPTH, load_yaml
+from hifly_batch.manifest.yamlload import MAX_DEPTH, load_yaml, read_yaml
 
 
 def errors_of(text: str) -> list[str]:
@@ -87,3 +87,31 @@ def test_a_control_character_in_the_file_is_located_at_its_line_and_column() -> 
     (diagnostic,) = caught.value.diagnostics
     assert (diagnostic.location.line, diagnostic.location.col) == (3, 12)
     assert "control character U+0007 is not allowed in a YAML file" in diagnostic.message
+
+
+def test_api_params_are_read_by_yaml_1_2s_core_schema() -> None:
+    """JSON values passed through: never YAML 1.1's booleans, octals or sexagesimals."""
+    doc = load_yaml(
+        "videos:\n  w:\n    api_params: {a: 012, b: 0x10, c: yes, d: 1:30, e: 0b11, f: true,"
+        ' g: "012", h: ~, i: 1.5, j: on, k: 0o17}\n',
+        "m.yaml",
+    )
+    assert doc.data["videos"]["w"]["api_params"] == {
+        "a": 12, "b": 16, "c": "yes", "d": "1:30", "e": "0b11", "f": True,
+        "g": "012", "h": None, "i": 1.5, "j": "on", "k": 15,
+    }  # fmt: skip
+
+
+def test_an_equals_sign_or_merge_key_as_a_value_is_text() -> None:
+    doc = load_yaml("vars: {op: =, m: <<, n: [=]}\ntext: =\n", "m.yaml")
+    assert doc.data == {"vars": {"op": "=", "m": "<<", "n": ["="]}, "text": "="}
+
+
+def test_faults_of_values_are_kept_with_the_document_not_raised() -> None:
+    doc = read_yaml("vars: {a: 1, a: 2}\nx: !!binary aGk=\n", "m.yaml")
+    assert doc.data["vars"] == {"a": "1"}  # the first holds
+    assert [d.message.split(" (")[0] for d in doc.faults] == [
+        "duplicate key 'a'",
+        "tag !!binary is not allowed",
+    ]
+    assert doc.refused == {("x",)}

@@ -406,3 +406,81 @@ def test_a_text_file_chosen_by_a_value_stays_in_the_manifest_folder(tmp_path: Pa
         tmp_path / "w", replace={"text_file: welcome.txt.j2": "text_file: ../secret.txt"}
     )
     assert next(w.text for w in load_campaign(path).works if w.row) == "not for speaking"
+
+
+def test_a_lone_surrogate_is_a_located_error_never_an_internal_one(tmp_path: Path) -> None:
+    """From a template's own escape (YAML refuses one in the manifest; JSON Lines
+    refuse one at its line)."""
+    path = campaign(tmp_path, template='hello {{ "\\udc80" }}\n')
+    result = cli("validate", str(path))
+    assert result.code == 2 and "internal error" not in result.stderr, result.stderr
+    assert "videos.welcome[c1].text_file: the text holds a lone surrogate U+DC80" in result.stderr
+
+
+@pytest.mark.parametrize("opt_in", ["\u200b", "no\u200b", "\ufeffFalse", " 0\u2060 "])
+def test_a_when_that_looks_false_is_false(tmp_path: Path, opt_in: str) -> None:
+    path = campaign(
+        tmp_path,
+        csv=f"customer_id,name,city,opt_in\nc1,张伟,上海,{opt_in}\nc2,李娜,成都,yes\n",
+        replace={
+            "    for_each: customers\n": '    for_each: customers\n    when: "{{ row.opt_in }}"\n'
+        },
+    )
+    keys = [work.key for work in load_campaign(path).works if work.name == "welcome"]
+    assert keys == ["c2"]
+
+
+@pytest.mark.parametrize("mark", ["\ufe0f", "\u17b4", "\u180b", "\U000e0101"])
+def test_a_key_holding_a_mark_that_shows_nothing_is_refused(tmp_path: Path, mark: str) -> None:
+    """Variation selectors and the like: alone they are refused, beside the plain key
+    they are its duplicate."""
+    path = campaign(tmp_path, csv=f"customer_id,name,city\nc1{mark},张伟,上海\n")
+    result = cli("validate", str(path))
+    assert result.code == 2
+    assert f"holds an invisible character U+{ord(mark):04X}" in result.stderr, result.stderr
+    path = campaign(
+        tmp_path / "2", csv=f"customer_id,name,city\nc1,张伟,上海\nc1{mark},李娜,成都\n"
+    )
+    assert "duplicate key" in cli("validate", str(path)).stderr
+
+
+def test_clone_titles_of_nothing_are_left_out_and_control_characters_refused(
+    tmp_path: Path,
+) -> None:
+    manifest = """\
+version: 1
+name: titles
+assets:
+  clip: {file: media/founder.mp4}
+  sample: {file: media/voice.wav}
+avatars:
+  blank: {video: clip, title: "\\u200b\\u2060 "}
+  bell: {video: clip, title: "主\\a播"}
+voices:
+  filler: {audio: sample, title: "\\u3164"}
+  escape: {audio: sample, title: "x\\e[31m"}
+audios:
+  a: {voice: filler, text: 你好}
+videos:
+  v: {avatar: blank, voice: escape, text: 你好}
+"""
+    path = campaign(tmp_path, manifest)
+    result = cli("validate", str(path))
+    assert result.code == 2
+    assert "avatars.bell.title: the title holds a control character U+0007" in result.stderr
+    assert "voices.escape.title: the title holds a control character U+001B" in result.stderr
+    assert "blank" not in result.stderr and "filler" not in result.stderr
+    plain = manifest.replace('bell: {video: clip, title: "主\\a播"}', "bell: {video: clip}")
+    plain = plain.replace('escape: {audio: sample, title: "x\\e[31m"}', "escape: {audio: sample}")
+    path = campaign(tmp_path / "ok", plain)
+    manifest_model = load_campaign(path).manifest
+    assert manifest_model.avatars["blank"].title is None
+    assert manifest_model.voices["filler"].title == "filler"  # its name, as when none is given
+
+
+def test_a_key_template_includes_a_file_of_the_manifest_folder(tmp_path: Path) -> None:
+    path = campaign(
+        tmp_path, replace={'key: "{{ row.customer_id }}"': "key: \"{% include 'k.j2' %}\""}
+    )
+    (tmp_path / "k.j2").write_text("k-{{ row.customer_id }}", encoding="utf-8")
+    assert [w.key for w in load_campaign(path).works if w.key] == ["k-c1", "k-c2", "k-c3"]

@@ -31,11 +31,13 @@ from hifly_batch.manifest.model import (
 )
 from hifly_batch.manifest.values import (
     api_string,
+    control_problem,
     invisible_problem,
     is_campaign_name,
     is_item_name,
     missing_file,
     parse_duration,
+    spoken,
 )
 from hifly_batch.manifest.yamlload import YamlDocument
 
@@ -171,7 +173,7 @@ class Builder:
                 self.doc.locate(here),
                 source,
                 raw[source.value],
-                title=raw.get("title"),
+                title=self.title(here, raw.get("title")),
                 model=raw.get("model"),
                 api_params=self.api_params(here, raw),
             )
@@ -201,11 +203,22 @@ class Builder:
                 source,
                 raw[source.value],
                 audio_location=audio_at,
-                title=raw.get("title", name) if source is VoiceSource.AUDIO else None,
+                title=(self.title(here, raw.get("title")) or name)
+                if source is VoiceSource.AUDIO
+                else None,
                 settings=settings,
                 api_params=self.api_params(here, raw),
             )
         return found
+
+    def title(self, here: FieldPath, title: str | None) -> str | None:
+        """A clone's title as sent: none when it holds only whitespace and invisible
+        characters; a control character in it is an error (SPEC §3)."""
+        if title is None or not spoken(title):
+            return None
+        if (problem := control_problem(title)) is not None:
+            self.error((*here, "title"), f"the title {problem}")
+        return title
 
     def voice_settings(self, here: FieldPath, raw: Mapping[str, Any]) -> VoiceSettings:
         values = {}

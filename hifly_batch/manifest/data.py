@@ -13,6 +13,7 @@ from typing import Any
 
 from hifly_batch.manifest.diagnostics import Collector, Location
 from hifly_batch.manifest.templates import without_nulls
+from hifly_batch.manifest.values import strip_invisible
 
 
 @dataclass(frozen=True)
@@ -50,16 +51,18 @@ DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
 def csv_rows(
     text: str, shown: str, field: str, errors: Collector, delimiter: str = ","
 ) -> list[RawRow]:
-    """Rows of a CSV text whose first record is the header (names stripped). Columns
-    with no name and no value in any row, as spreadsheets add, are left out."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    """Rows of a CSV text whose first record is the header (names stripped of whitespace
+    and invisible characters). Columns with no name and no value in any row, as
+    spreadsheets add, are left out. Quoting is strict: a quote left open or text after a
+    closing quote is an error, never a cell read another way."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     records = _records(reader, shown, field, errors)
     header = next(records, None)
     if header is None:
         errors.add(Location(shown), field, "the CSV file is empty: it needs a header line")
         return []
     cells, line = header
-    names = [name.strip() for name in cells]
+    names = [strip_invisible(name) for name in cells]
     if not _header_ok(names, cells, delimiter, Location(shown, line), field, errors):
         return []
     body = list(records)
@@ -104,7 +107,15 @@ def _records(
             if record and any(cell.strip() for cell in record):
                 yield record, start
     except csv.Error as exc:
-        errors.add(Location(shown, reader.line_num), field, f"CSV error: {exc}")
+        if "unexpected end of data" in str(exc):
+            message = (
+                f'a quote (") opened in the row at line {end + 1} is never closed, so '
+                "the rest of the file would be one cell"
+            )
+            errors.add(Location(shown, end + 1), field, message)
+        else:
+            message = f'CSV error: {exc} (inside a quoted cell, write a quote as "")'
+            errors.add(Location(shown, reader.line_num), field, message)
 
 
 def _header_ok(
@@ -139,9 +150,11 @@ def _header_ok(
 
 
 def jsonl_rows(text: str, shown: str, field: str, errors: Collector) -> list[RawRow]:
-    """Rows of a JSON Lines text: one object per non-blank line."""
+    """Rows of a JSON Lines text: one object per non-blank line. Lines end at ``\\n``
+    only: U+2028 and the other breaks ``str.splitlines`` knows are legal inside JSON
+    strings. A number is spoken as written (``9.90``, ``1e3``)."""
     rows: list[RawRow] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -163,6 +176,10 @@ def jsonl_rows(text: str, shown: str, field: str, errors: Collector) -> list[Raw
         if not isinstance(value, dict):
             errors.add(Location(shown, number), field, "each line must be a JSON object")
             continue
+        if _has_lone_surrogate(value):
+            message = "a \\u escape names half a character (a lone surrogate); fix the escape"
+            errors.add(Location(shown, number), field, message)
+            continue
         rows.append(RawRow(len(rows) + 1, without_nulls(value), Location(shown, number)))
     return rows
 
@@ -181,12 +198,45 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
+class WrittenNumber(float):
+    """A JSON number with a fraction or exponent: a float for arithmetic, spoken as
+    written (``9.90`` stays ``9.90``, ``1e3`` stays ``1e3``; a float would say ``9.9``
+    and ``1000.0``)."""
+
+    written: str
+
+    def __new__(cls, text: str) -> WrittenNumber:
+        number = super().__new__(cls, text)
+        number.written = text
+        return number
+
+    def __str__(self) -> str:
+        return self.written
+
+    __repr__ = __str__
+
+
 def _finite(text: str) -> float:
     """A JSON number too large for a float (``1e999``) is Infinity by another name."""
-    number = float(text)
+    number = WrittenNumber(text)
     if math.isinf(number):
         raise _NotJson(f"{text} is not JSON; write a number or text")
     return number
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a JSON value holds a string (or name) that is no Unicode text."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
 
 
 def _not_json(name: str) -> Any:

@@ -39,16 +39,18 @@ from hifly_batch.manifest.model import (
 from hifly_batch.manifest.schema import schema_diagnostics
 from hifly_batch.manifest.sources import build_sources
 from hifly_batch.manifest.templates import base_context
-from hifly_batch.manifest.yamlload import YamlDocument, load_yaml
+from hifly_batch.manifest.yamlload import YamlDocument, read_yaml
 
 
 def load_campaign(path: Path, shown: str | None = None) -> Campaign:
     """Validate the manifest at ``path`` completely; ``shown`` names it in diagnostics."""
     shown = shown if shown is not None else str(path)
-    doc = load_yaml(_read_manifest(path, shown), shown)
+    doc = read_yaml(_read_manifest(path, shown), shown)
     errors = Collector()
+    errors.diagnostics.extend(doc.faults)
     diagnostics, refused = schema_diagnostics(doc)
-    errors.diagnostics.extend(diagnostics)
+    errors.diagnostics.extend(d for d in diagnostics if not _said(d, doc))
+    refused |= doc.refused
     manifest = _build_manifest(doc, path.absolute(), errors, refused)
     refused_names = frozenset(p[1] for p in refused if len(p) == 2 and isinstance(p[1], str))
     works = Expander(manifest, errors, refused_names).expand_all()
@@ -58,6 +60,15 @@ def load_campaign(path: Path, shown: str | None = None) -> Campaign:
     hashes = check_uses(_uses(manifest, works), errors)
     errors.raise_if_any()
     return Campaign(manifest, tuple(works), MappingProxyType(hashes))
+
+
+def _said(diagnostic: Diagnostic, doc: YamlDocument) -> bool:
+    """Whether the schema's ``diagnostic`` is about a value YAML already refused (its
+    tag), which the schema then saw as null."""
+    return any(
+        fault.location == diagnostic.location and fault.path == diagnostic.path
+        for fault in doc.faults
+    )
 
 
 def _read_manifest(path: Path, shown: str) -> str:

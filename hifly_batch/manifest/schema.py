@@ -80,7 +80,12 @@ def _translate(error: ValidationError, doc: YamlDocument) -> Iterator[Diagnostic
     elif error.validator == "oneOf":
         yield _one_of(error, doc, path)
     else:
-        yield Diagnostic(doc.locate(path), format_path(path), _message(error))
+        message = _message(error)
+        written = doc.written.get(path)
+        if error.validator == "type" and written is not None and "string" in message:
+            shown = _show(error.instance)
+            message = f'expected a string; YAML reads {written} as {shown}: write "{written}"'
+        yield Diagnostic(doc.locate(path), format_path(path), message)
 
 
 def _bad_key(error: ValidationError, doc: YamlDocument, path: FieldPath) -> Diagnostic:

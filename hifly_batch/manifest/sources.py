@@ -33,7 +33,7 @@ def build_sources(
     for name, raw in entries:
         raw_rows = _read_rows(doc, name, raw, root, errors)
         key_field = Field(str(raw["key"]), doc.locate(("data", name, "key")))
-        rows = _keyed_rows(name, raw_rows, key_field, context, errors)
+        rows = _keyed_rows(name, raw_rows, key_field, context, errors, root)
         found[name] = DataSource(name, doc.locate(("data", name)), tuple(rows))
     return found
 
@@ -70,10 +70,12 @@ def _keyed_rows(
     key_field: Field,
     context: Mapping[str, Any],
     errors: Collector,
+    root: Path,
 ) -> list[Row]:
     path = format_path(("data", name, "key"))
+    shown = f"{key_field.location.file}:data.{name}.key"
     try:
-        template = compile_template(key_field.text, f"{key_field.location.file}:data.{name}.key")
+        template = compile_template(key_field.text, shown, root)
     except TemplateFault as exc:
         errors.add(key_field.line_of(exc.line), path, exc.message)
         return []

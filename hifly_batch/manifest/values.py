@@ -51,10 +51,11 @@ def is_campaign_name(name: str) -> bool:
 
 def spoken(rendered: str) -> str:
     """A rendered field as it is sent (SPEC §3): NFC, without surrounding whitespace;
-    the empty text when all it holds is whitespace and invisible format characters
-    (Unicode category Cf: U+200B, U+2060, U+FEFF, ...)."""
+    the empty text when all it holds is whitespace and invisible characters (format
+    characters, Unicode category Cf: U+200B, U+2060, U+FEFF, ...; see
+    :func:`looks_like_nothing`)."""
     text = unicodedata.normalize("NFC", rendered).strip()
-    if all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in text):
+    if all(ch.isspace() or looks_like_nothing(ch) for ch in text):
         return ""
     return text
 
@@ -77,26 +78,51 @@ def columns_named(message: str, row: Mapping[str, Any]) -> str:
 
 
 def visible(text: str) -> str:
-    """``text`` as a reader sees it: NFC, without format characters (Cf)."""
+    """``text`` as a reader sees it: NFC, without invisible characters (format
+    characters, Cf, and the others :func:`looks_like_nothing` names)."""
     text = unicodedata.normalize("NFC", text)
-    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return "".join(ch for ch in text if not looks_like_nothing(ch))
 
 
-# Control, format, line and paragraph separators; and letters that look like nothing.
-_INVISIBLE = ("Cc", "Cf", "Zl", "Zp")
-_BLANK_LOOKING = frozenset("\u034f\u115f\u1160\u2800\u3164\uffa0")
+# Control, format, line and paragraph separators, and lone surrogates (no character at
+# all); letters that look like nothing; marks that change nothing a reader sees
+# (variation selectors, Mongolian free variation selectors, Khmer inherent vowels).
+_INVISIBLE = ("Cc", "Cf", "Zl", "Zp", "Cs")
+_BLANK_LOOKING = frozenset(
+    "\u034f\u115f\u1160\u2800\u3164\uffa0\u17b4\u17b5\u180b\u180c\u180d\u180f"
+)
+_SELECTORS = ((0xFE00, 0xFE0F), (0xE0100, 0xE01EF))
+
+
+def looks_like_nothing(ch: str) -> bool:
+    """Whether ``ch`` is invisible: a control or format character, a separator of lines
+    or paragraphs, a lone surrogate, or a letter or mark that shows nothing."""
+    if unicodedata.category(ch) in _INVISIBLE or ch in _BLANK_LOOKING:
+        return True
+    return any(low <= ord(ch) <= high for low, high in _SELECTORS)
 
 
 def invisible_problem(text: str) -> str | None:
     """What is wrong with a name, key or path holding control or format characters (which
     look like nothing, or break files), or None."""
     for position, ch in enumerate(text, start=1):
-        if unicodedata.category(ch) in _INVISIBLE or ch in _BLANK_LOOKING:
+        if looks_like_nothing(ch):
             return (
                 f"holds an invisible character U+{ord(ch):04X} "
                 f"({unicodedata.name(ch, 'a control character')}) at position {position}"
             )
     return None
+
+
+def strip_invisible(text: str) -> str:
+    """``text`` without whitespace and invisible characters at either end (a header name
+    copied with a zero-width space)."""
+    start, end = 0, len(text)
+    while start < end and (text[start].isspace() or looks_like_nothing(text[start])):
+        start += 1
+    while end > start and (text[end - 1].isspace() or looks_like_nothing(text[end - 1])):
+        end -= 1
+    return text[start:end]
 
 
 # Line breaks and tabs are how a script is written; any other control character (NUL,
@@ -106,9 +132,16 @@ _WRITTEN_CONTROLS = frozenset("\t\n\r")
 
 def control_problem(text: str) -> str | None:
     """What is wrong with a spoken text or title holding a control character other than
-    a tab or a line break, or None."""
+    a tab or a line break, or a lone surrogate (an escape that names no character), or
+    None."""
     for position, ch in enumerate(text, start=1):
-        if unicodedata.category(ch) == "Cc" and ch not in _WRITTEN_CONTROLS:
+        category = unicodedata.category(ch)
+        if category == "Cs":
+            return (
+                f"holds a lone surrogate U+{ord(ch):04X} at position {position}, "
+                "which is no character (a broken \\u escape?)"
+            )
+        if category == "Cc" and ch not in _WRITTEN_CONTROLS:
             return (
                 f"holds a control character U+{ord(ch):04X} at position {position}, "
                 "which cannot be spoken (is the data file damaged?)"
@@ -117,8 +150,11 @@ def control_problem(text: str) -> str | None:
 
 
 def is_truthy(rendered: str) -> bool:
-    """The ``when`` rule: false when empty or false/0/no/none (any case), once stripped."""
-    return rendered.strip().lower() not in _FALSE_WORDS
+    """The ``when`` rule: false when empty or false/0/no/none (any case), once stripped
+    of whitespace and invisible characters (``"no\\u200b"`` is no)."""
+    text = unicodedata.normalize("NFC", rendered)
+    seen = "".join(ch for ch in text if not looks_like_nothing(ch))
+    return seen.strip().lower() not in _FALSE_WORDS
 
 
 def find_html_tag(text: str) -> str | None:

@@ -9,6 +9,7 @@ deep enough to exhaust the stack.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,8 @@ MAX_ALIAS_EXPANSION = 100_000
 _T = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_T}{n}" for n in ("null", "bool", "int", "float", "str", "timestamp")}
 _MERGE_TAG = f"{_T}merge"
+_VALUE_TAG = f"{_T}value"
+_TEXT_TAGS = _SCALAR_TAGS | {_MERGE_TAG, _VALUE_TAG}  # the tags a plain scalar resolves to
 _SEQ_TAG = f"{_T}seq"
 _MAP_TAG = f"{_T}map"
 
@@ -46,6 +49,13 @@ class YamlDocument:
     marks: dict[FieldPath, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[FieldPath, tuple[int, int]] = field(default_factory=dict)
     block_scalars: set[FieldPath] = field(default_factory=set)
+    # Faults found while building values (a duplicate key, a refused tag), and the
+    # items or settings whose values they left unusable (cut as the schema's are).
+    faults: list[Diagnostic] = field(default_factory=list)
+    refused: set[FieldPath] = field(default_factory=set)
+    # The text of each plain scalar YAML read as another type (``10:30`` as 630), so a
+    # type error can say what was written.
+    written: dict[FieldPath, str] = field(default_factory=dict)
 
     def locate(self, path: FieldPath, *, key: bool = False) -> Location:
         """Where ``path`` is; the nearest enclosing value when it is absent."""
@@ -60,6 +70,16 @@ class YamlDocument:
 
 def load_yaml(text: str, file: str) -> YamlDocument:
     """Parse ``text`` (the contents of ``file``); raise :class:`ManifestInvalid` on faults."""
+    doc = read_yaml(text, file)
+    if doc.faults:
+        raise ManifestInvalid(doc.faults)
+    return doc
+
+
+def read_yaml(text: str, file: str) -> YamlDocument:
+    """Parse ``text`` (the contents of ``file``); raise :class:`ManifestInvalid` when it
+    is no YAML at all. Faults of its values (a duplicate key, a refused tag) are kept in
+    the document's ``faults``, so that the manifest's other faults are found too."""
     _check_depth(text, file)
     try:
         root = yaml.compose(text, Loader=_Loader)
@@ -74,8 +94,16 @@ def load_yaml(text: str, file: str) -> YamlDocument:
     _check_expansion(root, file)
     builder = _Builder(file)
     data = builder.build(root, ())
-    builder.errors.raise_if_any()
-    return YamlDocument(file, data, builder.marks, builder.key_marks, builder.block_scalars)
+    return YamlDocument(
+        file,
+        data,
+        builder.marks,
+        builder.key_marks,
+        builder.block_scalars,
+        list(builder.errors.diagnostics),
+        builder.refused,
+        builder.written,
+    )
 
 
 def is_spoken_data(path: FieldPath) -> bool:
@@ -85,6 +113,35 @@ def is_spoken_data(path: FieldPath) -> bool:
     return (path[:1] == ("vars",) and len(path) > 1) or (
         len(path) > 3 and path[0] == "data" and path[2] == "rows"
     )
+
+
+def is_json_data(path: FieldPath) -> bool:
+    """Whether ``path`` lies in an item's ``api_params``, which are JSON values passed
+    through to the API: read by YAML 1.2's core schema, so ``yes`` and ``on`` stay text
+    and ``012`` is 12, never YAML 1.1's booleans, octals or sexagesimals."""
+    return len(path) > 3 and path[2] == "api_params"
+
+
+# YAML 1.2's core schema (yaml.org/spec/1.2.2 §10.3.2), for plain scalars.
+_CORE_NULL = re.compile(r"null|Null|NULL|~|")
+_CORE_BOOL = {"true": True, "True": True, "TRUE": True,
+              "false": False, "False": False, "FALSE": False}  # fmt: skip
+_CORE_INT = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
+_CORE_FLOAT = re.compile(
+    r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)"
+)
+
+
+def _core_scalar(text: str) -> Any:
+    if _CORE_NULL.fullmatch(text):
+        return None
+    if text in _CORE_BOOL:
+        return _CORE_BOOL[text]
+    if _CORE_INT.fullmatch(text):
+        return int(text, 0) if text[:2] in ("0o", "0x") else int(text)
+    if _CORE_FLOAT.fullmatch(text):
+        return float(text.replace(".", "", 1) if text.lstrip("+-")[1:2].isalpha() else text)
+    return text
 
 
 def _tag_name(tag: str) -> str:
@@ -187,10 +244,14 @@ class _Builder:
         self.marks: dict[FieldPath, tuple[int, int]] = {}
         self.key_marks: dict[FieldPath, tuple[int, int]] = {}
         self.block_scalars: set[FieldPath] = set()
+        self.refused: set[FieldPath] = set()
+        self.written: dict[FieldPath, str] = {}
         self._constructor = SafeConstructor()
 
-    def _error(self, node: Node, path: FieldPath, message: str) -> None:
+    def _error(self, node: Node, path: FieldPath, message: str, *, refuse: bool = True) -> None:
         self.errors.add(Location(self.file, *_mark(node)), format_path(path), message)
+        if refuse:
+            self.refused.add(path[:2])
 
     def _tag_error(self, node: Node, path: FieldPath, tag: str) -> None:
         self._error(node, path, f"tag {_tag_name(tag)} is not allowed (only plain YAML types)")
@@ -211,17 +272,24 @@ class _Builder:
 
     def _scalar(self, node: ScalarNode, path: FieldPath) -> Any:
         tag = node.tag
+        if tag in _TEXT_TAGS and not node.style and is_json_data(path):
+            return _core_scalar(node.value)
+        if tag in _TEXT_TAGS and (is_spoken_data(path) or tag in (_VALUE_TAG, _MERGE_TAG)):
+            return node.value  # (``=`` and ``<<`` as values are text)
         if tag not in _SCALAR_TAGS:
             self._tag_error(node, path, tag)
             return None
-        if tag.endswith(("str", "timestamp")) or is_spoken_data(path):
+        if tag.endswith(("str", "timestamp")):
             return node.value
         method = getattr(self._constructor, "construct_yaml_" + tag[len(_T) :])
         try:
-            return method(node)
+            value = method(node)
         except (ValueError, yaml.YAMLError) as exc:
             self._error(node, path, f"not a valid {tag[len(_T) :]}: {exc}")
             return None
+        if not node.style and value is not None:
+            self.written[path] = node.value
+        return value
 
     def _mapping(self, node: MappingNode, path: FieldPath) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -240,9 +308,8 @@ class _Builder:
                 continue
             if key in written:
                 first = self.key_marks[(*path, key)][0]
-                self._error(
-                    key_node, (*path, key), f"duplicate key {key!r} (first at line {first})"
-                )
+                message = f"duplicate key {key!r} (first at line {first})"
+                self._error(key_node, (*path, key), message, refuse=False)  # the first holds
                 continue
             written.add(key)
             self.key_marks[(*path, key)] = _mark(key_node)
