@@ -406,6 +406,8 @@ _PRINTF = re.compile(
     r"%(?:\((?P<key>[^)]*)\))?[#0\- +]*(?P<width>\*|\d+)?(?:\.(?P<precision>\*|\d*))?"
     r"[hlL]?(?P<type>[diouxXeEfFgGcrsa%])"
 )
+# A printf conversion that may ask for a width or precision.
+_SIZED_FIELD = re.compile(r"%[#0\- +]*[\d*.]")
 # A str.format spec: [[fill]align][sign][z][#][0][width][grouping][.precision][type].
 _SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(?P<width>\d*)[,_]?(?:\.(?P<precision>\d+))?\w?%?")
 
@@ -424,6 +426,8 @@ def percent_size(spec: str, values: Any, what: str) -> int:
     text or in a value are not widths). Each value used must be plain data."""
     given = list(values) if isinstance(values, tuple) else [values]
     keyed = isinstance(values, Mapping) and "%(" in spec
+    if not keyed and not _SIZED_FIELD.search(spec):  # (the common case, made quick)
+        return len(spec) + sum(len(v) if type(v) is str else text_size(v, what) for v in given)
     size, end = 0, 0
     for field in _PRINTF.finditer(spec):
         size += field.start() - end
