@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,18 @@ SAID = {
     "lipsum(200000)": "lipsum makes a different text on every run",
     "wordwrap(1) of 1 MB": "wordwrap takes at most 10,000 characters",
     "tower of powers": "the power is too large a number",
+    "captured block of 3 GB": "the template builds more than 10,000,000 characters in all",
+    "values each under 1 MB": "the template builds more than 10,000,000 characters in all",
+    "% doubling": "% would make 1,048,580 characters",
+    "format doubling": "format would make 1,048,580 characters",
+    "str.format doubling": "str.format would make 1,048,580 characters",
+    "str.format 6-digit widths": "str.format would make 1,999,998,000 characters",
+    "translate to 1 MB a character": "translate would make 1,999,998,000 characters",
+    "str.join of a text": "join would make 10,000,300,000 characters",
+    "list.extend doubling": "extend would make 1,048,576 characters",
+    "sum of 400,000 lists": "the template loops more than 100,000 times",
+    "10-million-element list | pprint": "pprint would make more than 1,000,000 characters of text",
+    "10-million-element list {{ }}": "this output would make more than 1,000,000 characters",
 }
 
 
@@ -109,3 +122,51 @@ def test_a_template_within_its_allowance_renders_every_row(tmp_path: Path) -> No
     for n in range(20_000):
         assert template.render(base_context(row={"n": n})).endswith(str(n))
     assert template.spend.renders == 20_000 and template.spend.fault is None
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ('{{ "尊敬的用户，您的号码是 %s。" | format(row.phone) }}',
+         "尊敬的用户，您的号码是 +8613800138000。"),
+        ('{{ "%s，客服热线 4008123456。" % row.id }}', "c1，客服热线 4008123456。"),
+        ('{{ "{}，订单 20240501001 已发货".format(row.id) }}', "c1，订单 20240501001 已发货"),
+        ('{{ "%s 您好，电话 13800138000" | format(row.id) }}', "c1 您好，电话 13800138000"),
+        ("{{ (row.id[1:] | int + 2000) * 1000 }} ms", "2001000 ms"),
+        ("{{ '%(a)s-%(a)s' % {'a': 'q'} }}|{{ '%*d|%-4s|' % (3, 7, 'ab') }}", "q-q|  7|ab  |"),
+        ("{{ '{0:0>5}|{1:.2f}|{x[1]}'.format(7, 2.5, x=[0, 'y']) }}", "00007|2.50|y"),
+        ("{{ ([[row.id]] * 100000) | sum(start=[]) | length }}", "100000"),
+    ],
+)  # fmt: skip
+def test_digits_in_texts_and_values_are_not_widths(source: str, expected: str) -> None:
+    """A width is what a format asks for, not any 7-digit run; a product of two numbers is
+    a number (bounded by its bits), not a text; a sum of lists takes linear time."""
+    row = {"id": "c1", "phone": "+8613800138000"}
+    template = compile_template(source, "t.j2")
+    started = time.monotonic()
+    assert template.render(base_context(row=row)) == expected
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_product_of_numbers_is_bounded_by_its_bits() -> None:
+    squares = (
+        "{% set ns = namespace(n=2 ** 60) %}"
+        "{% for i in range(30) %}{% set ns.n = ns.n * ns.n %}{% endfor %}{{ ns.n > 1 }}"
+    )
+    template = compile_template(squares, "t.j2")
+    with pytest.raises(TemplateFault, match="the product is too large a number"):
+        template.render(base_context())
+
+
+def test_a_render_that_never_looks_at_the_clock_still_shares_the_allowance() -> None:
+    """One slow filter a render and no loop: each render is refused at its start once
+    the renders before used up the template's time, and one that overran at its end."""
+    template = compile_template('{{ ((row.n + " ") * 30000) | urlize | length }}', "t.j2")
+    started, refused = time.monotonic(), 0
+    for n in range(60):
+        try:
+            template.render(base_context(row={"n": f"a{n}"}))
+        except TemplateFault as exc:
+            assert "ms a render on average over many rows" in exc.message
+            refused += 1
+    assert refused > 0 and time.monotonic() - started < 3.0

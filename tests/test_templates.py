@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from hifly_batch.commands.validate import validate
-from hifly_batch.manifest.templates import TemplateFault, compile_template
+from hifly_batch.manifest.templates import (
+    TemplateFault,
+    base_context,
+    compile_template,
+    without_nulls,
+)
 from tests.manifest_helpers import campaign, run
 
 ESCAPES = [
@@ -127,3 +132,84 @@ def test_an_include_inside_an_included_file_finds_a_file_beside_it(tmp_path: Pat
     path = campaign(tmp_path, template="{{ row.name }}您好。{% include 'parts/body.j2' %}")
     (work, *_) = load_campaign(path).works
     assert work.text == "张伟您好。正文。再见。"
+
+
+def test_dict_keys_minus_a_list_keep_the_rows_order() -> None:
+    """``-`` on dict keys made a set, whose order follows each process's string hashing:
+    the text, and so the video paid for, changed from run to run."""
+    row = {"id": "1", "h": "", "g": "", "f": "", "e": "", "d": "", "c": "", "b": ""}
+    source = "{% for k in row.keys() - ['id'] %}{{ k }},{% endfor %}|{{ row.items() - [] }}"
+    text = compile_template(source, "t.j2").render(base_context(row=row))
+    assert text.startswith("h,g,f,e,d,c,b,|[('id', '1'), ('h', ''), ('g', '')"), text
+    other = "{{ 5 - 3 }}|{{ ['a', 'b', 'a'] - row.keys() }}"
+    assert compile_template(other, "t").render(base_context(row={"b": 1})) == "2|['a']"
+
+
+OBJECTS = [
+    "{{ lipsum | string }}",
+    "{{ joiner() }}",
+    "{{ row.keys }}",
+    "{{ row.name.upper }}",
+    "{{ range(3) | map('upper') }}",
+    "{{ [row.get] }}",
+    "{{ row.get ~ '' }}",
+    "{{ [row.get] | join }}",
+    "{{ [{'a': row.get}] | join(attribute='a') }}",
+    "{{ '%s' % row.get }}",
+    "{{ '%s' | format(row.get) }}",
+    "{{ '{}'.format(row.get) }}",
+    "{{ '{0[0]}'.format([row.get]) }}",
+    "{{ row.get | pprint }}",
+    "{{ row.get | tojson }}",
+    "{{ row.get | upper }}",
+    "{{ '-'.join([row.get]) }}",
+    "{{ {'a': row.get} }}",
+    "{{ row.keys() }}",
+]
+
+
+@pytest.mark.parametrize("source", OBJECTS)
+def test_a_python_object_made_text_is_a_located_error(source: str) -> None:
+    """Its text names where it lies in memory (or how a generator was made): new on
+    every run, so every run would pay for the video again."""
+    template = compile_template("line one\n" + source, "t.j2")
+    with pytest.raises(TemplateFault, match="renders a Python object") as caught:
+        template.render(base_context(row={"name": "x"}))
+    assert caught.value.line == 2
+
+
+NONES = [
+    "{{ row.get('nick') ~ '' }}",
+    "{{ row.get('nick') | string }}",
+    "{{ [row.get('nick')] }}",
+    "{{ '%s' % row.get('nick') }}",
+    "{{ '%(nick)s' % {'nick': row.get('nick')} }}",
+    "{{ '{}'.format(row.get('nick')) }}",
+    "{{ row.get('nick') | upper }}",
+    "{{ [row.get('nick')] | join }}",
+    "{{ row.get('nick') | tojson }}",
+]
+
+
+@pytest.mark.parametrize("source", NONES)
+def test_python_none_is_never_spoken(source: str) -> None:
+    with pytest.raises(TemplateFault, match="a value rendered here is null"):
+        compile_template(source, "t.j2").render(base_context(row={"name": "x"}))
+
+
+@pytest.mark.parametrize("name", ["int", "float"])
+def test_int_and_float_of_a_null_are_errors_not_zero(name: str) -> None:
+    row = without_nulls({"x": None, "y": "12"})
+    template = compile_template(f"{{{{ row.x | {name} }}}}", "t.j2")
+    with pytest.raises(TemplateFault, match=f"{name} of a null value"):
+        template.render({"row": row})
+    ordinary = "{{ row.y | int + 1 }}|{{ 'a' | int }}|{{ row.y | float }}|{{ (row.x or 0) | int }}"
+    assert compile_template(ordinary, "t.j2").render({"row": row}) == "13|0|12.0|0"
+
+
+def test_a_text_holding_a_memory_address_is_refused() -> None:
+    """A backstop behind every route to text."""
+    template = compile_template("{{ row.name }}", "t.j2")
+    with pytest.raises(TemplateFault, match="memory address"):
+        template.render({"row": {"name": "<function f at 0x7f3a2c1b5e40>"}})
+    assert template.render({"row": {"name": "0x10 at 0x20"}}) == "0x10 at 0x20"

@@ -2,17 +2,22 @@
 than 100,000 times or run for more than about a second, so that ``validate`` and
 ``plan`` stay within a few hundred MB and seconds whatever a template does.
 
-Three guards, each where the cost arises:
+Four guards, each where the cost arises:
 
-- loops: every ``{% for %}`` iterates through :func:`bounded_iter` (the template's
-  syntax tree is rewritten before it is compiled), which counts turns and looks at the
-  clock;
-- calls: every call a template makes (macros included, so recursion too) looks at the
-  clock;
-- sizes: the filters and operators that can build a large text from a small one
-  (``replace``, ``center``, ``indent``, ``wordwrap``, ``format``, ``%``, ``str.format``
-  widths, ``join``) check the size of their result before they build it, and the
-  output is counted as it is produced.
+- loops: every ``{% for %}`` (and every ``loop(...)`` of a recursive loop) iterates
+  through :func:`bounded_iter`, which counts turns and looks at the clock;
+- calls: every call and every filter a template uses looks at the clock, and so does
+  each render when it starts (a template out of time is not run) and ends (a render
+  that overran is refused, even one that never called anything);
+- sizes: the filters, operators and ``str`` methods that can build a large text from
+  a small one check the size of their result before they build it: no value past
+  MAX_TEXT, and no more than MAX_BUILT characters built in all by one render (so that
+  many values each just under the limit, or a block that captures its output, cannot
+  add up to gigabytes);
+- texts: a value is made text (``{{ }}``, ``~``, ``string``, ``join``, ``%``,
+  ``format``, ...) only when it is plain data (:func:`text_size`), so a text never
+  holds ``None``, a null, or an object's memory address, which would change it from
+  run to run (and each run would pay for the video again).
 
 The limits hold per render (one field of one row), and a template's renders share a
 time allowance too: about a second plus ``ROW_SECONDS`` a render, so a template that
@@ -22,31 +27,40 @@ not after one second a row.
 
 from __future__ import annotations
 
+import _string  # the field-name splitter string.Formatter uses
 import contextlib
 import contextvars
+import itertools
 import re
+import string
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from jinja2 import filters, nodes
+from jinja2 import Undefined, filters, nodes
+from jinja2.runtime import LoopContext
 from jinja2.visitor import NodeTransformer
 
 MAX_TEXT = 1_000_000  # characters a render (or one value in it) may hold
+# Characters (or list elements) one render may build in all, over every sized
+# operation: ten values at the limit. A script's template builds a few thousand; at
+# 4 bytes a character this keeps a render's texts within about 40 MB.
+MAX_BUILT = 10_000_000
 MAX_LOOPS = 100_000  # loop turns in one render
-MAX_BITS = 1_000_000  # a number a power may make
+MAX_BITS = 1_000_000  # a number a power or a product may make
 MAX_SECONDS = 1.0  # one render's time
 # A template's average time a render over many rows: a script's template takes well
 # under a millisecond, so this is a hundred times that and more.
 ROW_SECONDS = 0.002
 LOOP_NAME = "hifly_bounded_loop"  # the global every for-loop iterates through
 CONCAT_NAME = "hifly_bounded_concat"  # the global every ~ goes through
-
-# A width or precision in a format that would build a large text: 7 digits or more.
-_WIDE = re.compile(r"\d{7,}")
-# A str.format field whose spec holds another field: its width comes from an argument.
-NESTED_SPEC = re.compile(r"\{[^{}]*:[^{}]*\{")
 WRAP_MAX = 10_000  # characters wordwrap takes (a script is far shorter)
+URLIZE_MAX = 100_000  # characters urlize takes (about 0.2 s of work)
+
+NULL_SPOKEN = (
+    "a value rendered here is null; to speak nothing write `{{ x or '' }}` "
+    "or `{{ x | default('', true) }}`"
+)
 
 
 class RenderLimit(Exception):
@@ -55,6 +69,39 @@ class RenderLimit(Exception):
 
 class OutOfTime(RenderLimit):
     """A render ran past MAX_SECONDS."""
+
+
+class Unspoken(Exception):
+    """A value that is not plain data (a null, a function, a generator, ...) was being
+    made text; the message says what it was and what to write instead."""
+
+
+class Null:
+    """A JSON ``null`` in a row: false, as ``None`` is (so ``or ''`` and ``default('',
+    true)`` choose the empty text), but never spoken: made text in any way (``~``,
+    ``string``, ``%``, ``format``, a list holding it) it is an error, not "None"."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __eq__(self, other: object) -> bool:
+        return other is None or isinstance(other, Null)
+
+    def __hash__(self) -> int:
+        return hash(None)
+
+    def __str__(self) -> str:
+        raise Unspoken(NULL_SPOKEN)
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        raise Unspoken(NULL_SPOKEN)
+
+
+NULL = Null()
 
 
 class Spend:
@@ -76,9 +123,12 @@ class Spend:
 class _Budget:
     def __init__(self, spend: Spend) -> None:
         self.turns = 0
+        self.built = 0
         self.spend = spend
         self.started = time.monotonic()
         self.deadline = self.started + spend.allowance()
+        if self.deadline <= self.started:  # the renders before used up the allowance
+            raise self._out_of_time(self.started)
 
     def turn(self) -> None:
         self.turns += 1
@@ -87,15 +137,25 @@ class _Budget:
         if self.turns % 1024 == 0:
             self.tick()
 
+    def build(self, size: int) -> None:
+        self.built += size
+        if self.built > MAX_BUILT:
+            raise RenderLimit(
+                f"the template builds more than {MAX_BUILT:,} characters in all "
+                f"(each value at most {MAX_TEXT:,})"
+            )
+
     def tick(self) -> None:
         now = time.monotonic()
-        if now <= self.deadline:
-            return
+        if now > self.deadline:
+            raise self._out_of_time(now)
+
+    def _out_of_time(self, now: float) -> OutOfTime:
         spent = self.spend.seconds + now - self.started
         renders = self.spend.renders + 1
         if now - self.started >= MAX_SECONDS:
-            raise OutOfTime(f"the template runs for more than {MAX_SECONDS:g} s")
-        raise OutOfTime(
+            return OutOfTime(f"the template runs for more than {MAX_SECONDS:g} s")
+        return OutOfTime(
             f"the template took {spent:.1f} s over {renders:,} renders, "
             f"{1000 * spent / renders:.0f} ms each; a template may take {1000 * ROW_SECONDS:g} ms "
             "a render on average over many rows (a script's takes well under 1 ms)"
@@ -107,11 +167,14 @@ _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("budget
 
 @contextlib.contextmanager
 def rendering(spend: Spend) -> Iterator[None]:
-    """One render's budget of loop turns and time, its time added to ``spend``."""
+    """One render's budget of loop turns, characters and time, its time added to
+    ``spend``; raises :class:`OutOfTime` at the start when ``spend`` has no time left
+    and at the end when the render overran (it may never have looked at the clock)."""
     budget = _Budget(spend)
     token = _BUDGET.set(budget)
     try:
         yield
+        budget.tick()
     finally:
         _BUDGET.reset(token)
         spend.seconds += time.monotonic() - budget.started
@@ -119,14 +182,16 @@ def rendering(spend: Spend) -> Iterator[None]:
 
 
 def tick() -> None:
-    """Look at the clock (from every call a template makes)."""
+    """Look at the clock (from every call and filter a template uses)."""
     budget = _BUDGET.get()
     if budget is not None:
         budget.tick()
 
 
 def bounded_iter(iterable: Iterable[Any]) -> Iterator[Any]:
-    """``iterable``, each turn counted against the render's budget."""
+    """``iterable``, each turn counted against the render's budget; a set is refused,
+    as its order changes from run to run."""
+    _refuse_set(iterable, "a loop")
     budget = _BUDGET.get()
     for item in iterable:
         if budget is not None:
@@ -145,60 +210,181 @@ class BoundLoops(NodeTransformer):
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         self.generic_visit(node)
-        parts = nodes.List(node.nodes, lineno=node.lineno)
-        return nodes.Call(nodes.Name(CONCAT_NAME, "load"), [parts], [], None, None)
+        line = node.lineno  # (so that a fault in it is reported at its own line)
+        parts = nodes.List(node.nodes, lineno=line)
+        name = nodes.Name(CONCAT_NAME, "load", lineno=line)
+        return nodes.Call(name, [parts], [], None, None, lineno=line)
 
 
 def bounded_concat(parts: list[Any]) -> str:
-    """``a ~ b ~ ...``, refused once it would pass MAX_TEXT."""
+    """``a ~ b ~ ...``: each part plain data, the whole refused past MAX_TEXT."""
     tick()
-    return joined(str(part) for part in parts)
+    return joined(as_text(part, "~") for part in parts)
 
 
 def joined(chunks: Iterable[str]) -> str:
-    """The output of a render, refused once it passes MAX_TEXT."""
+    """The output of a render, or of a block that captures it (``{% set %}``, a macro,
+    ``caller()``), refused once it passes MAX_TEXT, and counted toward MAX_BUILT."""
     size, parts = 0, []
     for chunk in chunks:
         size += len(chunk)
         if size > MAX_TEXT:
             raise RenderLimit(f"the template makes more than {MAX_TEXT:,} characters")
         parts.append(chunk)
+    check_size(size, "the template")
     return "".join(parts)
 
 
 def check_size(size: int, what: str) -> None:
+    """A value of ``size`` characters (or elements) about to be built: refused past
+    MAX_TEXT, and counted toward the render's MAX_BUILT."""
     if size > MAX_TEXT:
         raise RenderLimit(f"{what} would make {size:,} characters, more than {MAX_TEXT:,}")
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.build(size)
+
+
+# ---------------------------------------------------------------- values made text
+
+_SEQUENCES = (str, bytes, list, tuple)
+
+
+def as_text(value: Any, what: str) -> str:
+    """``value`` as text, when it is plain data (see :func:`text_size`)."""
+    if type(value) is str:  # the common case, and free
+        return value
+    text_size(value, what)
+    return str(value)
+
+
+def text_size(value: Any, what: str) -> int:
+    """About how many characters ``value`` makes as text (at least as many as ``str``
+    makes); raises :class:`Unspoken` unless it is plain data: texts, numbers, booleans,
+    and lists, tuples and dicts of those at any depth; :class:`RenderLimit` when the
+    text would pass MAX_TEXT (a list of references can hold millions of elements)."""
+    size, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            size += len(item) + 2
+        elif isinstance(item, int):  # booleans too
+            size += item.bit_length() * 3 // 10 + 5
+        elif isinstance(item, float):
+            size += 24
+        elif isinstance(item, list | tuple):
+            size += 2 + 2 * len(item)
+            stack.extend(item)
+        elif isinstance(item, dict):
+            size += 2 + 4 * len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, Undefined):  # a strict one refuses on its own
+            size += 9
+        else:
+            raise _unspoken(item, what)
+        if size > MAX_TEXT:
+            raise RenderLimit(f"{what} would make more than {MAX_TEXT:,} characters of text")
+    return size
+
+
+def check_spoken(value: Any, what: str) -> Any:
+    """``value``, when it may be made text (the values of ``{{ }}`` pass here): a
+    container's text is counted toward MAX_BUILT."""
+    if isinstance(value, str | int | float):
+        return value
+    check_size(text_size(value, what), what)
+    return value
+
+
+def _unspoken(value: Any, what: str) -> Unspoken:
+    if value is None or isinstance(value, Null):
+        return Unspoken(NULL_SPOKEN)
+    kind, hint = _kind(value)
+    return Unspoken(
+        f"{what} renders a Python object ({kind}), not a value: its text would change "
+        f"from run to run; {hint}"
+    )
+
+
+def _kind(value: Any) -> tuple[str, str]:
+    """What ``value`` is, in words, and what to write instead."""
+    name = type(value).__name__
+    if isinstance(value, set | frozenset):
+        return "a set", "add | sort to put it in order"
+    if callable(value) and hasattr(value, "__name__"):
+        return f"the function or method {value.__name__!r}", "call it: add ()"
+    if isinstance(value, Iterator) or name.startswith("dict_") or isinstance(value, range):
+        return f"a {name}", "add | list to make it a list"
+    return f"a {name}", "leave it out or use one of its values"
+
+
+def _refuse_set(value: Any, what: str) -> None:
+    if isinstance(value, set | frozenset):
+        raise Unspoken(
+            f"{what} goes through a set, whose order changes from run to run; "
+            "add | sort to put it in order"
+        )
+
+
+def ordered_difference(left: Any, right: Any, result: Any) -> Any:
+    """``left - right`` as a list in ``left``'s order, when Python made it a set (dict
+    keys minus a list): a set's order follows per-process string hashing, so the text
+    would change from run to run."""
+    if not isinstance(result, set | frozenset):
+        return result
+    return [item for item in dict.fromkeys(left) if item in result]
+
+
+# ---------------------------------------------------------------- operators
 
 
 def check_binop(operator_name: str, left: Any, right: Any) -> None:
     """``left <operator> right`` for the operators that can build a large value from
-    small ones: ``*`` (texts and lists, at every depth), ``+``, ``%`` and ``**``."""
+    small ones: ``*`` (texts and lists, at every depth; numbers by their bits), ``+``,
+    ``%`` and ``**``."""
     if operator_name == "**":
         if isinstance(right, int) and abs(right) > 64:
             raise RenderLimit("the exponent is larger than 64")
         if isinstance(left, int) and left.bit_length() * abs(_number(right)) > MAX_BITS:
             raise RenderLimit("the power is too large a number")
-    elif operator_name == "%" and isinstance(left, str):  # printf-style: a width
-        check_percent(left, right)
+    elif operator_name == "%" and isinstance(left, str):  # printf-style
+        check_size(percent_size(left, right, "%"), "%")
     elif operator_name == "+":
-        if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+        if isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
             check_size(_size(left) + _size(right), "+")
-    elif operator_name == "*" and (size := _size(left) * _size(right)) > MAX_TEXT:
-        raise RenderLimit(f"* would make {size:,} characters or elements, more than {MAX_TEXT:,}")
+    elif operator_name == "*":
+        _check_product(left, right)
+
+
+def _check_product(left: Any, right: Any) -> None:
+    if isinstance(left, _SEQUENCES) or isinstance(right, _SEQUENCES):
+        size = _size(left) * _size(right)
+        if size > MAX_TEXT:
+            raise RenderLimit(
+                f"* would make {size:,} characters or elements, more than {MAX_TEXT:,}"
+            )
+        check_size(size, "*")
+    elif isinstance(left, int) and isinstance(right, int):  # a number, not a text
+        _check_bits(left.bit_length() + right.bit_length(), "product")
+
+
+def _check_bits(bits: int, what: str) -> None:
+    if bits > MAX_BITS:
+        raise RenderLimit(f"the {what} is too large a number")
 
 
 def _size(value: Any) -> int:
     """How big ``value`` is as an operand: a text's length, a list's elements counted at
     every depth (``[[1]*10**6]*10**6`` is 10**12), a number's value."""
-    if isinstance(value, str):
+    if isinstance(value, str | bytes):
         return max(len(value), 1)
     if isinstance(value, list | tuple):
         total = len(value)
         for element in value:  # (stops counting once past the limit)
             if total > MAX_TEXT:
                 break
-            if isinstance(element, str | list | tuple):
+            if isinstance(element, _SEQUENCES):
                 total += _size(element)
         return max(total, 1)
     if isinstance(value, int) and not isinstance(value, bool):
@@ -206,17 +392,102 @@ def _size(value: Any) -> int:
     return 1
 
 
-def check_format(spec: object, what: str) -> None:
-    """A format (``%``, ``format``, ``str.format``) asking for a width or precision that
-    would build a large text."""
-    if isinstance(spec, str) and _WIDE.search(spec):
-        raise RenderLimit(f"{what} asks for a width of more than {MAX_TEXT:,} characters")
+def _number(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
-def check_width_arguments(values: Iterable[Any], what: str) -> None:
-    """Arguments that give a format's width (``"{:>{}}".format(x, 10**9)``)."""
-    if any(isinstance(v, int) and abs(v) > MAX_TEXT for v in values):
+# ---------------------------------------------------------------- formats
+
+# A printf conversion: %(key)s, flags, a width and a precision (written or *), a type.
+_PRINTF = re.compile(
+    r"%(?:\((?P<key>[^)]*)\))?[#0\- +]*(?P<width>\*|\d+)?(?:\.(?P<precision>\*|\d*))?"
+    r"[hlL]?(?P<type>[diouxXeEfFgGcrsa%])"
+)
+# A printf conversion that may ask for a width or precision.
+_SIZED_FIELD = re.compile(r"%[#0\- +]*[\d*.]")
+# A str.format spec: [[fill]align][sign][z][#][0][width][grouping][.precision][type].
+_SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(?P<width>\d*)[,_]?(?:\.(?P<precision>\d+))?\w?%?")
+
+
+def _widths(what: str, *widths: int) -> int:
+    """The widest of a field's width and precision, refused past MAX_TEXT."""
+    widest = max(widths, default=0)
+    if widest > MAX_TEXT:
         raise RenderLimit(f"{what} asks for a width of more than {MAX_TEXT:,} characters")
+    return widest
+
+
+def percent_size(spec: str, values: Any, what: str) -> int:
+    """About how many characters ``spec % values`` makes: the literal text, and for each
+    field the widest of its width, its precision and its value's text (digits in the
+    text or in a value are not widths). Each value used must be plain data."""
+    given = list(values) if isinstance(values, tuple) else [values]
+    keyed = isinstance(values, Mapping) and "%(" in spec
+    if not keyed and not _SIZED_FIELD.search(spec):  # (the common case, made quick)
+        return len(spec) + sum(len(v) if type(v) is str else text_size(v, what) for v in given)
+    size, end = 0, 0
+    for field in _PRINTF.finditer(spec):
+        size += field.start() - end
+        end = field.end()
+        if field["type"] == "%":
+            size += 1
+            continue
+        width = _star(field["width"], given, what)
+        precision = _star(field["precision"], given, what)
+        value = values.get(field["key"], "") if keyed else (given.pop(0) if given else "")
+        size += max(_widths(what, width, precision), text_size(value, what))
+    return size + len(spec) - end
+
+
+def _star(written: str | None, given: list[Any], what: str) -> int:
+    """A printf width or precision: written, or taken from the values (``*``)."""
+    if written == "*":
+        return abs(_number(given.pop(0))) if given else 0
+    return _widths(what, int(written)) if written else 0
+
+
+def format_size(spec: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], what: str) -> int:
+    """About how many characters ``spec.format(*args, **kwargs)`` makes (as
+    :func:`percent_size`); widths given by nested fields (``{:>{}}``) count too."""
+    size, auto = 0, itertools.count()
+    for literal, name, spec_, _ in string.Formatter().parse(spec):
+        size += len(literal)
+        if name is None:
+            continue
+        value = _field(name, args, kwargs, auto)
+        nested = "".join(
+            lit + (str(_field(n, args, kwargs, auto)) if n is not None else "")
+            for lit, n, _, _ in string.Formatter().parse(spec_ or "")
+        )
+        found = _SPEC.fullmatch(nested)
+        widths = [int(w) for w in (found.groups() if found else re.findall(r"\d+", nested)) if w]
+        size += max(_widths(what, *widths), text_size(value, what))
+    return size
+
+
+def _field(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], auto: Iterator[int]) -> Any:
+    """The value a str.format field names: its argument, then its ``[index]``es; an
+    attribute (``.x``) is left to the sandbox, the argument standing for its size."""
+    first, rest = _string.formatter_field_name_split(name)
+    try:
+        value = (
+            kwargs[first]
+            if isinstance(first, str) and first
+            else args[first if isinstance(first, int) else next(auto)]
+        )
+        for is_attribute, key in rest:
+            if is_attribute:
+                break
+            value = value[key]
+    except (LookupError, TypeError):
+        return ""  # str.format itself says what is wrong
+    return value
+
+
+# ---------------------------------------------------------------- filters and methods
 
 
 def _wordwrap(environment: Any, s: Any, *args: Any, **kwargs: Any) -> Any:
@@ -225,22 +496,10 @@ def _wordwrap(environment: Any, s: Any, *args: Any, **kwargs: Any) -> Any:
     return filters.do_wordwrap(environment, s, *args, **kwargs)
 
 
-_wordwrap.jinja_pass_arg = filters.do_wordwrap.jinja_pass_arg  # type: ignore[attr-defined]
-
-
-def check_percent(spec: str, values: Any) -> None:
-    """``spec % values``: a width written in ``spec``, or given by ``*``, too large."""
-    check_format(spec, "%")
-    given = values if isinstance(values, tuple) else (values,)
-    if "*" in spec and any(abs(_number(v)) > MAX_TEXT for v in given if isinstance(v, int)):
-        raise RenderLimit(f"% asks for a width of more than {MAX_TEXT:,} characters")
-
-
-def _number(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
-        return 0
+def _urlize(eval_ctx: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+    if len(str(value)) > URLIZE_MAX:
+        raise RenderLimit(f"urlize takes at most {URLIZE_MAX:,} characters")
+    return filters.do_urlize(eval_ctx, value, *args, **kwargs)
 
 
 def _replace(eval_ctx: Any, s: Any, old: Any, new: Any, count: Any = None) -> Any:
@@ -264,41 +523,148 @@ def _indent(s: Any, width: Any = 4, *args: Any, **kwargs: Any) -> Any:
 
 
 def _format(value: Any, *args: Any, **kwargs: Any) -> Any:
-    check_format(value, "format")
-    check_format(str(args) + str(kwargs), "format")
+    check_size(percent_size(str(value), kwargs or args, "format"), "format")
     return filters.do_format(value, *args, **kwargs)
 
 
 def _join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
-    items = list(bounded_iter(value)) if not isinstance(value, str) else value
-    check_size(sum(len(str(i)) for i in items) + len(d) * len(items), "join")
-    return filters.do_join(eval_ctx, items, d, attribute)
+    _refuse_set(value, "join")
+    items = list(bounded_iter(value)) if not isinstance(value, str) else list(value)
+    if attribute is not None:  # the attributes are what is made text
+        items = list(map(filters.make_attrgetter(eval_ctx.environment, attribute), items))
+    sizes = sum(text_size(item, "join") for item in items)
+    check_size(sizes + text_size(d, "join") * len(items), "join")
+    return filters.do_join(eval_ctx, items, d)
 
 
-_replace.jinja_pass_arg = filters.do_replace.jinja_pass_arg  # type: ignore[attr-defined]
-_join.jinja_pass_arg = filters.do_join.jinja_pass_arg  # type: ignore[attr-defined]
+def _sum(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
+    """``sum``, built in linear time when it joins lists (Python's is quadratic)."""
+    if not isinstance(start, list | tuple):
+        return filters.sync_do_sum(environment, iterable, attribute, start)
+    if attribute is not None:
+        iterable = map(filters.make_attrgetter(environment, attribute), iterable)
+    total = list(start)
+    for item in bounded_iter(iterable):
+        if not isinstance(item, type(start)):
+            raise TypeError(f"sum adds lists to a list, not a {type(item).__name__}")
+        if len(total) + _size(item) > MAX_TEXT:
+            check_size(len(total) + _size(item), "sum")  # refused
+        total.extend(item)
+    check_size(len(total), "sum")
+    return type(start)(total)
+
+
+def _null_number(name: str, convert: Callable[..., Any]) -> Callable[..., Any]:
+    """``int``/``float``, refusing a null: it would quietly be 0."""
+
+    def number(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if value is None or isinstance(value, Null):
+            raise Unspoken(
+                f"{name} of a null value; to choose a number on purpose write `(x or 0) | {name}`"
+            )
+        return convert(value, *args, **kwargs)
+
+    return number
+
+
+# Each takes what Jinja's own filter takes first (the environment, say).
+_PASSES: list[tuple[Any, Any]] = [
+    (_wordwrap, filters.do_wordwrap),
+    (_urlize, filters.do_urlize),
+    (_replace, filters.do_replace),
+    (_join, filters.do_join),
+    (_sum, filters.sync_do_sum),
+]
+for _filter, _jinja in _PASSES:
+    _filter.jinja_pass_arg = _jinja.jinja_pass_arg
 
 FILTERS: dict[str, Callable[..., Any]] = {
     "replace": _replace,
     "center": _center,
     "wordwrap": _wordwrap,
+    "urlize": _urlize,
     "indent": _indent,
     "format": _format,
     "join": _join,
+    "sum": _sum,
+    "int": _null_number("int", filters.do_int),
+    "float": _null_number("float", filters.do_float),
 }
 
+# The filters that make their value (and arguments) text: each must be plain data.
+TEXT_FILTERS = frozenset(
+    {"capitalize", "center", "e", "escape", "forceescape", "format", "indent", "lower",
+     "pprint", "replace", "safe", "string", "striptags", "title", "tojson", "trim",
+     "truncate", "upper", "urlencode", "urlize", "wordcount", "wordwrap", "xmlattr"}
+)  # fmt: skip
 
-def check_str_method(name: str, text: str, args: tuple[Any, ...]) -> None:
-    """A call of a ``str`` method that can build a large text from a small one."""
+
+def checked_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` (the filter ``name``), looking at the clock on every use and, for a
+    filter that makes text, refusing a value that is not plain data; its
+    ``jinja_pass_arg`` marker is kept."""
+    skip = 1 if getattr(func, "jinja_pass_arg", None) is not None else 0
+    makes_text = name in TEXT_FILTERS
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        tick()
+        if makes_text:
+            for value in (*args[skip:], *kwargs.values()):
+                check_spoken(value, name)
+        return func(*args, **kwargs)
+
+    checked.__name__ = getattr(func, "__name__", name)
+    checked.__doc__ = func.__doc__
+    if skip:
+        checked.jinja_pass_arg = func.jinja_pass_arg  # type: ignore[attr-defined]
+    return checked
+
+
+def check_call(obj: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A call a template makes: a recursive ``loop(...)``'s turns are counted, and a
+    method that can build a large text or list from a small one is sized; returns the
+    arguments to call with (an iterator given to ``join`` is read once, here)."""
+    if isinstance(obj, LoopContext) and args:
+        return (bounded_iter(args[0]), *args[1:])
+    owner = getattr(obj, "__self__", None)
+    name = getattr(obj, "__name__", "")
+    if isinstance(owner, str | bytes):
+        if name == "join" and args and not isinstance(args[0], list | tuple):
+            _refuse_set(args[0], "join")
+            args = (list(bounded_iter(args[0])), *args[1:])
+        check_str_method(name, owner, args)
+    elif isinstance(owner, list) and name == "extend" and args:
+        check_size(len(owner) + _size(args[0]), "extend")
+    return args
+
+
+def check_str_method(name: str, text: str | bytes, args: tuple[Any, ...]) -> None:
+    """A call of a ``str`` (or ``bytes``) method that can build a large text from a
+    small one."""
     if name in ("ljust", "rjust", "center", "zfill") and args:
         check_size(max(_number(args[0]), len(text)), name)
     elif name == "expandtabs":
         size = _number(args[0]) if args else 8
-        check_size(len(text) + max(size, 0) * text.count("\t"), name)
-    elif name == "replace" and len(args) >= 2:
+        tabs = text.count("\t") if isinstance(text, str) else text.count(b"\t")
+        check_size(len(text) + max(size, 0) * tabs, name)
+    elif name == "replace" and len(args) >= 2 and isinstance(text, str):
         old, new = str(args[0]), str(args[1])
         hits = text.count(old) if old else len(text) + 1
         check_size(len(text) + hits * (len(new) - len(old)), name)
     elif name == "join" and args and isinstance(args[0], list | tuple):
         items = args[0]
-        check_size(sum(len(str(i)) for i in items) + len(text) * len(items), name)
+        size = sum(text_size(i, "join") if isinstance(text, str) else _size(i) for i in items)
+        check_size(size + len(text) * len(items), name)
+    elif name == "translate" and args:
+        check_size(len(text) * _widest_replacement(args[0]), name)
+
+
+def _widest_replacement(table: Any) -> int:
+    """The longest text a ``translate`` table puts for one character."""
+    if isinstance(table, Mapping):
+        values = table.values()
+    elif isinstance(table, str | bytes):
+        return 1
+    else:
+        return MAX_TEXT + 1  # another kind of table: refused, it could make anything
+    return max((len(v) for v in values if isinstance(v, str | bytes)), default=1)

@@ -34,11 +34,17 @@ class TemplateFault(Exception):
 
 
 class _Environment(SandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    intercepted_binops = frozenset({"*", "**", "%", "+", "-"})
+    # Every block that captures its output (``{% set %}``, a macro, ``caller()``, a
+    # recursive loop) joins it here: counted as the render's own output is.
+    concat = staticmethod(bounds.joined)
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         bounds.check_binop(operator_name, left, right)
-        return super().call_binop(context, operator_name, left, right)
+        result = super().call_binop(context, operator_name, left, right)
+        if operator_name == "-":  # dict keys minus a list: a set, in no stable order
+            return bounds.ordered_difference(left, right, result)
+        return result
 
     def join_path(self, template: str, parent: str) -> str:
         # An include inside an included file finds a file beside that file first.
@@ -60,59 +66,27 @@ class _Environment(SandboxedEnvironment):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         bounds.tick()  # every call, macros too: recursion meets the clock
-        owner = getattr(__obj, "__self__", None)
-        if isinstance(owner, str):
-            bounds.check_str_method(getattr(__obj, "__name__", ""), owner, args)
+        args = bounds.check_call(__obj, args)
         return super().call(__context, __obj, *args, **kwargs)
 
     def wrap_str_format(self, value: Any) -> Any:
-        owner = getattr(value, "__self__", None)
-        if isinstance(owner, str) and getattr(value, "__name__", "") in ("format", "format_map"):
-            bounds.check_format(owner, "str.format")
-            wrapped = super().wrap_str_format(value)
-            if wrapped is not None and bounds.NESTED_SPEC.search(owner):
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        spec, mapping = value.__self__, value.__name__ == "format_map"
 
-                def checked(*args: Any, **kwargs: Any) -> Any:
-                    bounds.check_width_arguments([*args, *kwargs.values()], "str.format")
-                    return wrapped(*args, **kwargs)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            # Sized (and its values checked) from the arguments, before it is built.
+            named = args[0] if mapping and args else kwargs
+            size = bounds.format_size(spec, () if mapping else args, named, "str.format")
+            bounds.check_size(size, "str.format")
+            return wrapped(*args, **kwargs)
 
-                return checked
-            return wrapped
-        return super().wrap_str_format(value)
-
-
-_NULL_SPOKEN = (
-    "a value rendered here is null; to speak nothing write `{{ x or '' }}` "
-    "or `{{ x | default('', true) }}`"
-)
+        return checked
 
 
-class Null:
-    """A JSON ``null`` in a row: false, as ``None`` is (so ``or ''`` and ``default('',
-    true)`` choose the empty text), but never spoken: made text in any way (``~``,
-    ``string``, ``%``, ``format``, a list holding it) it is an error, not "None"."""
-
-    __slots__ = ()
-
-    def __bool__(self) -> bool:
-        return False
-
-    def __eq__(self, other: object) -> bool:
-        return other is None or isinstance(other, Null)
-
-    def __hash__(self) -> int:
-        return hash(None)
-
-    def __str__(self) -> str:
-        raise TemplateFault(_NULL_SPOKEN)
-
-    __repr__ = __str__
-
-    def __format__(self, spec: str) -> str:
-        raise TemplateFault(_NULL_SPOKEN)
-
-
-NULL = Null()
+Null = bounds.Null  # (a JSON null; defined beside the checks that refuse to speak it)
+NULL = bounds.NULL
 
 
 def without_nulls(value: Any) -> Any:
@@ -126,11 +100,10 @@ def without_nulls(value: Any) -> Any:
     return value
 
 
-def _no_null(value: Any) -> Any:
-    """Every ``{{ }}`` output passes here: a null would be spoken as "None" (SPEC §3)."""
-    if value is None or isinstance(value, Null):
-        raise TemplateFault(_NULL_SPOKEN)
-    return value
+def _spoken(value: Any) -> Any:
+    """Every ``{{ }}`` output passes here: a null would be spoken as "None", an object
+    as its memory address (SPEC §3)."""
+    return bounds.check_spoken(value, "this output")
 
 
 _ENV = _Environment(
@@ -139,7 +112,7 @@ _ENV = _Environment(
     keep_trailing_newline=True,
     trim_blocks=True,  # a block tag on its own line leaves no blank line (SPEC §3)
     lstrip_blocks=True,
-    finalize=_no_null,
+    finalize=_spoken,
 )
 
 
@@ -175,6 +148,7 @@ _ENV.globals["lipsum"] = _lipsum
 _ENV.globals[bounds.LOOP_NAME] = bounds.bounded_iter
 _ENV.globals[bounds.CONCAT_NAME] = bounds.bounded_concat
 _ENV.filters.update(bounds.FILTERS)
+_ENV.filters.update({name: bounds.checked_filter(name, f) for name, f in _ENV.filters.items()})
 # Version 1.0's blocks, to recognise the work it made (see ``Template.legacy``).
 _LEGACY_ENV = _ENV.overlay(trim_blocks=False, lstrip_blocks=False)
 
@@ -213,11 +187,14 @@ class Template:
             ctx = self.compiled.new_context(dict(context), shared=True)
             try:
                 with bounds.rendering(self.spend):
-                    return bounds.joined(self.compiled.root_render_func(ctx))  # type: ignore[attr-defined]
+                    text = bounds.joined(self.compiled.root_render_func(ctx))  # type: ignore[attr-defined]
+                return _without_address(text)
             except Exception:
                 _ENV.handle_exception()  # re-raises with template line numbers
         except TemplateFault as exc:
             raise TemplateFault(exc.message, _template_line(exc, self.name)) from None
+        except bounds.Unspoken as exc:
+            raise TemplateFault(str(exc), _template_line(exc, self.name)) from None
         except bounds.RenderLimit as exc:
             fault = TemplateFault(f"refused: {exc}", _template_line(exc, self.name))
             if isinstance(exc, bounds.OutOfTime):
@@ -243,6 +220,21 @@ class Template:
         except Exception as exc:  # any fault of user-written code is reported, not raised
             line = _template_line(exc, self.name)
             raise TemplateFault(f"template error: {type(exc).__name__}: {exc}", line) from None
+
+
+# An object's text that names where it lies in memory: ``<function f at 0x7f...>``.
+_ADDRESS = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
+def _without_address(text: str) -> str:
+    """``text``, refused when it holds an object's memory address (new on every run,
+    so every run would pay again): a backstop behind the checks of every route to text."""
+    if " at 0x" in text and (found := _ADDRESS.search(text)):
+        raise TemplateFault(
+            f"the text holds a Python object's memory address ({found[0][:60]}), which "
+            "changes from run to run; render one of its values instead"
+        )
+    return text
 
 
 # Spaces or tabs after a block tag at the end of its line (invisible in an editor) would

@@ -51,6 +51,41 @@ TEMPLATES = {
     "exponential macros": (
         "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}"
     ),
+    "captured block of 3 GB": (
+        '{% set big %}{% for i in range(3000) %}{{ "x" * 999999 }}{% endfor %}{% endset %}hi'
+    ),
+    "values each under 1 MB": (
+        '{{ range(3000) | map("string") | map("center", 999990) | list | length }}'
+    ),
+    "% doubling": (
+        '{% set ns = namespace(s="x") %}{% for i in range(32) %}'
+        '{% set ns.s = "%s%s" % (ns.s, ns.s) %}{% endfor %}hi'
+    ),
+    "format doubling": (
+        '{% set ns = namespace(s="x") %}{% for i in range(32) %}'
+        '{% set ns.s = "%s%s"|format(ns.s, ns.s) %}{% endfor %}hi'
+    ),
+    "str.format doubling": (
+        '{% set ns = namespace(s="x") %}{% for i in range(32) %}'
+        '{% set ns.s = "{0}{0}".format(ns.s) %}{% endfor %}hi'
+    ),
+    "str.format 6-digit widths": '{% set b = ("{0:999999}" * 2000).format("x") %}hi',
+    "translate to 1 MB a character": (
+        '{% set a = "x" * 2000 %}{% set b = a.translate({120: "y" * 999999}) %}hi'
+    ),
+    "str.join of a text": '{% set a = "x" * 100000 %}{% set b = a.join(a) %}hi',
+    "list.extend doubling": (
+        "{% set l = [1] %}{% for i in range(40) %}{{ l.extend(l) or '' }}{% endfor %}"
+    ),
+    "sum of 400,000 lists": "{% set l = [[1]] * 400000 %}{% set s = l | sum(start=[]) %}hi",
+    "10-million-element list | pprint": (
+        "{% set a = range(100000)|list %}{% set b = [a,a,a,a,a,a,a,a,a,a] %}"
+        "{% set c = [b,b,b,b,b,b,b,b,b,b] %}{{ c | pprint | length }}"
+    ),
+    "10-million-element list {{ }}": (
+        "{% set a = range(100000)|list %}{% set b = [a,a,a,a,a,a,a,a,a,a] %}"
+        "{% set c = [b,b,b,b,b,b,b,b,b,b] %}{{ c }}"
+    ),
 }
 # Templates just inside each render's bounds, over many rows: their renders share a time
 # allowance, so the whole campaign is refused within seconds, not one second a row.
@@ -60,6 +95,11 @@ MANY_ROWS = {
     f"0.1 s of macros x {ROWS:,} rows": (
         "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}"
         "{{ f(13) }}{{ row.name }}"
+    ),
+    # One slow filter a render (0.05 s), no loop: each render ends before it looks at
+    # the clock again, so the shared allowance is enforced at the start and end.
+    f"urlize of 90,000 characters x {ROWS:,} rows": (
+        '{{ ((row.name + " ") * 30000) | urlize | length }}'
     ),
 }
 RSS_LIMIT_MB = 500
