@@ -1,8 +1,5 @@
-"""Bounded rendering (SPEC §3): no template may build more than 1 MB of text, loop more
-than 100,000 times or run for more than about a second, so that ``validate`` and
-``plan`` stay within a few hundred MB and seconds whatever a template does.
-
-Four guards, each where the cost arises:
+"""The guards of bounded rendering (SPEC §3), each where a cost arises; each spends from
+the render's budget (:mod:`budget`):
 
 - loops: every ``{% for %}`` (and every ``loop(...)`` of a recursive loop) iterates
   through :func:`bounded_iter`, which counts turns and looks at the clock;
@@ -15,187 +12,52 @@ Four guards, each where the cost arises:
   many values each just under the limit, or a block that captures its output, cannot
   add up to gigabytes);
 - texts: a value is made text (``{{ }}``, ``~``, ``string``, ``join``, ``%``,
-  ``format``, ...) only when it is plain data (:func:`text_size`), so a text never
-  holds ``None``, a null, or an object's memory address, which would change it from
-  run to run (and each run would pay for the video again).
-
-The limits hold per render (one field of one row), and a template's renders share a
-time allowance too: about a second plus ``ROW_SECONDS`` a render, so a template that
-takes a little under a second for each of many rows is refused after a second or two,
-not after one second a row.
+  ``format``, ...) only when it is plain data (:mod:`plain`).
 """
 
 from __future__ import annotations
 
 import _string  # the field-name splitter string.Formatter uses
-import contextlib
-import contextvars
 import itertools
 import re
 import string
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from jinja2 import Undefined, filters, nodes
+from jinja2 import filters, nodes
 from jinja2.runtime import LoopContext
 from jinja2.visitor import NodeTransformer
 
-MAX_TEXT = 1_000_000  # characters a render (or one value in it) may hold
-# Characters (or list elements) one render may build in all, over every sized
-# operation: ten values at the limit. A script's template builds a few thousand; at
-# 4 bytes a character this keeps a render's texts within about 40 MB.
-MAX_BUILT = 10_000_000
-MAX_LOOPS = 100_000  # loop turns in one render
-MAX_BITS = 1_000_000  # a number a power or a product may make
-MAX_SECONDS = 1.0  # one render's time
-# A template's average time a render over many rows: a script's template takes well
-# under a millisecond, so this is a hundred times that and more.
-ROW_SECONDS = 0.002
+from hifly_batch.manifest.budget import (
+    MAX_BITS,
+    MAX_TEXT,
+    RenderLimit,
+    check_size,
+    joined,
+    tick,
+    turn,
+)
+from hifly_batch.manifest.plain import (
+    Null,
+    Unspoken,
+    as_text,
+    check_spoken,
+    refuse_set,
+    text_size,
+)
+
 LOOP_NAME = "hifly_bounded_loop"  # the global every for-loop iterates through
 CONCAT_NAME = "hifly_bounded_concat"  # the global every ~ goes through
 WRAP_MAX = 10_000  # characters wordwrap takes (a script is far shorter)
 URLIZE_MAX = 100_000  # characters urlize takes (about 0.2 s of work)
 
-NULL_SPOKEN = (
-    "a value rendered here is null; to speak nothing write `{{ x or '' }}` "
-    "or `{{ x | default('', true) }}`"
-)
-
-
-class RenderLimit(Exception):
-    """A render went past a limit; the message says which."""
-
-
-class OutOfTime(RenderLimit):
-    """A render ran past MAX_SECONDS."""
-
-
-class Unspoken(Exception):
-    """A value that is not plain data (a null, a function, a generator, ...) was being
-    made text; the message says what it was and what to write instead."""
-
-
-class Null:
-    """A JSON ``null`` in a row: false, as ``None`` is (so ``or ''`` and ``default('',
-    true)`` choose the empty text), but never spoken: made text in any way (``~``,
-    ``string``, ``%``, ``format``, a list holding it) it is an error, not "None"."""
-
-    __slots__ = ()
-
-    def __bool__(self) -> bool:
-        return False
-
-    def __eq__(self, other: object) -> bool:
-        return other is None or isinstance(other, Null)
-
-    def __hash__(self) -> int:
-        return hash(None)
-
-    def __str__(self) -> str:
-        raise Unspoken(NULL_SPOKEN)
-
-    __repr__ = __str__
-
-    def __format__(self, spec: str) -> str:
-        raise Unspoken(NULL_SPOKEN)
-
-
-NULL = Null()
-
-
-class Spend:
-    """The time one template has taken over all its renders, and the fault that ended
-    them: once out of time, a template is not run again (its later rows get the fault)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.renders = 0
-        self.fault: Exception | None = None
-
-    def allowance(self) -> float:
-        """Seconds the next render may take: at most MAX_SECONDS, less once the renders so
-        far took more than ROW_SECONDS each on average beyond a first MAX_SECONDS."""
-        shared = MAX_SECONDS + ROW_SECONDS * (self.renders + 1) - self.seconds
-        return min(MAX_SECONDS, shared)
-
-
-class _Budget:
-    def __init__(self, spend: Spend) -> None:
-        self.turns = 0
-        self.built = 0
-        self.spend = spend
-        self.started = time.monotonic()
-        self.deadline = self.started + spend.allowance()
-        if self.deadline <= self.started:  # the renders before used up the allowance
-            raise self._out_of_time(self.started)
-
-    def turn(self) -> None:
-        self.turns += 1
-        if self.turns > MAX_LOOPS:
-            raise RenderLimit(f"the template loops more than {MAX_LOOPS:,} times")
-        if self.turns % 1024 == 0:
-            self.tick()
-
-    def build(self, size: int) -> None:
-        self.built += size
-        if self.built > MAX_BUILT:
-            raise RenderLimit(
-                f"the template builds more than {MAX_BUILT:,} characters in all "
-                f"(each value at most {MAX_TEXT:,})"
-            )
-
-    def tick(self) -> None:
-        now = time.monotonic()
-        if now > self.deadline:
-            raise self._out_of_time(now)
-
-    def _out_of_time(self, now: float) -> OutOfTime:
-        spent = self.spend.seconds + now - self.started
-        renders = self.spend.renders + 1
-        if now - self.started >= MAX_SECONDS:
-            return OutOfTime(f"the template runs for more than {MAX_SECONDS:g} s")
-        return OutOfTime(
-            f"the template took {spent:.1f} s over {renders:,} renders, "
-            f"{1000 * spent / renders:.0f} ms each; a template may take {1000 * ROW_SECONDS:g} ms "
-            "a render on average over many rows (a script's takes well under 1 ms)"
-        )
-
-
-_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("budget", default=None)
-
-
-@contextlib.contextmanager
-def rendering(spend: Spend) -> Iterator[None]:
-    """One render's budget of loop turns, characters and time, its time added to
-    ``spend``; raises :class:`OutOfTime` at the start when ``spend`` has no time left
-    and at the end when the render overran (it may never have looked at the clock)."""
-    budget = _Budget(spend)
-    token = _BUDGET.set(budget)
-    try:
-        yield
-        budget.tick()
-    finally:
-        _BUDGET.reset(token)
-        spend.seconds += time.monotonic() - budget.started
-        spend.renders += 1
-
-
-def tick() -> None:
-    """Look at the clock (from every call and filter a template uses)."""
-    budget = _BUDGET.get()
-    if budget is not None:
-        budget.tick()
-
 
 def bounded_iter(iterable: Iterable[Any]) -> Iterator[Any]:
     """``iterable``, each turn counted against the render's budget; a set is refused,
     as its order changes from run to run."""
-    _refuse_set(iterable, "a loop")
-    budget = _BUDGET.get()
+    refuse_set(iterable, "a loop")
     for item in iterable:
-        if budget is not None:
-            budget.turn()
+        turn()
         yield item
 
 
@@ -222,119 +84,7 @@ def bounded_concat(parts: list[Any]) -> str:
     return joined(as_text(part, "~") for part in parts)
 
 
-def joined(chunks: Iterable[str]) -> str:
-    """The output of a render, or of a block that captures it (``{% set %}``, a macro,
-    ``caller()``), refused once it passes MAX_TEXT, and counted toward MAX_BUILT."""
-    size, parts = 0, []
-    for chunk in chunks:
-        size += len(chunk)
-        if size > MAX_TEXT:
-            raise RenderLimit(f"the template makes more than {MAX_TEXT:,} characters")
-        parts.append(chunk)
-    check_size(size, "the template")
-    return "".join(parts)
-
-
-def check_size(size: int, what: str) -> None:
-    """A value of ``size`` characters (or elements) about to be built: refused past
-    MAX_TEXT, and counted toward the render's MAX_BUILT."""
-    if size > MAX_TEXT:
-        raise RenderLimit(f"{what} would make {size:,} characters, more than {MAX_TEXT:,}")
-    budget = _BUDGET.get()
-    if budget is not None:
-        budget.build(size)
-
-
-# ---------------------------------------------------------------- values made text
-
 _SEQUENCES = (str, bytes, list, tuple)
-
-
-def as_text(value: Any, what: str) -> str:
-    """``value`` as text, when it is plain data (see :func:`text_size`)."""
-    if type(value) is str:  # the common case, and free
-        return value
-    text_size(value, what)
-    return str(value)
-
-
-def text_size(value: Any, what: str) -> int:
-    """About how many characters ``value`` makes as text (at least as many as ``str``
-    makes); raises :class:`Unspoken` unless it is plain data: texts, numbers, booleans,
-    and lists, tuples and dicts of those at any depth; :class:`RenderLimit` when the
-    text would pass MAX_TEXT (a list of references can hold millions of elements)."""
-    size, stack = 0, [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            size += len(item) + 2
-        elif isinstance(item, int):  # booleans too
-            size += item.bit_length() * 3 // 10 + 5
-        elif isinstance(item, float):
-            size += 24
-        elif isinstance(item, list | tuple):
-            size += 2 + 2 * len(item)
-            stack.extend(item)
-        elif isinstance(item, dict):
-            size += 2 + 4 * len(item)
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, Undefined):  # a strict one refuses on its own
-            size += 9
-        else:
-            raise _unspoken(item, what)
-        if size > MAX_TEXT:
-            raise RenderLimit(f"{what} would make more than {MAX_TEXT:,} characters of text")
-    return size
-
-
-def check_spoken(value: Any, what: str) -> Any:
-    """``value``, when it may be made text (the values of ``{{ }}`` pass here): a
-    container's text is counted toward MAX_BUILT."""
-    if isinstance(value, str | int | float):
-        return value
-    check_size(text_size(value, what), what)
-    return value
-
-
-def _unspoken(value: Any, what: str) -> Unspoken:
-    if value is None or isinstance(value, Null):
-        return Unspoken(NULL_SPOKEN)
-    kind, hint = _kind(value)
-    return Unspoken(
-        f"{what} renders a Python object ({kind}), not a value: its text would change "
-        f"from run to run; {hint}"
-    )
-
-
-def _kind(value: Any) -> tuple[str, str]:
-    """What ``value`` is, in words, and what to write instead."""
-    name = type(value).__name__
-    if isinstance(value, set | frozenset):
-        return "a set", "add | sort to put it in order"
-    if callable(value) and hasattr(value, "__name__"):
-        return f"the function or method {value.__name__!r}", "call it: add ()"
-    if isinstance(value, Iterator) or name.startswith("dict_") or isinstance(value, range):
-        return f"a {name}", "add | list to make it a list"
-    return f"a {name}", "leave it out or use one of its values"
-
-
-def _refuse_set(value: Any, what: str) -> None:
-    if isinstance(value, set | frozenset):
-        raise Unspoken(
-            f"{what} goes through a set, whose order changes from run to run; "
-            "add | sort to put it in order"
-        )
-
-
-def ordered_difference(left: Any, right: Any, result: Any) -> Any:
-    """``left - right`` as a list in ``left``'s order, when Python made it a set (dict
-    keys minus a list): a set's order follows per-process string hashing, so the text
-    would change from run to run."""
-    if not isinstance(result, set | frozenset):
-        return result
-    return [item for item in dict.fromkeys(left) if item in result]
-
 
 # ---------------------------------------------------------------- operators
 
@@ -528,7 +278,7 @@ def _format(value: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
-    _refuse_set(value, "join")
+    refuse_set(value, "join")
     items = list(bounded_iter(value)) if not isinstance(value, str) else list(value)
     if attribute is not None:  # the attributes are what is made text
         items = list(map(filters.make_attrgetter(eval_ctx.environment, attribute), items))
@@ -630,7 +380,7 @@ def check_call(obj: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
     name = getattr(obj, "__name__", "")
     if isinstance(owner, str | bytes):
         if name == "join" and args and not isinstance(args[0], list | tuple):
-            _refuse_set(args[0], "join")
+            refuse_set(args[0], "join")
             args = (list(bounded_iter(args[0])), *args[1:])
         check_str_method(name, owner, args)
     elif isinstance(owner, list) and name == "extend" and args:

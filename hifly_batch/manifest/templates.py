@@ -21,7 +21,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from hifly_batch.manifest import bounds
+from hifly_batch.manifest import bounds, budget, plain
 
 
 class TemplateFault(Exception):
@@ -37,13 +37,13 @@ class _Environment(SandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%", "+", "-"})
     # Every block that captures its output (``{% set %}``, a macro, ``caller()``, a
     # recursive loop) joins it here: counted as the render's own output is.
-    concat = staticmethod(bounds.joined)
+    concat = staticmethod(budget.joined)
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         bounds.check_binop(operator_name, left, right)
         result = super().call_binop(context, operator_name, left, right)
         if operator_name == "-":  # dict keys minus a list: a set, in no stable order
-            return bounds.ordered_difference(left, right, result)
+            return plain.ordered_difference(left, right, result)
         return result
 
     def join_path(self, template: str, parent: str) -> str:
@@ -65,7 +65,7 @@ class _Environment(SandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        bounds.tick()  # every call, macros too: recursion meets the clock
+        budget.tick()  # every call, macros too: recursion meets the clock
         args = bounds.check_call(__obj, args)
         return super().call(__context, __obj, *args, **kwargs)
 
@@ -79,14 +79,14 @@ class _Environment(SandboxedEnvironment):
             # Sized (and its values checked) from the arguments, before it is built.
             named = args[0] if mapping and args else kwargs
             size = bounds.format_size(spec, () if mapping else args, named, "str.format")
-            bounds.check_size(size, "str.format")
+            budget.check_size(size, "str.format")
             return wrapped(*args, **kwargs)
 
         return checked
 
 
-Null = bounds.Null  # (a JSON null; defined beside the checks that refuse to speak it)
-NULL = bounds.NULL
+Null = plain.Null  # (a JSON null; defined beside the checks that refuse to speak it)
+NULL = plain.NULL
 
 
 def without_nulls(value: Any) -> Any:
@@ -103,7 +103,7 @@ def without_nulls(value: Any) -> Any:
 def _spoken(value: Any) -> Any:
     """Every ``{{ }}`` output passes here: a null would be spoken as "None", an object
     as its memory address (SPEC §3)."""
-    return bounds.check_spoken(value, "this output")
+    return plain.check_spoken(value, "this output")
 
 
 _ENV = _Environment(
@@ -166,7 +166,7 @@ class Template:
     legacy: jinja2.Template | None = None
     # Its renders' time over all rows, shared with the legacy renders: once out of time
     # it is not run again, so that validating many rows stays within seconds.
-    spend: bounds.Spend = field(default_factory=bounds.Spend, compare=False)
+    spend: budget.Spend = field(default_factory=budget.Spend, compare=False)
 
     def render_legacy(self, context: Mapping[str, Any]) -> str:
         """What version 1.0 rendered, before any strip (a fault: as :meth:`render`)."""
@@ -186,18 +186,18 @@ class Template:
             # dict for every row; the context already holds them.
             ctx = self.compiled.new_context(dict(context), shared=True)
             try:
-                with bounds.rendering(self.spend):
-                    text = bounds.joined(self.compiled.root_render_func(ctx))  # type: ignore[attr-defined]
+                with budget.rendering(self.spend):
+                    text = budget.joined(self.compiled.root_render_func(ctx))  # type: ignore[attr-defined]
                 return _without_address(text)
             except Exception:
                 _ENV.handle_exception()  # re-raises with template line numbers
         except TemplateFault as exc:
             raise TemplateFault(exc.message, _template_line(exc, self.name)) from None
-        except bounds.Unspoken as exc:
+        except plain.Unspoken as exc:
             raise TemplateFault(str(exc), _template_line(exc, self.name)) from None
-        except bounds.RenderLimit as exc:
+        except budget.RenderLimit as exc:
             fault = TemplateFault(f"refused: {exc}", _template_line(exc, self.name))
-            if isinstance(exc, bounds.OutOfTime):
+            if isinstance(exc, budget.OutOfTime):
                 self.spend.fault = fault
             raise fault from None
         except RecursionError:
