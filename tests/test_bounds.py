@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from hifly_batch.manifest import budget
+from hifly_batch.manifest.diagnostics import ManifestInvalid
+from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.manifest.templates import TemplateFault, base_context, compile_template
 from tests.bench.bench_templates import TEMPLATES
 from tests.campaigns import cli
-from tests.manifest_helpers import campaign
+from tests.manifest_helpers import BASE, campaign
 
 HOSTILE = {name: source for name, source in TEMPLATES.items() if "baseline" not in name}
 SAID = {
@@ -170,3 +173,22 @@ def test_a_render_that_never_looks_at_the_clock_still_shares_the_allowance() -> 
             assert "ms a render on average over many rows" in exc.message
             refused += 1
     assert refused > 0 and time.monotonic() - started < 3.0
+
+
+def test_the_templates_of_a_manifest_share_an_allowance_so_many_items_cannot_add_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thirty items, each template well inside its own second: the manifest's renders
+    share one allowance too (made small here), and the items past it are refused."""
+    monkeypatch.setattr(budget, "CAMPAIGN_SECONDS", 0.2)
+    slow = '{% for i in range(3000) %}{% set x = (i ~ "abc") | upper %}{% endfor %}'
+    items = "".join(
+        f"  v{i}:\n    avatar: founder\n    voice: narrator\n    text: '{slow}{i}'\n"
+        for i in range(30)
+    )
+    path = campaign(tmp_path, BASE.replace("videos:\n", "videos:\n" + items))
+    with pytest.raises(ManifestInvalid) as caught:
+        load_campaign(path)
+    said = [d.message for d in caught.value.diagnostics]
+    assert any("the manifest's templates took" in m for m in said), said
+    assert not any("runs for more than" in m for m in said)

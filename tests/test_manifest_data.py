@@ -11,7 +11,7 @@ from hifly_batch.manifest.data import csv_rows, jsonl_rows, read_text_utf8
 from hifly_batch.manifest.diagnostics import Collector
 from hifly_batch.manifest.loader import load_campaign
 from tests.campaigns import cli
-from tests.manifest_helpers import campaign, run
+from tests.manifest_helpers import BASE, campaign, run
 
 
 def test_csv_with_bom_and_multiline_fields(tmp_path: Path) -> None:
@@ -225,3 +225,22 @@ def test_a_csv_header_name_loses_invisible_characters_around_it() -> None:
     errors = Collector()
     (row,) = csv_rows("\u200bid, name\u2060\nc1,张伟\n", "d.csv", "data.d.csv", errors)
     assert not errors.diagnostics and dict(row.values) == {"id": "c1", "name": "张伟"}
+
+
+def test_a_misspelt_var_names_the_vars_there_are_and_a_nested_one_blames_no_row(
+    tmp_path: Path,
+) -> None:
+    manifest = BASE.replace("vars: {brand: 飞影}", "vars: {brand: 飞影, offer: {percent: 5}}")
+    path = campaign(tmp_path, manifest, template="{{ vars.brnad }}{{ row.name }}\n")
+    said = run(validate, [path]).err
+    assert "no var 'brnad'; vars are: brand, offer (did you mean 'brand'?)" in said, said
+    path = campaign(tmp_path / "n", manifest, template="{{ vars.offer.pct }}{{ row.name }}\n")
+    said = run(validate, [path]).err
+    assert "has no attribute 'pct'" in said and "no column 'pct'" not in said, said
+
+
+def test_a_csv_cell_past_the_field_limit_says_so() -> None:
+    errors = Collector()
+    csv_rows("id,note\nc1," + "x" * 200_000 + "\n", "d.csv", "data.d.csv", errors)
+    (diagnostic,) = errors.diagnostics
+    assert diagnostic.message == "a cell holds more than 131,072 characters"

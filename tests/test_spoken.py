@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hifly_batch.core.graph import build_graph
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.manifest.templates import (
     TemplateFault,
@@ -484,3 +485,67 @@ def test_a_key_template_includes_a_file_of_the_manifest_folder(tmp_path: Path) -
     )
     (tmp_path / "k.j2").write_text("k-{{ row.customer_id }}", encoding="utf-8")
     assert [w.key for w in load_campaign(path).works if w.key] == ["k-c1", "k-c2", "k-c3"]
+
+
+@pytest.mark.parametrize(
+    "title", ['{{ "\\udc80" }}', '{{ "\\u200b\\udc80" }}', '{{ "%c" % 56448 }}']
+)
+def test_a_title_of_invisible_characters_and_a_lone_surrogate_is_a_located_error(
+    tmp_path: Path, title: str
+) -> None:
+    path = campaign(tmp_path, replace={'title: "欢迎{{ row.name }}"': f"title: '{title}'"})
+    result = cli("validate", str(path))
+    assert result.code == 2 and "internal error" not in result.stderr, result.stderr
+    assert "videos.welcome[c1].title: the title holds a lone surrogate U+DC80" in result.stderr
+
+
+@pytest.mark.parametrize("mark", ["\u2065", "\ufff0", "\U000e0080", "\ue000", "\U00016fe4"])
+def test_unassigned_private_and_filler_code_points_are_invisible_too(
+    tmp_path: Path, mark: str
+) -> None:
+    path = campaign(tmp_path, csv=f"customer_id,name,city\nc1{mark},张伟,上海\n")
+    result = cli("validate", str(path))
+    assert f"holds an invisible character U+{ord(mark):04X}" in result.stderr, result.stderr
+    when = {"    avatar: founder\n": '    avatar: founder\n    when: "{{ row.city }}"\n'}
+    path = campaign(tmp_path / "w", csv=f"customer_id,name,city\nc1,张伟,no{mark}\n", replace=when)
+    assert [w.key for w in load_campaign(path).works if w.row] == []
+
+
+# The fingerprints version 1.0 gave this campaign's items (its titles sent as written).
+VERSION_1_0 = {
+    "avatars.host": "efc647b39b5cb651dd893322c3e11618f929e6829e6d40e0619b66aa4fcaf1ea",
+    "voices.mine": "cdeac8b45bbbbcac8afa1c8c8e143fa4fbddc1fb379536a581bb460086ccecdd",
+    "videos.v": "4eb06f07c82eab2fb9ab1cd5ded1f3615f51c3030f4baf495039bbe20bde28b6",
+}
+
+
+def test_clone_titles_are_sent_normalized_and_their_clones_are_not_made_again(
+    tmp_path: Path,
+) -> None:
+    """NFC and stripped, as a rendered title; the 1.0 fingerprint (the title as written)
+    still names the avatar and the voice, and the works that use them."""
+    manifest = """\
+version: 1
+name: titles
+assets:
+  clip: {file: media/founder.mp4}
+  sample: {file: media/voice.wav}
+avatars:
+  host: {video: clip, title: " 主播 "}
+voices:
+  mine: {audio: sample, title: "\\tZoe\\u0301 "}
+videos:
+  v: {avatar: host, voice: mine, text: 你好}
+"""
+    loaded = load_campaign(campaign(tmp_path, manifest))
+    assert loaded.manifest.avatars["host"].title == "主播"
+    assert loaded.manifest.voices["mine"].title == "Zoé"
+    items = {item.id: item for item in build_graph(loaded).items}
+    plain = manifest.replace('" 主播 "', "主播").replace('"\\tZoe\\u0301 "', "Zoé")
+    before = {
+        item.id: item for item in build_graph(load_campaign(campaign(tmp_path / "p", plain))).items
+    }
+    for item_id, fingerprint in VERSION_1_0.items():
+        assert items[item_id].fingerprint == before[item_id].fingerprint  # what is sent
+        assert items[item_id].legacy_fingerprint == fingerprint
+    assert items["avatars.host"].request["title"] == "主播"

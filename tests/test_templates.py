@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -203,8 +204,23 @@ def test_int_and_float_of_a_null_are_errors_not_zero(name: str) -> None:
     template = compile_template(f"{{{{ row.x | {name} }}}}", "t.j2")
     with pytest.raises(TemplateFault, match=f"{name} of a null value"):
         template.render({"row": row})
-    ordinary = "{{ row.y | int + 1 }}|{{ 'a' | int }}|{{ row.y | float }}|{{ (row.x or 0) | int }}"
+    ordinary = "{{ row.y | int + 1 }}|{{ 'a' | int(0) }}|{{ row.y | float }}|"
+    ordinary += "{{ (row.x or 0) | int }}"
     assert compile_template(ordinary, "t.j2").render({"row": row}) == "13|0|12.0|0"
+
+
+@pytest.mark.parametrize("value", ["", "1,299", "abc", "0x1F", "nan", "1e999", " "])
+@pytest.mark.parametrize("name", ["int", "float"])
+def test_int_and_float_of_what_is_no_number_are_errors_not_zero(name: str, value: str) -> None:
+    """An empty cell is what a spreadsheet leaves for a missing amount: "0元" would be
+    spoken. A default given on purpose is still taken."""
+    template = compile_template(f"{{{{ row.v | {name} }}}}元", "t.j2")
+    with pytest.raises(TemplateFault, match=f"{name} of .*, which is no number"):
+        template.render({"row": {"v": value}})
+    chosen = compile_template(f"{{{{ row.v | {name}(7) }}}}", "t.j2")
+    assert chosen.render({"row": {"v": value}}) == "7"
+    numbers = compile_template(f"{{{{ '12' | {name} }}}}|{{{{ '9.5' | {name} }}}}", "t.j2")
+    assert numbers.render({}) == ("12|9" if name == "int" else "12.0|9.5")
 
 
 def test_a_text_holding_a_memory_address_is_refused() -> None:
@@ -213,3 +229,9 @@ def test_a_text_holding_a_memory_address_is_refused() -> None:
     with pytest.raises(TemplateFault, match="memory address"):
         template.render({"row": {"name": "<function f at 0x7f3a2c1b5e40>"}})
     assert template.render({"row": {"name": "0x10 at 0x20"}}) == "0x10 at 0x20"
+
+
+def test_the_vars_and_a_row_render_as_the_mappings_they_are() -> None:
+    template = compile_template("{{ vars }}|{{ row }}", "t.j2")
+    context = {"vars": MappingProxyType({"a": "1"}), "row": {"b": "2"}}
+    assert template.render(context) == "{'a': '1'}|{'b': '2'}"

@@ -238,7 +238,10 @@ class _Specs:
             request["model"] = avatar.model if avatar.model is not None else 2
         request[key] = ref
         request.update(avatar.api_params)
-        return _Spec(avatar.item_id, "avatars", avatar.name, kind, request)
+        spec = _Spec(avatar.item_id, "avatars", avatar.name, kind, request)
+        if avatar.legacy_title is not None:  # the title as version 1.0 sent it
+            spec.legacy_request = {**request, "title": avatar.legacy_title}
+        return spec
 
     def voice(self, name: str) -> Ref:
         voice: Voice = self.manifest.voices[name]
@@ -262,7 +265,10 @@ class _Specs:
                 key, ref = self.asset(voice.ref, "audio_url")
                 request[key] = ref
             request.update(voice.api_params)
-        return _Spec(voice.item_id, "voices", voice.name, kind, request, extra)
+        spec = _Spec(voice.item_id, "voices", voice.name, kind, request, extra)
+        if voice.legacy_title is not None:  # the title as version 1.0 sent it
+            spec.legacy_request = {**request, "title": voice.legacy_title}
+        return spec
 
     def add_work(self, work: Work) -> None:
         request: dict[str, Any] = {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import _string  # the field-name splitter string.Formatter uses
 import itertools
+import math
 import re
 import string
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -304,15 +305,29 @@ def _sum(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0)
     return type(start)(total)
 
 
-def _null_number(name: str, convert: Callable[..., Any]) -> Callable[..., Any]:
-    """``int``/``float``, refusing a null: it would quietly be 0."""
+_NOT_GIVEN = object()
 
-    def number(value: Any, *args: Any, **kwargs: Any) -> Any:
+
+def _strict_number(name: str, convert: Callable[..., Any]) -> Callable[..., Any]:
+    """``int``/``float``, refusing what is no number (a null, an empty cell, ``1,299``,
+    ``abc``): Jinja's would quietly make it 0, and the script would say "0元". A default
+    given on purpose (``| int(0)``) is still taken; NaN and infinity are no number
+    either."""
+
+    def number(value: Any, default: Any = _NOT_GIVEN, *args: Any, **kwargs: Any) -> Any:
         if value is None or isinstance(value, Null):
             raise Unspoken(
                 f"{name} of a null value; to choose a number on purpose write `(x or 0) | {name}`"
             )
-        return convert(value, *args, **kwargs)
+        result = convert(value, _NOT_GIVEN, *args, **kwargs)
+        if result is _NOT_GIVEN or (isinstance(result, float) and not math.isfinite(result)):
+            if default is not _NOT_GIVEN:
+                return default
+            raise Unspoken(
+                f"{name} of {str(value)[:40]!r}, which is no number; to choose one on purpose "
+                f"when it is not, write `| {name}(0)`"
+            )
+        return result
 
     return number
 
@@ -337,8 +352,8 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "format": _format,
     "join": _join,
     "sum": _sum,
-    "int": _null_number("int", filters.do_int),
-    "float": _null_number("float", filters.do_float),
+    "int": _strict_number("int", filters.do_int),
+    "float": _strict_number("float", filters.do_float),
 }
 
 # The filters that make their value (and arguments) text: each must be plain data.

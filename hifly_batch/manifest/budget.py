@@ -28,6 +28,9 @@ MAX_SECONDS = 1.0  # one render's time
 # A template's average time a render over many rows: a script's template takes well
 # under a millisecond, so this is a hundred times that and more.
 ROW_SECONDS = 0.002
+# What all the templates of a manifest may take together beyond ROW_SECONDS a render:
+# thirty templates each just inside its own second would otherwise take half a minute.
+CAMPAIGN_SECONDS = 3.0
 
 
 class RenderLimit(Exception):
@@ -39,28 +42,59 @@ class OutOfTime(RenderLimit):
 
 
 class Spend:
-    """The time one template has taken over all its renders, and the fault that ended
-    them: once out of time, a template is not run again (its later rows get the fault)."""
+    """The time renders have taken (one template's, or a whole manifest's), and the
+    fault that ended them: once out of time, a template is not run again (its later rows
+    get the fault). ``first``: seconds allowed before the average counts; ``what``: who
+    spent them, in a message."""
 
-    def __init__(self) -> None:
+    def __init__(self, first: float = MAX_SECONDS, what: str = "the template") -> None:
+        self.first = first
+        self.what = what
         self.seconds = 0.0
         self.renders = 0
         self.fault: Exception | None = None
 
     def allowance(self) -> float:
         """Seconds the next render may take: at most MAX_SECONDS, less once the renders so
-        far took more than ROW_SECONDS each on average beyond a first MAX_SECONDS."""
-        shared = MAX_SECONDS + ROW_SECONDS * (self.renders + 1) - self.seconds
+        far took more than ROW_SECONDS each on average beyond the first seconds."""
+        shared = self.first + ROW_SECONDS * (self.renders + 1) - self.seconds
         return min(MAX_SECONDS, shared)
+
+    def add(self, seconds: float) -> None:
+        self.seconds += seconds
+        self.renders += 1
+
+    def out_of_time(self, more: float) -> OutOfTime:
+        """The fault of a render that took ``more`` seconds past the ones spent."""
+        spent, renders = self.seconds + more, self.renders + 1
+        return OutOfTime(
+            f"{self.what} took {spent:.1f} s over {renders:,} renders, "
+            f"{1000 * spent / renders:.0f} ms each; a template may take {1000 * ROW_SECONDS:g} "
+            "ms a render on average over many rows (a script's takes well under 1 ms)"
+        )
+
+
+_CAMPAIGN: contextvars.ContextVar[Spend | None] = contextvars.ContextVar("campaign", default=None)
+
+
+@contextlib.contextmanager
+def campaign() -> Iterator[None]:
+    """The renders within share one manifest's allowance (:data:`CAMPAIGN_SECONDS`), as
+    well as each its template's."""
+    token = _CAMPAIGN.set(Spend(CAMPAIGN_SECONDS, "the manifest's templates"))
+    try:
+        yield
+    finally:
+        _CAMPAIGN.reset(token)
 
 
 class _Budget:
     def __init__(self, spend: Spend) -> None:
         self.turns = 0
         self.built = 0
-        self.spend = spend
+        self.spends = [s for s in (spend, _CAMPAIGN.get()) if s is not None]
         self.started = time.monotonic()
-        self.deadline = self.started + spend.allowance()
+        self.deadline = self.started + min(s.allowance() for s in self.spends)
         if self.deadline <= self.started:  # the renders before used up the allowance
             raise self._out_of_time(self.started)
 
@@ -85,15 +119,16 @@ class _Budget:
             raise self._out_of_time(now)
 
     def _out_of_time(self, now: float) -> OutOfTime:
-        spent = self.spend.seconds + now - self.started
-        renders = self.spend.renders + 1
-        if now - self.started >= MAX_SECONDS:
+        more = now - self.started
+        if more >= MAX_SECONDS:
             return OutOfTime(f"the template runs for more than {MAX_SECONDS:g} s")
-        return OutOfTime(
-            f"the template took {spent:.1f} s over {renders:,} renders, "
-            f"{1000 * spent / renders:.0f} ms each; a template may take {1000 * ROW_SECONDS:g} ms "
-            "a render on average over many rows (a script's takes well under 1 ms)"
-        )
+        spend = min(self.spends, key=lambda s: s.allowance())  # the one used up
+        return spend.out_of_time(more)
+
+    def close(self) -> None:
+        elapsed = time.monotonic() - self.started
+        for spend in self.spends:
+            spend.add(elapsed)
 
 
 _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("budget", default=None)
@@ -102,8 +137,9 @@ _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("budget
 @contextlib.contextmanager
 def rendering(spend: Spend) -> Iterator[None]:
     """One render's budget of loop turns, characters and time, its time added to
-    ``spend``; raises :class:`OutOfTime` at the start when ``spend`` has no time left
-    and at the end when the render overran (it may never have looked at the clock)."""
+    ``spend`` (and to the manifest's, within :func:`campaign`); raises
+    :class:`OutOfTime` at the start when either has no time left and at the end when the
+    render overran (it may never have looked at the clock)."""
     budget = _Budget(spend)
     token = _BUDGET.set(budget)
     try:
@@ -111,8 +147,7 @@ def rendering(spend: Spend) -> Iterator[None]:
         budget.tick()
     finally:
         _BUDGET.reset(token)
-        spend.seconds += time.monotonic() - budget.started
-        spend.renders += 1
+        budget.close()
 
 
 def tick() -> None:

@@ -168,14 +168,16 @@ class Builder:
             self.only_for(here, raw, "model", source is AvatarSource.IMAGE, "image avatars")
             self.only_for(here, raw, "title", source is not AvatarSource.ID, "cloned avatars")
             self.only_for(here, raw, "api_params", source is not AvatarSource.ID, "cloned avatars")
+            title = self.title(here, raw.get("title"))
             found[name] = Avatar(
                 name,
                 self.doc.locate(here),
                 source,
                 raw[source.value],
-                title=self.title(here, raw.get("title")),
+                title=title,
                 model=raw.get("model"),
                 api_params=self.api_params(here, raw),
+                legacy_title=raw.get("title") if raw.get("title") != title else None,
             )
         return found
 
@@ -197,28 +199,30 @@ class Builder:
             self.only_for(here, raw, "title", source is VoiceSource.AUDIO, "cloned voices")
             self.only_for(here, raw, "api_params", source is VoiceSource.AUDIO, "cloned voices")
             settings = self.voice_settings(here, raw) if edits and not is_public else None
+            written = raw.get("title", name)
+            title = (self.title(here, written) or name) if source is VoiceSource.AUDIO else None
             found[name] = Voice(
                 name,
                 self.doc.locate(here),
                 source,
                 raw[source.value],
                 audio_location=audio_at,
-                title=(self.title(here, raw.get("title")) or name)
-                if source is VoiceSource.AUDIO
-                else None,
+                title=title,
                 settings=settings,
                 api_params=self.api_params(here, raw),
+                legacy_title=written if title is not None and written != title else None,
             )
         return found
 
     def title(self, here: FieldPath, title: str | None) -> str | None:
-        """A clone's title as sent: none when it holds only whitespace and invisible
-        characters; a control character in it is an error (SPEC §3)."""
-        if title is None or not spoken(title):
+        """A clone's title as sent, as a rendered one is (SPEC §3): NFC, stripped, none
+        when it holds only whitespace and invisible characters; a control character in
+        it is an error."""
+        if title is None or not (sent := spoken(title)):
             return None
-        if (problem := control_problem(title)) is not None:
+        if (problem := control_problem(sent)) is not None:
             self.error((*here, "title"), f"the title {problem}")
-        return title
+        return sent
 
     def voice_settings(self, here: FieldPath, raw: Mapping[str, Any]) -> VoiceSettings:
         values = {}

@@ -113,6 +113,9 @@ def _records(
                 "the rest of the file would be one cell"
             )
             errors.add(Location(shown, end + 1), field, message)
+        elif "field larger than field limit" in str(exc):
+            message = f"a cell holds more than {csv.field_size_limit():,} characters"
+            errors.add(Location(shown, reader.line_num), field, message)
         else:
             message = f'CSV error: {exc} (inside a quoted cell, write a quote as "")'
             errors.add(Location(shown, reader.line_num), field, message)

@@ -31,6 +31,8 @@ from hifly_batch.manifest.values import (
 )
 
 _REFERENCE_FIELDS = ("avatar", "voice", "audio")
+_SIZE_LIMITS = {"title": TITLE_MAX_CHARS, "text": TEXT_MAX_CHARS, "text_file": TEXT_MAX_CHARS}
+_OTHER_FIELD_MAX = 4096  # an avatar's or voice's name, an output path, a when
 _SPOKEN_FIELDS = ("title", "text")  # in the create request, so in the fingerprint
 
 
@@ -131,8 +133,9 @@ class Expander:
         self, spec: WorkSpec, name: str, row: Row | None, where: Location, message: str
     ) -> None:
         path = item_path(spec.section, spec.name, row.key if row else None, name)
+        message = columns_named(message, row.values if row else {}, self.manifest.vars)
         if row is not None:
-            message = f"{columns_named(message, row.values)} ({row.describe()})"
+            message = f"{message} ({row.describe()})"
         group = item_path(spec.section, spec.name, None, name)
         self.errors.add_row_error(group, where, path, message)
 
@@ -151,6 +154,7 @@ class Expander:
                 continue
             try:
                 rendered = self._render(spec, name, template, row, context)
+                self._check_size(spec, name, rendered, row)
             except _RowFault:
                 failed = True
                 continue
@@ -160,6 +164,7 @@ class Expander:
         if "text_file" in templates:
             try:
                 text, raw["text"] = self._text_file(spec, templates["text_file"], row, context)
+                self._check_size(spec, "text_file", text, row)
                 values["text"] = spoken(text)
             except _RowFault:
                 failed = True
@@ -241,6 +246,16 @@ class Expander:
         return f"audios.{value}" if value in self.manifest.works else f"assets.{value}"
 
     # -- rendered values -----------------------------------------------------------
+
+    def _check_size(self, spec: WorkSpec, name: str, rendered: str, row: Row | None) -> None:
+        """A rendered value far past its field's limit is refused before it is normalized
+        and checked, which would take milliseconds a row for a megabyte."""
+        limit = _SIZE_LIMITS.get(name, _OTHER_FIELD_MAX)
+        if len(rendered) > 2 * limit + 1000:  # (room for whitespace that is stripped)
+            what = "the text" if name == "text_file" else f"the {name}"
+            message = f"{what} has {len(rendered):,} characters, at most {limit:,}"
+            self._row_error(spec, name, row, spec.fields[name].location, message)
+            raise _RowFault
 
     def _check_title(self, spec: WorkSpec, title: str | None, row: Row | None) -> None:
         message = None

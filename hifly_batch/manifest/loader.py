@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
 
+from hifly_batch.manifest import budget
 from hifly_batch.manifest.build import Builder
 from hifly_batch.manifest.diagnostics import (
     Collector,
@@ -51,9 +52,10 @@ def load_campaign(path: Path, shown: str | None = None) -> Campaign:
     diagnostics, refused = schema_diagnostics(doc)
     errors.diagnostics.extend(d for d in diagnostics if not _said(d, doc))
     refused |= doc.refused
-    manifest = _build_manifest(doc, path.absolute(), errors, refused)
     refused_names = frozenset(p[1] for p in refused if len(p) == 2 and isinstance(p[1], str))
-    works = Expander(manifest, errors, refused_names).expand_all()
+    with budget.campaign():  # (keys, then every field of every row)
+        manifest = _build_manifest(doc, path.absolute(), errors, refused)
+        works = Expander(manifest, errors, refused_names).expand_all()
     works = _pair_audio(manifest, works, errors)
     _check_voice_samples(manifest, works, errors)
     _check_outputs(manifest, works, errors)

@@ -111,6 +111,9 @@ class Avatar:
     title: str | None = None
     model: int | None = None
     api_params: Mapping[str, JsonValue] = field(default_factory=lambda: EMPTY)
+    # The title as version 1.0 sent it (not normalized), where that differs: the clone
+    # it made is still this avatar.
+    legacy_title: str | None = None
 
     @property
     def item_id(self) -> str:
@@ -145,6 +148,7 @@ class Voice:
     title: str | None = None
     settings: VoiceSettings | None = None
     api_params: Mapping[str, JsonValue] = field(default_factory=lambda: EMPTY)
+    legacy_title: str | None = None  # as for Avatar
 
     @property
     def item_id(self) -> str:

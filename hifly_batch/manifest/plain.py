@@ -4,7 +4,7 @@ each run would pay for the video again)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from jinja2 import Undefined
@@ -75,7 +75,7 @@ def text_size(value: Any, what: str) -> int:
         elif isinstance(item, list | tuple):
             size += 2 + 2 * len(item)
             stack.extend(item)
-        elif isinstance(item, dict):
+        elif isinstance(item, Mapping):  # (vars are a read-only mapping)
             size += 2 + 4 * len(item)
             stack.extend(item.keys())
             stack.extend(item.values())

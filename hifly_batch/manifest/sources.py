@@ -86,7 +86,7 @@ def _keyed_rows(
         try:
             key = spoken(template.render({**context, "row": raw.values, "index": raw.index}))
         except TemplateFault as exc:
-            message = f"{columns_named(exc.message, raw.values)} ({where})"
+            message = f"{columns_named(exc.message, raw.values, context.get('vars'))} ({where})"
             errors.add_row_error(path, key_field.line_of(exc.line), path, message)
             continue
         if not key:

@@ -186,9 +186,9 @@ class Template:
             # dict for every row; the context already holds them.
             ctx = self.compiled.new_context(dict(context), shared=True)
             try:
-                with budget.rendering(self.spend):
-                    text = budget.joined(self.compiled.root_render_func(ctx))  # type: ignore[attr-defined]
-                return _without_address(text)
+                with budget.rendering(self.spend):  # (the check of the text is its cost too)
+                    render = self.compiled.root_render_func  # type: ignore[attr-defined]
+                    return _without_address(budget.joined(render(ctx)))
             except Exception:
                 _ENV.handle_exception()  # re-raises with template line numbers
         except TemplateFault as exc:

@@ -55,61 +55,96 @@ def spoken(rendered: str) -> str:
     characters, Unicode category Cf: U+200B, U+2060, U+FEFF, ...; see
     :func:`looks_like_nothing`)."""
     text = unicodedata.normalize("NFC", rendered).strip()
-    if all(ch.isspace() or looks_like_nothing(ch) for ch in text):
-        return ""
-    return text
+    if _all_visible(text) or not all(ch.isspace() or looks_like_nothing(ch) for ch in text):
+        return text
+    return ""
 
 
-_NO_ATTRIBUTE = re.compile(r"'dict object' has no attribute '([^']*)'")
+_NO_ATTRIBUTE = re.compile(r"'(dict|mappingproxy) object' has no attribute '([^']*)'")
 
 
-def columns_named(message: str, row: Mapping[str, Any]) -> str:
-    """A template's fault about a name the row lacks (a misspelt column, or a CSV read
-    with the wrong delimiter) said with the columns the row has, and the closest."""
+def columns_named(
+    message: str, row: Mapping[str, Any], variables: Mapping[str, Any] | None = None
+) -> str:
+    """A template's fault about a name a mapping lacks said with the names there are,
+    and the closest: the row's columns (a misspelt column, or a CSV read with the wrong
+    delimiter), or the vars (``vars`` is the one read-only mapping a template sees)."""
     match = _NO_ATTRIBUTE.search(message)
-    if match is None or match.group(1) in row:
+    if match is None:
         return message
-    missing, columns = match.group(1), [str(c) for c in row]
-    close = difflib.get_close_matches(missing, columns, n=1)
-    said = f"no column {missing!r} in this row; its columns are: {', '.join(columns)}"
-    if close:
-        said += f" (did you mean {close[0]!r}?)"
+    kind, missing = match.groups()
+    if kind == "mappingproxy":
+        names, what, where = [str(v) for v in variables or {}], "var", "vars are"
+    elif missing in row or (_nests(variables) and not _close(missing, [str(c) for c in row])):
+        return message  # maybe a mapping inside the vars: Jinja's words are all we know
+    else:
+        names, what, where = [str(c) for c in row], "column", "its columns are"
+    said = f"no {what} {missing!r}" + (" in this row" if what == "column" else "")
+    said += f"; {where}: {', '.join(names)}"
+    if close := _close(missing, names):
+        said += f" (did you mean {close!r}?)"
     return message[: match.start()] + said + message[match.end() :]
+
+
+def _nests(variables: Mapping[str, Any] | None) -> bool:
+    return any(isinstance(value, Mapping) for value in (variables or {}).values())
+
+
+def _close(name: str, names: list[str]) -> str | None:
+    found = difflib.get_close_matches(name, names, n=1)
+    return found[0] if found else None
 
 
 def visible(text: str) -> str:
     """``text`` as a reader sees it: NFC, without invisible characters (format
     characters, Cf, and the others :func:`looks_like_nothing` names)."""
+    if _SURROGATE.search(text):  # (NFC cannot take one; the checks refuse it)
+        return text
     text = unicodedata.normalize("NFC", text)
+    if _all_visible(text):
+        return text
     return "".join(ch for ch in text if not looks_like_nothing(ch))
 
 
-# Control, format, line and paragraph separators, and lone surrogates (no character at
-# all); letters that look like nothing; marks that change nothing a reader sees
-# (variation selectors, Mongolian free variation selectors, Khmer inherent vowels).
-_INVISIBLE = ("Cc", "Cf", "Zl", "Zp", "Cs")
-_BLANK_LOOKING = frozenset(
-    "\u034f\u115f\u1160\u2800\u3164\uffa0\u17b4\u17b5\u180b\u180c\u180d\u180f"
+# Control and format characters, line and paragraph separators, code points with no
+# character yet or a private one (each shows nothing, or a box); letters that look like
+# nothing; marks that change nothing a reader sees (variation selectors, Mongolian free
+# variation selectors, Khmer inherent vowels, the Khitan filler).
+_INVISIBLE = ("Cc", "Cf", "Zl", "Zp", "Cn", "Co")
+_SHOWS_NOTHING = re.compile(
+    "[\u034f\u115f\u1160\u2800\u3164\uffa0\u17b4\u17b5\u180b-\u180d\u180f"
+    "\ufe00-\ufe0f\U00016fe4\U000e0100-\U000e01ef]"
 )
-_SELECTORS = ((0xFE00, 0xFE0F), (0xE0100, 0xE01EF))
+_UNNAMED = {"Cc": "a control character", "Cn": "unassigned", "Co": "private use"}
+_SURROGATE = re.compile("[\ud800-\udfff]")  # half of a pair: no character at all
 
 
 def looks_like_nothing(ch: str) -> bool:
     """Whether ``ch`` is invisible: a control or format character, a separator of lines
     or paragraphs, a lone surrogate, or a letter or mark that shows nothing."""
-    if unicodedata.category(ch) in _INVISIBLE or ch in _BLANK_LOOKING:
-        return True
-    return any(low <= ord(ch) <= high for low, high in _SELECTORS)
+    return unicodedata.category(ch) in _INVISIBLE or _SHOWS_NOTHING.match(ch) is not None
+
+
+def _all_visible(text: str) -> bool:
+    """A quick yes for most texts: every character printable (``str.isprintable`` is
+    false for every invisible category, and for spaces other than ASCII's) and none
+    that shows nothing."""
+    return text.isprintable() and _SHOWS_NOTHING.search(text) is None
 
 
 def invisible_problem(text: str) -> str | None:
     """What is wrong with a name, key or path holding control or format characters (which
     look like nothing, or break files), or None."""
+    if _all_visible(text):
+        return None
+    if (half := _SURROGATE.search(text)) is not None:
+        return f"holds a lone surrogate U+{ord(half.group()):04X} at position {half.start() + 1}"
     for position, ch in enumerate(text, start=1):
         if looks_like_nothing(ch):
             return (
                 f"holds an invisible character U+{ord(ch):04X} "
-                f"({unicodedata.name(ch, 'a control character')}) at position {position}"
+                f"({unicodedata.name(ch, _UNNAMED.get(unicodedata.category(ch), ''))}) "
+                f"at position {position}"
             )
     return None
 
@@ -126,35 +161,37 @@ def strip_invisible(text: str) -> str:
 
 
 # Line breaks and tabs are how a script is written; any other control character (NUL,
-# BEL, ESC, ...) comes from broken data and cannot be spoken.
-_WRITTEN_CONTROLS = frozenset("\t\n\r")
+# BEL, ESC, ...) comes from broken data and cannot be spoken; nor can half of a
+# surrogate pair.
+_UNSPEAKABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def control_problem(text: str) -> str | None:
     """What is wrong with a spoken text or title holding a control character other than
     a tab or a line break, or a lone surrogate (an escape that names no character), or
     None."""
-    for position, ch in enumerate(text, start=1):
-        category = unicodedata.category(ch)
-        if category == "Cs":
-            return (
-                f"holds a lone surrogate U+{ord(ch):04X} at position {position}, "
-                "which is no character (a broken \\u escape?)"
-            )
-        if category == "Cc" and ch not in _WRITTEN_CONTROLS:
-            return (
-                f"holds a control character U+{ord(ch):04X} at position {position}, "
-                "which cannot be spoken (is the data file damaged?)"
-            )
-    return None
+    found = _UNSPEAKABLE.search(text)
+    if found is None:
+        return None
+    ch, position = found.group(), found.start() + 1
+    if unicodedata.category(ch) == "Cs":
+        return (
+            f"holds a lone surrogate U+{ord(ch):04X} at position {position}, "
+            "which is no character (a broken \\u escape?)"
+        )
+    return (
+        f"holds a control character U+{ord(ch):04X} at position {position}, "
+        "which cannot be spoken (is the data file damaged?)"
+    )
 
 
 def is_truthy(rendered: str) -> bool:
     """The ``when`` rule: false when empty or false/0/no/none (any case), once stripped
     of whitespace and invisible characters (``"no\\u200b"`` is no)."""
-    text = unicodedata.normalize("NFC", rendered)
-    seen = "".join(ch for ch in text if not looks_like_nothing(ch))
-    return seen.strip().lower() not in _FALSE_WORDS
+    text = rendered.strip().lower()
+    if not _all_visible(text):
+        text = visible(text).strip()
+    return text not in _FALSE_WORDS
 
 
 def find_html_tag(text: str) -> str | None:
