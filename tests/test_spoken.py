@@ -445,16 +445,22 @@ def test_a_key_holding_a_mark_that_shows_nothing_is_refused(tmp_path: Path, mark
     assert "duplicate key" in cli("validate", str(path)).stderr
 
 
-def test_clone_titles_of_nothing_are_left_out_and_control_characters_refused(
-    tmp_path: Path,
-) -> None:
-    manifest = """\
+CLONES = """\
 version: 1
 name: titles
 assets:
   clip: {file: media/founder.mp4}
   sample: {file: media/voice.wav}
 avatars:
+"""
+
+
+def test_clone_titles_of_nothing_are_left_out_and_control_characters_refused(
+    tmp_path: Path,
+) -> None:
+    manifest = (
+        CLONES
+        + """\
   blank: {video: clip, title: "\\u200b\\u2060 "}
   bell: {video: clip, title: "主\\a播"}
 voices:
@@ -465,6 +471,7 @@ audios:
 videos:
   v: {avatar: blank, voice: escape, text: 你好}
 """
+    )
     path = campaign(tmp_path, manifest)
     result = cli("validate", str(path))
     assert result.code == 2
@@ -524,19 +531,16 @@ def test_clone_titles_are_sent_normalized_and_their_clones_are_not_made_again(
 ) -> None:
     """NFC and stripped, as a rendered title; the 1.0 fingerprint (the title as written)
     still names the avatar and the voice, and the works that use them."""
-    manifest = """\
-version: 1
-name: titles
-assets:
-  clip: {file: media/founder.mp4}
-  sample: {file: media/voice.wav}
-avatars:
+    manifest = (
+        CLONES
+        + """\
   host: {video: clip, title: " 主播 "}
 voices:
   mine: {audio: sample, title: "\\tZoe\\u0301 "}
 videos:
   v: {avatar: host, voice: mine, text: 你好}
 """
+    )
     loaded = load_campaign(campaign(tmp_path, manifest))
     assert loaded.manifest.avatars["host"].title == "主播"
     assert loaded.manifest.voices["mine"].title == "Zoé"
