@@ -192,3 +192,32 @@ def test_the_templates_of_a_manifest_share_an_allowance_so_many_items_cannot_add
     said = [d.message for d in caught.value.diagnostics]
     assert any("the manifest's templates took" in m for m in said), said
     assert not any("runs for more than" in m for m in said)
+
+
+def test_a_manifest_averages_a_fraction_of_a_templates_allowance_a_render(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many rows, each render well inside its template's 2 ms: the manifest's renders
+    together are held to CAMPAIGN_ROW_SECONDS each on average (made tiny here)."""
+    monkeypatch.setattr(budget, "CAMPAIGN_SECONDS", 0.05)
+    monkeypatch.setattr(budget, "CAMPAIGN_ROW_SECONDS", 0.000001)
+    csv = "customer_id,name,city\n" + "".join(f"c{i},n{i},x\n" for i in range(3000))
+    slow = "{% for i in range(30) %}{{ i }}{% endfor %}{{ row.name }}\n"
+    with pytest.raises(ManifestInvalid) as caught:
+        load_campaign(campaign(tmp_path, template=slow, csv=csv))
+    said = [d.message for d in caught.value.diagnostics]
+    assert any("the manifest's templates took" in m for m in said), said[:3]
+
+
+def test_text_that_reads_as_a_number_is_not_repeated_by_star() -> None:
+    template = compile_template("{{ row.qty * 2 }}", "t.j2")
+    with pytest.raises(TemplateFault, match=r"'9' \* 2 repeats the text '9'.*\| int \* 2"):
+        template.render(base_context(row={"qty": "9"}))
+    assert (
+        compile_template("{{ '-' * 3 }}{{ row.qty | int * 2 }}", "t.j2").render(
+            base_context(row={"qty": "9"})
+        )
+        == "---18"
+    )
+    with pytest.raises(TemplateFault, match=r"for arithmetic add `\| int`"):
+        compile_template("{{ row.qty + 1 }}", "t.j2").render(base_context(row={"qty": "9"}))

@@ -244,3 +244,15 @@ def test_a_csv_cell_past_the_field_limit_says_so() -> None:
     csv_rows("id,note\nc1," + "x" * 200_000 + "\n", "d.csv", "data.d.csv", errors)
     (diagnostic,) = errors.diagnostics
     assert diagnostic.message == "a cell holds more than 131,072 characters"
+
+
+def test_a_nested_row_value_missing_a_key_blames_no_column(tmp_path: Path) -> None:
+    (tmp_path / "p.jsonl").write_text('{"id": "a", "d": {"x": 1}}\n', encoding="utf-8")
+    manifest = BASE.replace("csv: customers.csv", "jsonl: p.jsonl").replace(
+        "row.customer_id", "row.id"
+    )
+    said = run(validate, [campaign(tmp_path, manifest, template="{{ row.d.y }}\n")]).err
+    assert "has no attribute 'y'" in said and "no column 'y'" not in said, said
+    bare = BASE.replace("vars: {brand: 飞影}\n", "").replace("{{ vars.brand }}", "x")
+    said = run(validate, [campaign(tmp_path / "b", bare, template="{{ vars.brand }}\n")]).err
+    assert "no var 'brand'; there are no vars" in said, said

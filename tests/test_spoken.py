@@ -553,3 +553,41 @@ videos:
         assert items[item_id].fingerprint == before[item_id].fingerprint  # what is sent
         assert items[item_id].legacy_fingerprint == fingerprint
     assert items["avatars.host"].request["title"] == "主播"
+
+
+def test_a_when_far_too_long_or_holding_half_a_character_is_an_error(tmp_path: Path) -> None:
+    def when(template: str) -> dict[str, str]:
+        return {"    avatar: founder\n": f"    avatar: founder\n    when: '{template}'\n"}
+
+    long = when('{{ row.city ~ ("x" * 999000) }}')
+    result = cli("validate", str(campaign(tmp_path, replace=long)))
+    said = "videos.welcome[c1].when: the when has 999,002 characters, at most 4,096"
+    assert said in result.stderr
+    half = when('{{ "\\udc80" }}')
+    result = cli("validate", str(campaign(tmp_path / "h", replace=half)))
+    assert "videos.welcome[c1].when: when holds a lone surrogate U+DC80" in result.stderr
+
+
+def test_a_clone_title_is_counted_once_normalized(tmp_path: Path) -> None:
+    decomposed = "e\\u0301" * 12  # 24 code points, 12 characters
+    manifest = CLONES + f'  host: {{video: clip, title: "{decomposed}"}}\n'
+    manifest += f'voices:\n  mine: {{audio: sample, title: "{decomposed}x" }}\n'
+    manifest += "videos:\n  v: {avatar: host, voice: mine, text: 你好}\n"
+    loaded = load_campaign(campaign(tmp_path, manifest))
+    assert loaded.manifest.avatars["host"].title == "é" * 12
+    long = manifest.replace(f'"{decomposed}x"', '"' + "声" * 21 + '"')
+    result = cli("validate", str(campaign(tmp_path / "l", long)))
+    assert "voices.mine.title: at most 20 characters, got 21" in result.stderr
+
+
+@pytest.mark.parametrize("letter", ["\U00031350", "\u0cf3", "\U00011f00", "\U0001e4d0"])
+def test_a_key_in_a_newer_unicodes_letters_is_a_key(tmp_path: Path, letter: str) -> None:
+    """Letters Python's Unicode data does not know yet are not taken for invisible ones."""
+    path = campaign(tmp_path, csv=f"customer_id,name,city\nc{letter},张伟,上海\n")
+    assert [w.key for w in load_campaign(path).works if w.row] == [f"c{letter}"]
+
+
+@pytest.mark.parametrize("mark", ["\ufdd5", "\U0001fffe", "\U000e0002"])
+def test_noncharacters_and_ignorable_reserves_are_invisible(tmp_path: Path, mark: str) -> None:
+    path = campaign(tmp_path, csv=f"customer_id,name,city\nc1{mark},张伟,上海\n")
+    assert f"holds an invisible character U+{ord(mark):04X}" in cli("validate", str(path)).stderr

@@ -105,7 +105,22 @@ def check_binop(operator_name: str, left: Any, right: Any) -> None:
         if isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
             check_size(_size(left) + _size(right), "+")
     elif operator_name == "*":
+        _refuse_repeated_numeral(left, right)
         _check_product(left, right)
+
+
+# A text that reads as a number: a CSV cell or a var, which are text (SPEC §3).
+_NUMERAL = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _refuse_repeated_numeral(left: Any, right: Any) -> None:
+    """``row.qty * 2`` with a ``qty`` of ``9`` is ``99``: the text repeated, not 18."""
+    text, times = (left, right) if isinstance(left, str) else (right, left)
+    if isinstance(text, str) and isinstance(times, int) and _NUMERAL.fullmatch(text):
+        raise Unspoken(
+            f"{text!r} * {times} repeats the text {text!r}: CSV cells and vars are text; "
+            f"for arithmetic write `x | int * {times}` (or `| float`)"
+        )
 
 
 def _check_product(left: Any, right: Any) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from hifly_batch.apispec import (
     AUDIO_EXTENSIONS,
     IMAGE_EXTENSIONS,
+    TITLE_MAX_CHARS,
     VIDEO_EXTENSIONS,
     VOICE_EDIT_RANGES,
 )
@@ -37,6 +38,7 @@ from hifly_batch.manifest.values import (
     is_item_name,
     missing_file,
     parse_duration,
+    shorten,
     spoken,
 )
 from hifly_batch.manifest.yamlload import YamlDocument
@@ -222,6 +224,9 @@ class Builder:
             return None
         if (problem := control_problem(sent)) is not None:
             self.error((*here, "title"), f"the title {problem}")
+        elif len(sent) > TITLE_MAX_CHARS:
+            message = f"at most {TITLE_MAX_CHARS} characters, got {len(sent)}: {shorten(sent)!r}"
+            self.error((*here, "title"), message)
         return sent
 
     def voice_settings(self, here: FieldPath, raw: Mapping[str, Any]) -> VoiceSettings:

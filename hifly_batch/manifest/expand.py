@@ -75,15 +75,24 @@ class Expander:
             context = self._context(row)
             try:
                 when = templates.get("when")
-                if when is not None and not is_truthy(
-                    self._render(spec, "when", when, row, context)
-                ):
+                if when is not None and not self._wanted(spec, when, row, context):
                     continue
                 work = self._work(spec, templates, row, context)
             except _RowFault:
                 continue
             if all(referenced):
                 yield work
+
+    def _wanted(
+        self, spec: WorkSpec, when: Template, row: Row | None, context: Mapping[str, Any]
+    ) -> bool:
+        """The ``when`` rule for this row; a value no text could be is an error."""
+        rendered = self._render(spec, "when", when, row, context)
+        self._check_size(spec, "when", rendered, row)
+        if (problem := control_problem(rendered)) is not None:
+            self._row_error(spec, "when", row, spec.fields["when"].location, f"when {problem}")
+            raise _RowFault
+        return is_truthy(rendered)
 
     def _context(self, row: Row | None) -> dict[str, Any]:
         if row is None:

@@ -219,7 +219,12 @@ class Template:
             raise TemplateFault(f"refused by the template sandbox: {exc}", line) from None
         except Exception as exc:  # any fault of user-written code is reported, not raised
             line = _template_line(exc, self.name)
-            raise TemplateFault(f"template error: {type(exc).__name__}: {exc}", line) from None
+            message = f"template error: {type(exc).__name__}: {exc}"
+            if isinstance(exc, TypeError) and "str" in str(exc):
+                message += (
+                    " (CSV cells and vars are text: for arithmetic add `| int` or `| float`)"
+                )
+            raise TemplateFault(message, line) from None
 
 
 # An object's text that names where it lies in memory: ``<function f at 0x7f...>``.

@@ -75,12 +75,14 @@ def columns_named(
     kind, missing = match.groups()
     if kind == "mappingproxy":
         names, what, where = [str(v) for v in variables or {}], "var", "vars are"
-    elif missing in row or (_nests(variables) and not _close(missing, [str(c) for c in row])):
-        return message  # maybe a mapping inside the vars: Jinja's words are all we know
+    elif missing in row or (
+        (_nests(variables) or _nests(row)) and not _close(missing, [str(c) for c in row])
+    ):
+        return message  # maybe a mapping inside the row or vars: Jinja's words are all we know
     else:
         names, what, where = [str(c) for c in row], "column", "its columns are"
     said = f"no {what} {missing!r}" + (" in this row" if what == "column" else "")
-    said += f"; {where}: {', '.join(names)}"
+    said += f"; {where}: {', '.join(names)}" if names else f"; there are no {what}s"
     if close := _close(missing, names):
         said += f" (did you mean {close!r}?)"
     return message[: match.start()] + said + message[match.end() :]
@@ -106,23 +108,29 @@ def visible(text: str) -> str:
     return "".join(ch for ch in text if not looks_like_nothing(ch))
 
 
-# Control and format characters, line and paragraph separators, code points with no
-# character yet or a private one (each shows nothing, or a box); letters that look like
-# nothing; marks that change nothing a reader sees (variation selectors, Mongolian free
-# variation selectors, Khmer inherent vowels, the Khitan filler).
-_INVISIBLE = ("Cc", "Cf", "Zl", "Zp", "Cn", "Co")
+# Control and format characters, line and paragraph separators, private-use code
+# points (a box, or a font's own icon); and what shows nothing: letters that look like
+# nothing, marks that change nothing a reader sees (variation selectors, Mongolian free
+# variation selectors, Khmer inherent vowels, the Khitan filler), the code points Unicode
+# keeps unassigned to be ignored (U+2065, U+FFF0-FFF8, U+E0000-E0FFF) and the
+# noncharacters. Other code points Python's Unicode data does not know yet are letters
+# of a newer Unicode (CJK extension H, say): they are kept.
+_INVISIBLE = ("Cc", "Cf", "Zl", "Zp", "Co")
 _SHOWS_NOTHING = re.compile(
     "[\u034f\u115f\u1160\u2800\u3164\uffa0\u17b4\u17b5\u180b-\u180d\u180f"
-    "\ufe00-\ufe0f\U00016fe4\U000e0100-\U000e01ef]"
+    "\ufe00-\ufe0f\U00016fe4\U000e0100-\U000e01ef"
+    "\u2065\ufff0-\ufff8\U000e0000-\U000e0fff\ufdd0-\ufdef\ufffe\uffff]"
 )
-_UNNAMED = {"Cc": "a control character", "Cn": "unassigned", "Co": "private use"}
+_UNNAMED = {"Cc": "a control character", "Cn": "unassigned", "Co": "private use"}  # (no name)
 _SURROGATE = re.compile("[\ud800-\udfff]")  # half of a pair: no character at all
 
 
 def looks_like_nothing(ch: str) -> bool:
     """Whether ``ch`` is invisible: a control or format character, a separator of lines
     or paragraphs, a lone surrogate, or a letter or mark that shows nothing."""
-    return unicodedata.category(ch) in _INVISIBLE or _SHOWS_NOTHING.match(ch) is not None
+    if unicodedata.category(ch) in _INVISIBLE or _SHOWS_NOTHING.match(ch) is not None:
+        return True
+    return ord(ch) & 0xFFFE == 0xFFFE  # a noncharacter at the end of any plane
 
 
 def _all_visible(text: str) -> bool:
