@@ -221,9 +221,7 @@ class Template:
             line = _template_line(exc, self.name)
             message = f"template error: {type(exc).__name__}: {exc}"
             if isinstance(exc, TypeError) and "str" in str(exc):
-                message += (
-                    " (CSV cells and vars are text: for arithmetic add `| int` or `| float`)"
-                )
+                message += " (CSV cells and vars are text: for arithmetic add `| int` or `| float`)"
             raise TemplateFault(message, line) from None
 
 
