@@ -41,7 +41,7 @@ from hifly_batch.runner.errors import StateError
 from hifly_batch.runner.lock import campaign_lock, run_lock, state_file_lock
 from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.scheduler import Outcome, RunSettings, Scheduler
-from hifly_batch.runner.state import Record, StateStore, prior_states
+from hifly_batch.runner.state import Record, StateStore, open_state, prior_states
 
 STATE_FOLDER = ".hifly"
 LOCK_SAVE_SECONDS = 5.0  # during a run; it is also written at its end
@@ -154,7 +154,7 @@ class Campaign:
         local: dict[str, Record] = {}
         sandbox = self.sandbox
         if self.state_path.exists():
-            with StateStore(self.state_path, readonly=True) as store:
+            with open_state(self.state_path, readonly=True) as store:
                 store.check_campaign(self.manifest.name)
                 local = self._current(store.records())
                 sandbox = sandbox or store.claimed().get("api") == "sandbox"
@@ -266,7 +266,7 @@ class Campaign:
             state_folder = self.manifest.root / STATE_FOLDER
             with (
                 campaign_lock(lock_file, state_folder),
-                StateStore(self.state_path) as store,
+                open_state(self.state_path) as store,
                 state_file_lock(self.state_path),
             ):
                 store.claim("sandbox" if sandbox else "service", self.manifest.name)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from hifly_batch.core.graph import ItemKind
 from hifly_batch.runner.creates import CREATE_KINDS
-from hifly_batch.runner.state import Record, StateStore
+from hifly_batch.runner.state import Record
+from hifly_batch.runner.state_file import FileState
 from hifly_batch.sandbox import Sandbox
 from hifly_batch.sandbox.media_maker import make_mp4, make_wav
 from tests.conftest import SECRET_TOKEN
@@ -152,7 +153,7 @@ def read_state(campaign: Campaign) -> dict[str, Record]:
     """Every record, read through a read-only store as ``status`` reads it ({} before any)."""
     if not state_path(campaign).exists():
         return {}
-    with StateStore(state_path(campaign), readonly=True) as store:
+    with FileState(state_path(campaign), readonly=True) as store:
         return store.records()
 
 

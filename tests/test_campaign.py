@@ -14,7 +14,7 @@ from hifly_batch.errors import ExitStatus
 from hifly_batch.manifest.diagnostics import ManifestInvalid
 from hifly_batch.runner.errors import StateError
 from hifly_batch.runner.lock import StateLocked, run_lock
-from hifly_batch.runner.state import StateStore
+from hifly_batch.runner.state_file import FileState
 from hifly_batch.sandbox import Sandbox, SandboxConfig
 from tests.test_examples import copy_repo_campaigns, read_report
 
@@ -66,7 +66,7 @@ def test_a_sandbox_state_is_refused_by_a_real_run_before_any_create(
 def test_an_item_a_dead_run_left_mid_create_is_uncertain_and_not_sent(quickstart: Path) -> None:
     campaign = Campaign.load(quickstart, sandbox=True)
     campaign.run()
-    with StateStore(campaign.state_path) as store:
+    with FileState(campaign.state_path) as store:
         record = store.get(VIDEO)
         assert record is not None
         store.put(replace(record, status=Status.SUBMITTING, task_id=None))

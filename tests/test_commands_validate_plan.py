@@ -12,7 +12,8 @@ from hifly_batch.commands.validate import validate
 from hifly_batch.core.graph import build_graph
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.manifest.loader import load_campaign
-from hifly_batch.runner.state import Record, StateStore
+from hifly_batch.runner.state import Record
+from hifly_batch.runner.state_file import FileState
 from tests.manifest_helpers import BASE, INVALID, REPO, campaign, run
 
 QUICKSTART = REPO / "manifests" / "quickstart.yaml"
@@ -61,7 +62,7 @@ def test_plan_json_and_prior_state(tmp_path: Path) -> None:
         replace(r, status=Status.FAILED, fingerprint="old") if r.item == "videos.welcome[c1]" else r
         for r in records
     ]
-    with StateStore(tmp_path / ".hifly" / "case.state.db") as store:
+    with FileState(tmp_path / ".hifly" / "case.state.db") as store:
         store.put_many(records)
     result = run(plan, path, as_json=True)
     document = json.loads(result.out)

@@ -24,7 +24,8 @@ import pytest
 
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.runner.errors import StateError
-from hifly_batch.runner.state import Record, StateStore
+from hifly_batch.runner.state import Record
+from hifly_batch.runner.state_file import FileState
 from hifly_batch.sandbox import Sandbox
 from tests.campaigns import (
     Campaign,
@@ -229,7 +230,7 @@ def test_a_state_that_fills_its_disk_mid_run_is_a_state_error_not_a_crash(tmp_pa
     """The commit is where a full disk shows: it is a StateError (exit 3) naming the
     file, never an internal error, and what was written before stays."""
     folder = tmp_path / "state"
-    with tiny_tmpfs(folder, "256k"), StateStore(folder / "s.db") as store:
+    with tiny_tmpfs(folder, "256k"), FileState(folder / "s.db") as store:
         first = Record("videos.v[c1]", "videos", "video_by_tts", "c1", task_id="t1")
         store.put(first)
         fill(folder)

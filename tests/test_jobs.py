@@ -15,6 +15,7 @@ from hifly_batch.runner.events import Event, JobEnded
 from hifly_batch.runner.jobs import JobContext, output_path, submit, work_exists
 from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.state import Record, StateStore
+from hifly_batch.runner.state_file import FileState
 from hifly_batch.sandbox import Sandbox
 
 
@@ -28,7 +29,7 @@ def test_the_work_exists_mark_sets_and_clears_keeping_the_other_fields(tmp_path:
         settings={"rate": "1.1"},
         field_digests={"text": "d1"},
     )
-    with StateStore(tmp_path / "state.db") as store:
+    with FileState(tmp_path / "state.db") as store:
         marked = store.update(made, work_exists=True)
         assert work_exists(marked) and store.get(made.item) == marked
         cleared = store.update(marked, work_exists=False)
@@ -100,7 +101,7 @@ def test_a_submit_queued_before_an_interrupt_sends_nothing(
     delivered: list[Event] = []
     stopping = threading.Event()
     stopping.set()
-    with StateStore(tmp_path / "state.db") as store:
+    with FileState(tmp_path / "state.db") as store:
         store.put(record)
         ctx = context(item, sandbox, store, tmp_path / "out", delivered, stopping)
         submit(ctx, item, record, {})
@@ -122,7 +123,7 @@ def test_an_audio_driver_neither_offered_nor_kept_fails_its_video_not_the_run(
                 output="videos/v.mp4")  # fmt: skip
     record = Record(item.id, item.section, item.kind.value)
     delivered: list[Event] = []
-    with StateStore(tmp_path / "state.db") as store:
+    with FileState(tmp_path / "state.db") as store:
         store.put(record)
         ctx = context(item, sandbox, store, tmp_path / "out", delivered, threading.Event())
         submit(ctx, item, record, {"audios.a": audio})

@@ -346,9 +346,10 @@ def test_a_rehearsal_keeps_its_own_state(tmp_path: Path) -> None:
 
 
 def test_a_state_file_serves_one_api(tmp_path: Path) -> None:
-    from hifly_batch.runner.state import StateError, StateStore
+    from hifly_batch.runner.state import StateError
+    from hifly_batch.runner.state_file import FileState
 
-    with StateStore(tmp_path / "s.db") as store:
+    with FileState(tmp_path / "s.db") as store:
         store.claim("sandbox")
         store.claim("sandbox")
         with pytest.raises(StateError, match="records work made on the sandbox"):

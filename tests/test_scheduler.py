@@ -49,7 +49,8 @@ from hifly_batch.runner.scheduler import (
     RunSettings,
     Scheduler,
 )
-from hifly_batch.runner.state import Record, StateStore, prior_states
+from hifly_batch.runner.state import Record, prior_states
+from hifly_batch.runner.state_file import FileState
 from tests.manifest_helpers import campaign
 
 MANIFEST = """\
@@ -328,7 +329,7 @@ def simulate(
         **settings,
     }
     client: HiflyClient = service  # type: ignore[assignment]  # the same methods, faked
-    with StateStore(folder / "state.db") as store:
+    with FileState(folder / "state.db") as store:
         runner = Scheduler(
             graph,
             make_plan(graph, {}),

@@ -17,7 +17,8 @@ import pytest
 
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.runner.errors import StateError
-from hifly_batch.runner.state import FORMAT_VERSION, Record, StateStore
+from hifly_batch.runner.state import FORMAT_VERSION, Record
+from hifly_batch.runner.state_file import FileState
 from tests.campaigns import cli
 from tests.test_examples import copy_repo_campaigns
 
@@ -52,15 +53,15 @@ def test_records_round_trip_every_field(tmp_path: Path) -> None:
         field_digests={"text": "d" * 64, "title": "标题"},
         work_exists=True,
     )
-    with StateStore(tmp_path / "s.db") as store:
+    with FileState(tmp_path / "s.db") as store:
         store.put(full)
-    with StateStore(tmp_path / "s.db", readonly=True) as store:
+    with FileState(tmp_path / "s.db", readonly=True) as store:
         assert store.records() == {full.item: full}
         assert store.get("missing") is None
 
 
 def test_update_writes_one_row(tmp_path: Path) -> None:
-    with StateStore(tmp_path / "s.db") as store:
+    with FileState(tmp_path / "s.db") as store:
         store.put_many(record(n) for n in range(100))
         changed = store.update(store.get("videos.v[7]"), status=Status.DONE)  # type: ignore[arg-type]
         assert store.get("videos.v[7]") == changed
@@ -70,7 +71,7 @@ def test_update_writes_one_row(tmp_path: Path) -> None:
 
 def test_put_many_writes_all_or_nothing(tmp_path: Path) -> None:
     unwritable = record(2, error_message=object())  # fails to bind after the first row
-    with StateStore(tmp_path / "s.db") as store:
+    with FileState(tmp_path / "s.db") as store:
         with pytest.raises(sqlite3.Error):
             store.put_many([record(1), unwritable, record(3)])
         assert store.records() == {}
@@ -80,25 +81,25 @@ def test_damaged_file_names_itself(tmp_path: Path) -> None:
     bad = tmp_path / "s.db"
     bad.write_bytes(b"not a database" * 100)
     with pytest.raises(StateError) as caught:
-        StateStore(bad)
+        FileState(bad)
     assert str(bad) in str(caught.value) and "move it aside" in str(caught.value)
 
 
 def test_other_format_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    StateStore(path).close()
+    FileState(path).close()
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'format_version'")
     with pytest.raises(StateError, match="version 99"):
-        StateStore(path)
+        FileState(path)
     with pytest.raises(StateError, match="version 99"):
-        StateStore(path, readonly=True)
+        FileState(path, readonly=True)
     assert file_version(path) == "99"
 
 
 def test_reading_before_any_run_says_so(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="nothing has run"):
-        StateStore(tmp_path / "none.db", readonly=True)
+        FileState(tmp_path / "none.db", readonly=True)
 
 
 def test_a_file_from_before_a_new_column_is_read_and_upgraded(tmp_path: Path) -> None:
@@ -110,11 +111,11 @@ def test_a_file_from_before_a_new_column_is_read_and_upgraded(tmp_path: Path) ->
             "CREATE TABLE items (item TEXT PRIMARY KEY, section ANY, kind ANY, status ANY);"
             "INSERT INTO items VALUES ('videos.v[1]', 'videos', 'video_by_tts', 'done');"
         )
-    with StateStore(path, readonly=True) as store:
+    with FileState(path, readonly=True) as store:
         assert store.get("videos.v[1]") == Record(
             "videos.v[1]", "videos", "video_by_tts", status=Status.DONE
         )
-    with StateStore(path) as store:
+    with FileState(path) as store:
         store.update(store.get("videos.v[1]"), output_size=12)  # type: ignore[arg-type]
         assert store.get("videos.v[1]") == Record(
             "videos.v[1]", "videos", "video_by_tts", status=Status.DONE, output_size=12
@@ -160,7 +161,7 @@ def test_the_fixture_is_what_the_tests_below_assume() -> None:
 def test_a_version_1_file_is_migrated_when_opened_for_writing(tmp_path: Path) -> None:
     path = v1_copy(tmp_path)
     old = v1_details(path)
-    with StateStore(path) as store:
+    with FileState(path) as store:
         records = store.records()
     assert file_version(path) == "2" and "details" not in item_columns(path)
     assert set(records) == set(old)
@@ -180,13 +181,13 @@ def test_a_version_1_file_is_migrated_when_opened_for_writing(tmp_path: Path) ->
         True,
     )
     # Everything else is as 0.1.0 left it: the same records a read-only open translates.
-    with StateStore(v1_copy(tmp_path, "fresh.db"), readonly=True) as store:
+    with FileState(v1_copy(tmp_path, "fresh.db"), readonly=True) as store:
         assert store.records() == records
 
 
 def test_a_version_1_file_opened_read_only_is_translated_and_left_alone(tmp_path: Path) -> None:
     path = v1_copy(tmp_path)
-    with StateStore(path, readonly=True) as store:
+    with FileState(path, readonly=True) as store:
         records = store.records()
         assert store.get(C002) == records[C002]
     assert path.read_bytes() == V1_FIXTURE.read_bytes()
@@ -197,10 +198,10 @@ def test_a_version_1_file_opened_read_only_is_translated_and_left_alone(tmp_path
 
 def test_a_second_open_of_a_migrated_file_changes_nothing(tmp_path: Path) -> None:
     path = v1_copy(tmp_path)
-    with StateStore(path) as store:
+    with FileState(path) as store:
         migrated = store.records()
     before = path.read_bytes()
-    with StateStore(path) as store:
+    with FileState(path) as store:
         assert store.records() == migrated
     assert path.read_bytes() == before
 
@@ -211,21 +212,21 @@ def test_a_migration_killed_midway_leaves_a_version_1_file(tmp_path: Path) -> No
     child = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from hifly_batch.runner import state
-        real, calls = state._from_details, []
+        from hifly_batch.runner import state_file
+        real, calls = state_file.from_details, []
         def dying(details):
             calls.append(details)
             if len(calls) == 3:
                 os.kill(os.getpid(), signal.SIGKILL)
             return real(details)
-        state._from_details = dying
-        state.StateStore(Path({str(path)!r}))
+        state_file.from_details = dying
+        state_file.FileState(Path({str(path)!r}))
     """)
     proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert file_version(path) == "1" and "work_exists" not in item_columns(path)
     assert v1_details(path) == v1_details(V1_FIXTURE)
-    with StateStore(path) as store:  # the next run migrates it
+    with FileState(path) as store:  # the next run migrates it
         assert store.get(C002).work_exists  # type: ignore[union-attr]
     assert file_version(path) == "2"
 
@@ -250,9 +251,9 @@ def test_null_or_garbage_details_read_as_defaults(tmp_path: Path) -> None:
             "INSERT INTO items VALUES (?, 'videos', 'video_by_tts', 'failed', 't', ?)",
             rows.items(),
         )
-    with StateStore(path, readonly=True) as store:
+    with FileState(path, readonly=True) as store:
         translated = store.records()
-    with StateStore(path) as store:
+    with FileState(path) as store:
         assert store.records() == translated
     plain = Record("", "videos", "video_by_tts", status=Status.FAILED, task_id="t")
     for n in (1, 2, 3, 4):
@@ -307,14 +308,14 @@ def status_json(manifest: Path) -> dict[str, dict[str, object]]:
 
 def test_a_state_that_cannot_be_written_says_so_and_is_not_called_damaged(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    with StateStore(path) as store:
+    with FileState(path) as store:
         store.put(Record(item="a", section="assets", kind="upload"))
         # A connection that may only read, as a read-only file gives a non-root user.
         store._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
         with pytest.raises(StateError, match="cannot be written") as caught:
             store.put(Record(item="b", section="assets", kind="upload"))
     assert "damaged" not in str(caught.value)
-    assert set(StateStore(path, readonly=True).records()) == {"a"}
+    assert set(FileState(path, readonly=True).records()) == {"a"}
 
 
 def test_a_version_1_file_that_lost_its_version_row_is_migrated(tmp_path: Path) -> None:
@@ -322,7 +323,7 @@ def test_a_version_1_file_that_lost_its_version_row_is_migrated(tmp_path: Path) 
     shutil.copy(V1_FIXTURE, path)
     with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.execute("DELETE FROM meta WHERE key = 'format_version'")
-    with StateStore(path) as store:
+    with FileState(path) as store:
         records = store.records()
     assert records["videos.welcome[c002]"].work_exists
     assert records["voices.founder_voice"].settings == {
@@ -340,11 +341,11 @@ def test_a_value_no_state_holds_is_damage_named_by_item_not_a_traceback(
     tmp_path: Path, column: str, value: object
 ) -> None:
     path = tmp_path / "s.db"
-    with StateStore(path) as store:
+    with FileState(path) as store:
         store.put(Record(item="a", section="assets", kind="upload"))
     column = "kind" if column == "item_kind" else column
     with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.execute(f"UPDATE items SET {column} = ?", (value,))
     with pytest.raises(StateError, match=r"damaged .*item 'a'") as caught:
-        StateStore(path, readonly=True).records()
+        FileState(path, readonly=True).records()
     assert column in str(caught.value)

@@ -1,28 +1,18 @@
-"""The state file: what happened to every item of a manifest, across runs.
+"""The state: what happened to every item of a manifest, across runs.
 
-SQLite in WAL mode, one row per item, one short transaction per change: a
-`kill -9` at any instant leaves the last committed change in place and the
-file readable, and a change costs one row write however large the campaign
-(polls that see no change write nothing). ``synchronous=NORMAL`` keeps every
-commit safe from a process crash; only a power cut may lose the last few, and
-then the file is still consistent.
+:class:`StateStore` is what the runner, the plan, status, reports and the lock file
+read and write through; a store is chosen by :func:`open_state` from where the state
+is (a file path: :mod:`state_file`, the default). Every store keeps the same records,
+with the same transaction boundaries: one short transaction per change (the task id is
+committed the moment a create is answered), all of a batch or none.
 
-Two runs are kept off one state by ``runner/lock.py``.
-
-Format versions: 2 keeps what was applied to an item (voice settings, field
-digests, whether its task exists remotely) in columns of their own; 1 (release
-0.1.0) kept them in one JSON ``details`` column. Opening a version-1 file for
-writing migrates it in one transaction; opening it read-only translates its
-rows in memory and writes nothing.
+This module also holds how a record is stored, column by column, for every store.
 """
 
 from __future__ import annotations
 
-import contextlib
+import abc
 import json
-import os
-import sqlite3
-import threading
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
@@ -34,7 +24,6 @@ from hifly_batch.core.planning import PriorState
 from hifly_batch.runner.errors import StateError
 
 FORMAT_VERSION = 2
-_READABLE_VERSIONS = ("1", "2")  # version 1 is migrated on a writing open, translated on a read
 
 
 @dataclass(frozen=True)
@@ -87,42 +76,23 @@ def new_record(item: Item) -> Record:
     )
 
 
-_COLUMNS = tuple(f.name for f in fields(Record))
+COLUMNS = tuple(f.name for f in fields(Record))
 _MAPPINGS = ("settings", "field_digests")  # stored as JSON text (work_exists as 0 or 1)
 _LISTS = ("replaces",)  # stored as JSON text
-_LEGACY = "details"  # version 1's one JSON column for the fields below
-_LEGACY_FIELDS = ("settings", "field_digests", "work_exists")
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    f"""CREATE TABLE IF NOT EXISTS items (
-    item TEXT PRIMARY KEY, {", ".join(c + " ANY" for c in _COLUMNS[1:])}
-) STRICT, WITHOUT ROWID""",
-)
+LEGACY_COLUMN = "details"  # version 1's one JSON column for the fields below
+LEGACY_FIELDS = ("settings", "field_digests", "work_exists")
 
 
-class StateStore:
-    """Read and write item records; thread-safe, one connection."""
+class StateStore(abc.ABC):
+    """Read and write item records of one campaign's state; thread-safe. ``where`` says
+    where the state is, in messages (never a password)."""
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._db = _open(path, readonly)
-        # A file from an earlier version may lack newer columns; they read as defaults.
-        # A version-1 file opened read-only keeps its details column: read and translated.
-        present = _columns_of(self._db)
-        legacy = (_LEGACY,) if _LEGACY in present and _version(self._db) == "1" else ()
-        self._columns = tuple(c for c in _COLUMNS if c in present) + legacy
+    where: str
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    @abc.abstractmethod
+    def close(self) -> None: ...
 
-    def __enter__(self) -> StateStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
+    @abc.abstractmethod
     def claim(self, api: str, campaign: str | None = None) -> None:
         """Tie the state to one campaign and one API (``sandbox`` or ``service``); a state
         already tied to others raises :class:`StateError` and is left as it is.
@@ -131,69 +101,38 @@ class StateStore:
         service (nor the other way round), and another campaign's records would
         be overwritten by this one's, so one state serves one of each.
         """
-        wanted = {"api": api, **({"campaign": campaign} if campaign is not None else {})}
-        try:
-            with self._lock, self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                query = "SELECT key, value FROM meta WHERE key IN ('api', 'campaign')"
-                found = dict(self._db.execute(query).fetchall())
-                _refuse_another(self.path, found, wanted)  # raising rolls back: nothing written
-                for key, value in wanted.items():
-                    if key not in found:  # a new state, or one written before it recorded it
-                        self._db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
-        except sqlite3.OperationalError as exc:
-            raise _unwritable(self.path, exc) from None
 
+    @abc.abstractmethod
     def claimed(self) -> dict[str, str]:
         """What the state was claimed for: ``api`` (``sandbox`` or ``service``) and
         ``campaign``, each missing before the first claim."""
-        with self._lock:
-            rows = self._db.execute("SELECT key, value FROM meta WHERE key IN ('api', 'campaign')")
-            return {str(k): str(v) for k, v in rows.fetchall()}
+
+    @abc.abstractmethod
+    def records(self) -> dict[str, Record]:
+        """Every item's record, by item id."""
+
+    @abc.abstractmethod
+    def get(self, item: str) -> Record | None: ...
+
+    @abc.abstractmethod
+    def put_many(self, records: Iterable[Record]) -> None:
+        """Write records in one transaction: all of them or none."""
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def check_campaign(self, campaign: str) -> None:
         """:class:`StateError` when the state belongs to another campaign (for commands
         that only read it, which must not show another campaign's records as this one's)."""
         found = self.claimed()
-        _refuse_another(self.path, found, {"api": found.get("api", ""), "campaign": campaign})
-
-    def records(self) -> dict[str, Record]:
-        """Every item's record, by item id."""
-        with self._lock:
-            rows = self._db.execute(f"SELECT {', '.join(self._columns)} FROM items").fetchall()
-        return {row[0]: self._record(row) for row in rows}
-
-    def get(self, item: str) -> Record | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {', '.join(self._columns)} FROM items WHERE item = ?", (item,)
-            ).fetchone()
-        return self._record(row) if row else None
-
-    def _record(self, row: tuple[Any, ...]) -> Record:
-        try:
-            return _record(self._columns, row)
-        except ValueError as exc:
-            raise _damaged(self.path, f"item {row[0]!r}: {exc}") from None
+        refuse_another(self.where, found, {"api": found.get("api", ""), "campaign": campaign})
 
     def put(self, record: Record) -> None:
         """Write one record in its own transaction (the commit is the durability point)."""
         self.put_many([record])
-
-    def put_many(self, records: Iterable[Record]) -> None:
-        """Write records in one transaction: all of them or none."""
-        rows = [_row(r) for r in records]
-        marks = ", ".join("?" for _ in _COLUMNS)
-        try:  # (the commit, where a full disk shows, is the end of the with)
-            with self._lock, self._db:
-                # The connection is in autocommit mode: without BEGIN, each row would be
-                # its own transaction, and a failure or a kill midway would keep the first.
-                self._db.execute("BEGIN")
-                self._db.executemany(
-                    f"INSERT OR REPLACE INTO items ({', '.join(_COLUMNS)}) VALUES ({marks})", rows
-                )
-        except sqlite3.OperationalError as exc:
-            raise _unwritable(self.path, exc) from None
 
     def settle_interrupted(self) -> dict[str, Record]:
         """Mark items a dead run left ``submitting`` as ``uncertain``; returns every record.
@@ -218,7 +157,16 @@ class StateStore:
         return new
 
 
-def _refuse_another(path: Path, found: Mapping[str, str], wanted: Mapping[str, str]) -> None:
+def open_state(where: Path, *, readonly: bool = False) -> StateStore:
+    """The store of the state at ``where`` (a file path; see :mod:`state_file`)."""
+    from hifly_batch.runner.state_file import FileState  # (it builds on this module)
+
+    return FileState(where, readonly=readonly)
+
+
+def refuse_another(where: str | Path, found: Mapping[str, str], wanted: Mapping[str, str]) -> None:
+    """Refuse a state claimed for another campaign or API (``where``: the state, as shown)."""
+    path = where
     if found.get("campaign", wanted.get("campaign")) != wanted.get("campaign"):
         raise StateError(
             f"{path}: this state belongs to campaign {found['campaign']!r}, not "
@@ -233,174 +181,17 @@ def _refuse_another(path: Path, found: Mapping[str, str], wanted: Mapping[str, s
         )
 
 
-def _open(path: Path, readonly: bool) -> sqlite3.Connection:
-    if path.is_dir():
-        raise StateError(f"{path}: this is a folder, not a state file; give --state a file path")
-    if readonly and not path.exists():
-        raise StateError(f"{path}: no state file yet: nothing has run for this manifest")
-    if not readonly and not _writable(path):
-        raise _unwritable(path, PermissionError("permission denied"))
-    try:
-        if path.exists():
-            _refuse_foreign(path)
-        elif not readonly:
-            _create(path)
-        return _connect(path, readonly)
-    except sqlite3.OperationalError as exc:
-        if any(word in str(exc) for word in _NOT_WRITTEN):
-            raise _unwritable(path, exc) from None
-        raise _damaged(path, exc) from None
-    except sqlite3.DatabaseError as exc:
-        raise _damaged(path, exc) from None
-
-
-def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
-    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
-    db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
-    db.execute("PRAGMA busy_timeout = 5000")
-    if readonly:
-        _check_version(_version(db), path)
-    else:
-        _prepare(db, path)
-    return db
-
-
-def _create(path: Path) -> None:
-    """A new state, built under a temporary name and renamed into place, so that a state
-    file that exists is always a whole one: an empty file is never a state of ours."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    building = path.with_name(f".{path.name}.{os.getpid()}.new")
-    building.unlink(missing_ok=True)
-    _connect(building, readonly=False).close()  # closing folds the WAL into the file
-    os.replace(building, path)
-
-
-def _refuse_foreign(path: Path) -> None:
-    """An existing file that is not a hifly-batch state is refused, never started afresh:
-    it may be a state whose contents were lost, and starting over would pay again."""
-    wal = path.with_name(path.name + "-wal")
-    if path.stat().st_size == 0 and not (wal.exists() and wal.stat().st_size > 0):
-        raise StateError(
-            f"{path}: the state file is empty, so it is no hifly-batch state: its records "
-            "are gone. Restore it from a backup if you have one; to start this campaign's "
-            "state over (a run then creates again what it does not know), delete the file"
-        )
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-    if tables and "meta" not in tables:
-        raise StateError(
-            f"{path}: this is an SQLite file but not a hifly-batch state (its tables: "
-            f"{', '.join(sorted(tables)[:5])}); nothing was changed. Give --state the "
-            "campaign's own state file"
-        )
-
-
-def _writable(path: Path) -> bool:
-    """The state file (or, before the first run, its folder) can be written."""
-    if path.exists():
-        return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
-    folder = next((p for p in path.parents if p.exists()), None)
-    return folder is not None and os.access(folder, os.W_OK)
-
-
-# SQLite's words for a file it cannot write (read-only, a full or failing disk), as
-# opposed to one whose contents it cannot read.
-_NOT_WRITTEN = ("readonly", "unable to open", "disk is full", "disk I/O error")
-
-
-def _unwritable(path: Path, exc: BaseException) -> StateError:
-    if "disk is full" in str(exc) or "disk I/O error" in str(exc):
-        todo = "free some space there, or check the disk (nothing in the state is lost)"
-    else:
-        todo = "make the file and its folder writable (nothing in it is lost)"
-    return StateError(
-        f"{path}: the state cannot be written ({exc}); {todo}, or give another path with --state"
-    )
-
-
-def _damaged(path: Path, exc: BaseException | str) -> StateError:
-    return StateError(
-        f"{path}: the state file is damaged or not a hifly-batch state file ({exc}); "
-        "restore it from a backup if you have one (if you move it aside, the state starts "
-        "over, and a run creates again, and pays again for, every item it does not know)"
-    )
-
-
-def _prepare(db: sqlite3.Connection, path: Path) -> None:
-    """Create a new file's tables, or bring an older file up to this version.
-
-    One transaction: a kill at any instant leaves the file as it was (a version-1
-    file stays version 1, and the next run migrates it) or fully migrated.
-    """
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = NORMAL")
-    with db:
-        db.execute("BEGIN IMMEDIATE")  # autocommit mode otherwise; see put_many
-        for statement in _SCHEMA:
-            db.execute(statement)
-        version = _version(db)
-        if version is None and _LEGACY in _columns_of(db):  # 0.1.0's tables, version row lost
-            db.execute("INSERT INTO meta VALUES ('format_version', '1')")
-            version = "1"
-        if version is None:  # a new file
-            db.execute("INSERT INTO meta VALUES ('format_version', ?)", (str(FORMAT_VERSION),))
-            return
-        _check_version(version, path)  # before anything is changed
-        present = _columns_of(db)
-        for column in _COLUMNS:
-            if column not in present:  # written by an earlier version: add what is new
-                db.execute(f"ALTER TABLE items ADD COLUMN {column} ANY DEFAULT {_default(column)}")
-        if version == "1":
-            _migrate_from_v1(db, has_details=_LEGACY in present)
-
-
-def _migrate_from_v1(db: sqlite3.Connection, *, has_details: bool) -> None:
-    """Move each row's ``details`` JSON into its typed columns, then drop it."""
-    if has_details:
-        rows = db.execute(f"SELECT item, {_LEGACY} FROM items").fetchall()
-        for item, details in rows:
-            typed = _from_details(details)
-            values = [_encode(typed, column) for column in _LEGACY_FIELDS]
-            db.execute(
-                f"UPDATE items SET {', '.join(c + ' = ?' for c in _LEGACY_FIELDS)} WHERE item = ?",
-                (*values, item),
-            )
-        db.execute(f"ALTER TABLE items DROP COLUMN {_LEGACY}")
-    db.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(FORMAT_VERSION),))
-
-
-def _version(db: sqlite3.Connection) -> str | None:
-    row = db.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
-    return str(row[0]) if row else None
-
-
-def _check_version(version: str | None, path: Path) -> None:
-    if version not in _READABLE_VERSIONS:
-        raise StateError(
-            f"{path}: state format version {version or 'none'}, this hifly-batch reads "
-            f"{FORMAT_VERSION}; use the hifly-batch version that wrote it, or move the file "
-            "aside to start over"
-        )
-
-
-def _default(column: str) -> str:
-    """The field's default as an SQL literal: the rows a column is added to read it."""
+def default_value(column: str) -> Any:
+    """The field's default as stored: the rows a column is added to read it."""
     field = next(f for f in fields(Record) if f.name == column)
-    value = None if field.default is MISSING else _encode({column: field.default}, column)
-    if value is None:
-        return "NULL"
-    return str(value) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
+    return None if field.default is MISSING else encode({column: field.default}, column)
 
 
-def _columns_of(db: sqlite3.Connection) -> set[str]:
-    return {row[1] for row in db.execute("PRAGMA table_info(items)")}
+def row_of(record: Record) -> tuple[Any, ...]:
+    return tuple(encode(vars(record), c) for c in COLUMNS)
 
 
-def _row(record: Record) -> tuple[Any, ...]:
-    return tuple(_encode(vars(record), c) for c in _COLUMNS)
-
-
-def _encode(values: Mapping[str, Any], column: str) -> Any:
+def encode(values: Mapping[str, Any], column: str) -> Any:
     """How a field is stored: status by its value, mappings as JSON text, the flag as 0/1."""
     value: Any = values.get(column)
     if column == "status":
@@ -420,7 +211,7 @@ _NUMBERS = {"output_size": int, "attempts": int, "error_code": int, "duration_s"
 _TEXTS = ("item", "section", "kind", "fingerprint")
 
 
-def _record(columns: tuple[str, ...], row: tuple[Any, ...]) -> Record:
+def record_of(columns: tuple[str, ...], row: tuple[Any, ...]) -> Record:
     """The record a row holds; ``ValueError`` naming the column when a value is not one a
     state can hold (the file was edited or damaged)."""
     values = dict(zip(columns, row, strict=True))
@@ -434,8 +225,8 @@ def _record(columns: tuple[str, ...], row: tuple[Any, ...]) -> Record:
     for column in _LISTS:
         if column in values:
             values[column] = _texts(_loads(values[column]))
-    if _LEGACY in values:  # a version-1 file read as it is
-        values.update(_from_details(values.pop(_LEGACY)))
+    if LEGACY_COLUMN in values:  # a version-1 file read as it is
+        values.update(from_details(values.pop(LEGACY_COLUMN)))
     return Record(**values)
 
 
@@ -451,7 +242,7 @@ def _check_values(values: Mapping[str, Any]) -> None:
             raise ValueError(f"{column} {values[column]!r} is not text")
 
 
-def _from_details(details: object) -> dict[str, Any]:
+def from_details(details: object) -> dict[str, Any]:
     """The typed fields a version-1 ``details`` held; NULL or garbage reads as defaults.
 
     The flag is read as 0.1.0 read it (any true value), so that a migrated item is

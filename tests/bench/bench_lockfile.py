@@ -22,7 +22,8 @@ from pathlib import Path
 from hifly_batch.campaign import LOCK_SAVE_SECONDS, LOCK_SAVE_SHARE
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.runner import lockfile
-from hifly_batch.runner.state import Record, StateStore
+from hifly_batch.runner.state import Record
+from hifly_batch.runner.state_file import FileState
 
 
 def records(n: int) -> list[Record]:
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         state = Path(folder) / "c.state.db"
         lock = Path(folder) / "c.lock"
-        with StateStore(state) as store:
+        with FileState(state) as store:
             store.put_many(made)
             lockfile.write(lock, lockfile.render("c", made))
             # A teammate's line for every tenth item: the file and the state disagree there.
