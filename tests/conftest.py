@@ -3,6 +3,8 @@
 Two guards run around every test: it starts in its own empty folder with no
 HIFLY_* variables (so nothing can reach the user's state or send a real
 token), and nothing it prints or writes may contain the sandbox token.
+Tests of the PostgreSQL state store get a real server (``pg_server``) and a
+fresh database each (``pg_url``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from hifly_batch.sandbox import Sandbox, SandboxConfig
+from tests import pg
 
 # Every sandbox in the suite uses this token, so the scans below can look for it.
 SECRET_TOKEN = "hf-test-" + secrets.token_hex(12)
@@ -47,6 +50,24 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     """A running sandbox with fast tasks, its world in this test's folder."""
     with Sandbox(tmp_path / "world", FAST) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[pg.PgServer]:
+    """A real PostgreSQL server, one per xdist worker (session scope is per worker).
+    Skipped, saying what to install, where psycopg or the server binaries are missing."""
+    reason = pg.unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with pg.start_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server: pg.PgServer) -> str:
+    """The connection string of a new, empty database on the running server."""
+    pg_server.start()  # an earlier test may have stopped it
+    return pg_server.create_database()
 
 
 @pytest.hookimpl(wrapper=True)
