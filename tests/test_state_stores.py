@@ -3,6 +3,7 @@ PostgreSQL server (started by the tests, see ``tests/pg.py``)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -123,3 +124,9 @@ def test_a_database_is_named_by_its_scheme() -> None:
     assert shown("postgresql://bob:pw@db.example:6543/hifly?sslmode=require") == (
         "postgresql://bob@db.example:6543/hifly"
     )
+
+
+def test_without_psycopg_the_message_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # (an import of it then fails)
+    with pytest.raises(StateError, match=r"pip install 'hifly-batch\[postgres\]'"):
+        PostgresState("postgresql://u:pw@/db?host=/nowhere", "spring", "service")
