@@ -3,7 +3,12 @@ PostgreSQL server (started by the tests, see ``tests/pg.py``)."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import sys
+import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,7 +18,7 @@ from hifly_batch.core.lifecycle import Status
 from hifly_batch.runner.errors import StateError
 from hifly_batch.runner.state import Record, StateStore
 from hifly_batch.runner.state_file import FileState
-from hifly_batch.runner.state_postgres import PostgresState, is_database, shown
+from hifly_batch.runner.state_postgres import DatabaseLocked, PostgresState, is_database, shown
 
 Opener = Callable[[str, str], StateStore]  # (campaign, api) -> a store
 
@@ -130,3 +135,55 @@ def test_without_psycopg_the_message_names_the_extra(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "psycopg", None)  # (an import of it then fails)
     with pytest.raises(StateError, match=r"pip install 'hifly-batch\[postgres\]'"):
         PostgresState("postgresql://u:pw@/db?host=/nowhere", "spring", "service")
+
+
+def test_a_second_run_of_a_campaign_is_refused_naming_the_first(pg_url: str) -> None:
+    first = PostgresState(pg_url, "spring", "service")
+    second = PostgresState(pg_url, "spring", "service")
+    other = PostgresState(pg_url, "spring", "sandbox")  # a rehearsal is another lock
+    try:
+        with first.run_lock(), other.run_lock():
+            with pytest.raises(DatabaseLocked) as caught, second.run_lock():
+                pass
+            said = str(caught.value)
+            assert f"host {socket.gethostname()}, pid {os.getpid()}, since " in said
+            assert "another hifly-batch run of campaign 'spring'" in said
+        with second.run_lock():  # released with the first's run
+            pass
+    finally:
+        for store in (first, second, other):
+            store.close()
+
+
+def test_a_killed_run_leaves_the_campaign_unlocked(pg_url: str) -> None:
+    """The lock is the session's: a SIGKILL ends the session, and the server frees it."""
+    child = textwrap.dedent(f"""
+        import os, signal, sys
+        from hifly_batch.runner.state_postgres import PostgresState
+        store = PostgresState({pg_url!r}, "spring", "service")
+        with store.run_lock():
+            print("held", flush=True)
+            sys.stdin.readline()
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    store = PostgresState(pg_url, "spring", "service")
+    try:
+        with pytest.raises(DatabaseLocked, match=f"pid {proc.pid}"), store.run_lock():
+            pass
+        proc.kill()
+        proc.wait()
+        # The server frees the lock when the session's backend process exits, a moment
+        # after the client is gone.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with store.run_lock():
+                    break
+            except DatabaseLocked:
+                assert time.monotonic() < deadline, "the lock outlived its killed holder"
+                time.sleep(0.1)
+    finally:
+        store.close()

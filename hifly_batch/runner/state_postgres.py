@@ -14,7 +14,12 @@ The driver is psycopg 3, in the extra ``hifly-batch[postgres]``.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import socket
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -44,6 +49,10 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS hifly_items (campaign TEXT NOT NULL, api TEXT NOT NULL, "
     + ", ".join(f"{c} {_TYPES.get(c, 'TEXT')}" for c in COLUMNS)
     + ", PRIMARY KEY (campaign, api, item))",
+    # Who holds a campaign's run lock: read only by a run the advisory lock refused.
+    "CREATE TABLE IF NOT EXISTS hifly_locks (campaign TEXT NOT NULL, api TEXT NOT NULL, "
+    "host TEXT NOT NULL, pid INTEGER NOT NULL, since TEXT NOT NULL, "
+    "PRIMARY KEY (campaign, api))",
 )
 _UPSERT = (
     f"INSERT INTO hifly_items (campaign, api, {', '.join(COLUMNS)}) "
@@ -128,6 +137,35 @@ class PostgresState(StateStore):
         with self._statement(), self._db.transaction(), self._db.cursor() as cursor:
             cursor.executemany(_UPSERT, rows)
 
+    @contextmanager
+    def run_lock(self) -> Iterator[None]:
+        """Hold the campaign's run lock (SPEC §5) for a run on any machine; raises
+        :class:`DatabaseLocked` naming the holder's host, pid and start when another run
+        has it. It is a session advisory lock: the server releases it when this session
+        ends, however the process ends (a kill, a lost machine)."""
+        key = lock_key(self.campaign, self.api)
+        with self._statement():
+            taken = self._db.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()
+            if not taken[0]:
+                raise DatabaseLocked(self.where, self.campaign, self._holder())
+            self._db.execute(
+                "INSERT INTO hifly_locks VALUES (%s, %s, %s, %s, %s) ON CONFLICT (campaign, api) "
+                "DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, since = EXCLUDED.since",
+                (self.campaign, self.api, socket.gethostname(), os.getpid(), _now()),
+            )
+        try:
+            yield
+        finally:
+            with contextlib.suppress(StateError), self._statement():  # (the session's end frees it)
+                self._db.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+
+    def _holder(self) -> str:
+        row = self._db.execute(
+            "SELECT host, pid, since FROM hifly_locks WHERE campaign = %s AND api = %s",
+            (self.campaign, self.api),
+        ).fetchone()
+        return f"host {row[0]}, pid {row[1]}, since {row[2]}" if row else "holder unknown"
+
     def _record(self, row: tuple[Any, ...]) -> Record:
         try:
             return record_of(COLUMNS, tuple(row))
@@ -148,6 +186,30 @@ class PostgresState(StateStore):
                     f"{self.where}: the state database cannot be reached ({_reason(exc)}); "
                     "nothing more was written"
                 ) from None
+
+
+class DatabaseLocked(StateError):
+    """Another run of the campaign, on any machine, holds its lock in the database."""
+
+    def __init__(self, where: str, campaign: str, holder: str) -> None:
+        super().__init__(
+            f"{where}: another hifly-batch run of campaign {campaign!r} is using this state "
+            f"({holder}); two runs at once would each pay for what the other makes. Wait "
+            "for it to finish, or stop it (its progress is saved) and run again"
+        )
+
+
+def lock_key(campaign: str, api: str) -> tuple[int, int]:
+    """The advisory lock's two 32-bit keys for a campaign and API."""
+    digest = hashlib.sha256(f"hifly-batch\0{campaign}\0{api}".encode()).digest()
+    return (
+        int.from_bytes(digest[:4], "big", signed=True),
+        int.from_bytes(digest[4:8], "big", signed=True),
+    )
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %z")
 
 
 def _row(record: Record) -> tuple[Any, ...]:
