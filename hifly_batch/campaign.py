@@ -42,6 +42,7 @@ from hifly_batch.runner.lock import campaign_lock, run_lock, state_file_lock
 from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.scheduler import Outcome, RunSettings, Scheduler
 from hifly_batch.runner.state import Record, StateStore, open_state, prior_states
+from hifly_batch.runner.state_postgres import PostgresState, is_database, shown
 
 STATE_FOLDER = ".hifly"
 LOCK_SAVE_SECONDS = 5.0  # during a run; it is also written at its end
@@ -91,6 +92,7 @@ class Campaign:
     graph: Graph
     state_path: Path
     sandbox: bool = False
+    state_url: str | None = None  # a PostgreSQL database holding the state instead
 
     @classmethod
     def load(
@@ -101,12 +103,15 @@ class Campaign:
         The state defaults to ``.hifly/<name>.state.db`` beside the manifest. A
         sandbox rehearsal keeps its own (``<name>.sandbox.state.db``): the
         avatars and voices it made exist only in the sandbox, so a real run
-        must not take them as done.
+        must not take them as done. A ``postgresql://`` state is a database that
+        keeps many campaigns, each rehearsal apart from its real runs (SPEC §5).
         """
         loaded = load_campaign(Path(path))
         manifest = loaded.manifest
         kind = ".sandbox" if sandbox else ""
         default = manifest.root / STATE_FOLDER / f"{manifest.name}{kind}.state.db"
+        if state is not None and is_database(str(state)):
+            return cls(manifest, build_graph(loaded), default, sandbox, str(state))
         state_path = Path(state) if state else default
         return cls(manifest, build_graph(loaded), state_path, sandbox)
 
@@ -153,13 +158,32 @@ class Campaign:
         which leaves out the record of an in-process sandbox world that is gone."""
         local: dict[str, Record] = {}
         sandbox = self.sandbox
-        if self.state_path.exists():
-            with open_state(self.state_path, readonly=True) as store:
+        if self._has_state():
+            with self._open_state(readonly=True, sandbox=sandbox) as store:
                 store.check_campaign(self.manifest.name)
                 local = self._current(store.records())
                 sandbox = sandbox or store.claimed().get("api") == "sandbox"
         world_lost = planning and self._world_lost()
         return self._combine(local, self.lock_path(sandbox=sandbox), world_lost)
+
+    def _has_state(self) -> bool:
+        """Whether there may be a state to read (a database always may)."""
+        return self.state_url is not None or self.state_path.exists()
+
+    def _open_state(self, *, readonly: bool = False, sandbox: bool = False) -> StateStore:
+        """The campaign's state store: the database's records of this campaign on this
+        kind of API, or the state file."""
+        if self.state_url is not None:
+            api = "sandbox" if sandbox else "service"
+            return PostgresState(self.state_url, self.manifest.name, api, readonly=readonly)
+        return open_state(self.state_path, readonly=readonly)
+
+    def _state_lock(self, store: StateStore) -> contextlib.AbstractContextManager[None]:
+        """A run's hold on its state: the database's lock of this campaign, or ``flock``
+        on the state file itself (which every path to it shares)."""
+        if isinstance(store, PostgresState):
+            return store.run_lock()
+        return state_file_lock(self.state_path)
 
     def _combine(
         self, local: Mapping[str, Record], lock_file: Path, world_lost: bool = False
@@ -198,15 +222,16 @@ class Campaign:
         default read now), in dependency order (``StateError`` when there is neither
         yet, or one cannot be read)."""
         recorded = recorded or self.recorded()
-        if not recorded.records and not self.state_path.exists():
+        if not recorded.records and (self.state_url is not None or not self.state_path.exists()):
             rehearsal = self.lock_path(sandbox=True)
             hint = (
                 f"; {rehearsal.name} records a rehearsal: add --sandbox to see it"
                 if not self.sandbox and rehearsal.exists()
                 else ""
             )
+            where = shown(self.state_url) if self.state_url else self.state_path
             raise StateError(
-                f"{self.state_path}: no state file yet (and no {recorded.lock_file.name}): "
+                f"{where}: no state yet (and no {recorded.lock_file.name}): "
                 f"nothing has run for this manifest{hint}"
             )
         return csv_report.report_records(self.graph, recorded.records)
@@ -258,7 +283,7 @@ class Campaign:
         sandbox_dir = self.sandbox_dir if self.sandbox else None
         world_lost = self._world_lost()
         with (
-            run_lock(self.state_path),
+            run_lock(self.state_path) if self.state_url is None else contextlib.nullcontext(),
             api_client(env, base_url=base_url, sandbox_dir=sandbox_dir) as client,
         ):
             sandbox = self.sandbox or _is_sandbox(client)
@@ -266,8 +291,8 @@ class Campaign:
             state_folder = self.manifest.root / STATE_FOLDER
             with (
                 campaign_lock(lock_file, state_folder),
-                open_state(self.state_path) as store,
-                state_file_lock(self.state_path),
+                self._open_state(sandbox=sandbox) as store,
+                self._state_lock(store),
             ):
                 store.claim("sandbox" if sandbox else "service", self.manifest.name)
                 before = self._current(store.settle_interrupted())

@@ -61,9 +61,10 @@ def global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     )
     group.add_argument(
         "--state",
-        metavar="PATH",
+        metavar="PATH|URL",
         default=default(None),
-        help="state file (default: .hifly/<name>.state.db beside the manifest)",
+        help="state file, or a postgresql:// database (default: $HIFLY_STATE, else "
+        ".hifly/<name>.state.db beside the manifest)",
     )
     group.add_argument(
         "-v",
@@ -109,9 +110,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         console.err("hifly-batch: interrupted")
         return ExitStatus.INTERRUPTED
     console.configure(args.verbose - args.quiet)
+    environ = os.environ if env is None else env
+    if getattr(args, "state", None) is None and environ.get("HIFLY_STATE"):
+        args.state = environ["HIFLY_STATE"]  # (a path, or a postgresql:// database)
     try:
         with _sigterm_as_interrupt():
-            return int(args.handler(args, os.environ if env is None else env))
+            return int(args.handler(args, environ))
     except Terminated:
         console.err("hifly-batch: stopped by SIGTERM")
         return ExitStatus.TERMINATED
