@@ -173,10 +173,9 @@ class Campaign:
     def _open_state(self, *, readonly: bool = False, sandbox: bool = False) -> StateStore:
         """The campaign's state store: the database's records of this campaign on this
         kind of API, or the state file."""
-        if self.state_url is not None:
-            api = "sandbox" if sandbox else "service"
-            return PostgresState(self.state_url, self.manifest.name, api, readonly=readonly)
-        return open_state(self.state_path, readonly=readonly)
+        api = "sandbox" if sandbox else "service"
+        where = self.state_url or self.state_path
+        return open_state(where, readonly=readonly, campaign=self.manifest.name, api=api)
 
     def _state_lock(self, store: StateStore) -> contextlib.AbstractContextManager[None]:
         """A run's hold on its state: the database's lock of this campaign, or ``flock``

@@ -157,11 +157,19 @@ class StateStore(abc.ABC):
         return new
 
 
-def open_state(where: Path, *, readonly: bool = False) -> StateStore:
-    """The store of the state at ``where`` (a file path; see :mod:`state_file`)."""
-    from hifly_batch.runner.state_file import FileState  # (it builds on this module)
+def open_state(
+    where: Path | str, *, readonly: bool = False, campaign: str = "", api: str = "service"
+) -> StateStore:
+    """The store of the state at ``where``: a ``postgresql://`` database, where it keeps
+    ``campaign``'s records on ``api`` (``service`` or ``sandbox``; see
+    :mod:`state_postgres`), or a file path (:mod:`state_file`)."""
+    # (both build on this module)
+    from hifly_batch.runner.state_file import FileState
+    from hifly_batch.runner.state_postgres import PostgresState, is_database
 
-    return FileState(where, readonly=readonly)
+    if is_database(str(where)):
+        return PostgresState(str(where), campaign, api, readonly=readonly)
+    return FileState(Path(where), readonly=readonly)
 
 
 def refuse_another(where: str | Path, found: Mapping[str, str], wanted: Mapping[str, str]) -> None:
