@@ -38,11 +38,11 @@ from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
 from hifly_batch.runner import lockfile
 from hifly_batch.runner.errors import StateError
-from hifly_batch.runner.lock import campaign_lock, run_lock, state_file_lock
+from hifly_batch.runner.lock import campaign_lock, run_lock
 from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.scheduler import Outcome, RunSettings, Scheduler
 from hifly_batch.runner.state import Record, StateStore, open_state, prior_states
-from hifly_batch.runner.state_postgres import PostgresState, is_database, shown
+from hifly_batch.runner.state_postgres import is_database, shown
 
 STATE_FOLDER = ".hifly"
 LOCK_SAVE_SECONDS = 5.0  # during a run; it is also written at its end
@@ -172,17 +172,14 @@ class Campaign:
 
     def _open_state(self, *, readonly: bool = False, sandbox: bool = False) -> StateStore:
         """The campaign's state store: the database's records of this campaign on this
-        kind of API, or the state file."""
+        kind of API (with its journal beside the manifest), or the state file."""
         api = "sandbox" if sandbox else "service"
+        kind = ".sandbox" if sandbox else ""
+        journal = self.manifest.root / STATE_FOLDER / f"{self.manifest.name}{kind}.journal"
         where = self.state_url or self.state_path
-        return open_state(where, readonly=readonly, campaign=self.manifest.name, api=api)
-
-    def _state_lock(self, store: StateStore) -> contextlib.AbstractContextManager[None]:
-        """A run's hold on its state: the database's lock of this campaign, or ``flock``
-        on the state file itself (which every path to it shares)."""
-        if isinstance(store, PostgresState):
-            return store.run_lock()
-        return state_file_lock(self.state_path)
+        return open_state(
+            where, readonly=readonly, campaign=self.manifest.name, api=api, journal=journal
+        )
 
     def _combine(
         self, local: Mapping[str, Record], lock_file: Path, world_lost: bool = False
@@ -291,7 +288,7 @@ class Campaign:
             with (
                 campaign_lock(lock_file, state_folder),
                 self._open_state(sandbox=sandbox) as store,
-                self._state_lock(store),
+                store.run_lock(),
             ):
                 store.claim("sandbox" if sandbox else "service", self.manifest.name)
                 before = self._current(store.settle_interrupted())

@@ -32,6 +32,7 @@ COMMANDS = (
     "report",
     "voices",
     "credit",
+    "state",
     "sandbox_serve",
 )
 

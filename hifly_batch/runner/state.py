@@ -12,6 +12,7 @@ This module also holds how a record is stored, column by column, for every store
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields, replace
@@ -118,6 +119,16 @@ class StateStore(abc.ABC):
     def put_many(self, records: Iterable[Record]) -> None:
         """Write records in one transaction: all of them or none."""
 
+    @abc.abstractmethod
+    def replace_all(self, records: Iterable[Record]) -> None:
+        """Make ``records`` the state's only records, in one transaction."""
+
+    @abc.abstractmethod
+    def run_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the state for one run, on whatever machine: a :class:`StateError` naming
+        the holder when another run has it; released when the holder ends, however it
+        ends."""
+
     def __enter__(self) -> StateStore:
         return self
 
@@ -158,17 +169,23 @@ class StateStore(abc.ABC):
 
 
 def open_state(
-    where: Path | str, *, readonly: bool = False, campaign: str = "", api: str = "service"
+    where: Path | str,
+    *,
+    readonly: bool = False,
+    campaign: str = "",
+    api: str = "service",
+    journal: Path | None = None,
 ) -> StateStore:
     """The store of the state at ``where``: a ``postgresql://`` database, where it keeps
-    ``campaign``'s records on ``api`` (``service`` or ``sandbox``; see
-    :mod:`state_postgres`), or a file path (:mod:`state_file`)."""
+    ``campaign``'s records on ``api`` (``service`` or ``sandbox``), with ``journal`` the
+    local file that keeps what a lost database could not be sent (see
+    :mod:`state_postgres`); or a file path (:mod:`state_file`)."""
     # (both build on this module)
     from hifly_batch.runner.state_file import FileState
     from hifly_batch.runner.state_postgres import PostgresState, is_database
 
     if is_database(str(where)):
-        return PostgresState(str(where), campaign, api, readonly=readonly)
+        return PostgresState(str(where), campaign, api, readonly=readonly, journal=journal)
     return FileState(Path(where), readonly=readonly)
 
 

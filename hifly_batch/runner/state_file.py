@@ -7,7 +7,7 @@ file readable, and a change costs one row write however large the campaign
 commit safe from a process crash; only a power cut may lose the last few, and
 then the file is still consistent.
 
-Two runs are kept off one state by ``runner/lock.py``.
+Two runs are kept off one state by ``runner/lock.py`` (:meth:`FileState.run_lock`).
 
 Format versions: 2 keeps what was applied to an item (voice settings, field
 digests, whether its task exists remotely) in columns of their own; 1 (release
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hifly_batch.runner.errors import StateError
+from hifly_batch.runner.lock import state_file_lock
 from hifly_batch.runner.state import (
     COLUMNS,
     FORMAT_VERSION,
@@ -108,7 +109,17 @@ class FileState(StateStore):
         except ValueError as exc:
             raise _damaged(self.path, f"item {row[0]!r}: {exc}") from None
 
+    def run_lock(self) -> contextlib.AbstractContextManager[None]:
+        """``flock`` on the file itself, which every name of it shares (hard links too)."""
+        return state_file_lock(self.path)
+
     def put_many(self, records: Iterable[Record]) -> None:
+        self._write(records)
+
+    def replace_all(self, records: Iterable[Record]) -> None:
+        self._write(records, clear=True)
+
+    def _write(self, records: Iterable[Record], *, clear: bool = False) -> None:
         rows = [row_of(r) for r in records]
         marks = ", ".join("?" for _ in COLUMNS)
         try:  # (the commit, where a full disk shows, is the end of the with)
@@ -116,6 +127,8 @@ class FileState(StateStore):
                 # The connection is in autocommit mode: without BEGIN, each row would be
                 # its own transaction, and a failure or a kill midway would keep the first.
                 self._db.execute("BEGIN")
+                if clear:
+                    self._db.execute("DELETE FROM items")
                 self._db.executemany(
                     f"INSERT OR REPLACE INTO items ({', '.join(COLUMNS)}) VALUES ({marks})", rows
                 )

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
+from hifly_batch.runner import journal
 from hifly_batch.runner.errors import StateError
 from hifly_batch.runner.state import (
     COLUMNS,
@@ -37,6 +40,9 @@ from hifly_batch.runner.state import (
 
 SCHEME_PREFIXES = ("postgresql://", "postgres://")
 SCHEMA_VERSION = 1  # of the tables below; the records' own format is FORMAT_VERSION
+RETRY_SECONDS = 30.0  # how long a lost database is waited for (a server restart takes less)
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Column types: numbers as numbers, the rest (JSON mappings and lists too) as text.
 _TYPES = {"output_size": "BIGINT", "attempts": "INTEGER", "error_code": "INTEGER",
@@ -85,17 +91,39 @@ def shown(url: str) -> str:
 
 class PostgresState(StateStore):
     """One campaign's state (its name and API) in a PostgreSQL database; thread-safe,
-    one connection. Tables are created on first use."""
+    one connection. Tables are created on first use; a read-only store creates nothing.
 
-    def __init__(self, url: str, campaign: str, api: str, *, readonly: bool = False) -> None:
+    A lost connection is retried for ``retry_seconds`` (default :data:`RETRY_SECONDS`, or
+    ``HIFLY_STATE_RETRY_SECONDS``), reconnecting and re-taking the run lock, and the write
+    is then made again (every write is an upsert: making it twice is making it once).
+    Past that, or when another run took the lock meanwhile, the store is lost: every
+    write from then on goes to the local ``journal`` and raises :class:`StateError`, and
+    nothing else is sent to the database. The next run that takes the lock writes the
+    journal back (:mod:`journal`).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        campaign: str,
+        api: str,
+        *,
+        readonly: bool = False,
+        journal: Path | None = None,
+        retry_seconds: float | None = None,
+    ) -> None:
         self.where = shown(url)
         self.campaign = campaign
         self.api = api
         self.readonly = readonly
+        self.journal = journal
+        self.retry_seconds = retry_seconds if retry_seconds is not None else _retry_seconds()
+        self._url = url
         self._lock = threading.Lock()
+        self._holding = False  # the run lock, to take again on a new connection
+        self._lost: str | None = None  # why the database was given up, once it was
         self._db = _connect(url, self.where)
-        with self._statement():
-            _prepare(self._db)
+        self._tables = self._use(_check_tables if readonly else _prepare)
 
     def close(self) -> None:
         with self._lock:
@@ -104,67 +132,125 @@ class PostgresState(StateStore):
     def claim(self, api: str, campaign: str | None = None) -> None:
         wanted = {"api": api, **({"campaign": campaign} if campaign is not None else {})}
         refuse_another(self.where, {"api": self.api, "campaign": self.campaign}, wanted)
-        with self._statement(), self._db.transaction():
-            self._db.execute(
+        self._use(
+            lambda db: db.execute(
                 "INSERT INTO hifly_campaigns VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                 (self.campaign, self.api, FORMAT_VERSION),
             )
+        )
 
     def claimed(self) -> dict[str, str]:
-        with self._statement():
-            found = self._db.execute(
+        if not self._tables:
+            return {}
+        found = self._use(
+            lambda db: db.execute(
                 "SELECT 1 FROM hifly_campaigns WHERE campaign = %s AND api = %s",
                 (self.campaign, self.api),
             ).fetchone()
+        )
         return {"api": self.api, "campaign": self.campaign} if found else {}
 
     def records(self) -> dict[str, Record]:
-        with self._statement():
-            rows = self._db.execute(_SELECT, (self.campaign, self.api)).fetchall()
-        return {row[0]: self._record(row) for row in rows}
+        if not self._tables:
+            return {}
+        rows = self._use(lambda db: db.execute(_SELECT, (self.campaign, self.api)).fetchall())
+        records = {row[0]: self._record(row) for row in rows}
+        if self.readonly and self.journal is not None:  # what the next run will write back
+            records.update((r.item, r) for r in journal.behind(records, journal.read(self.journal)))
+        return records
+
+    def campaigns(self) -> list[tuple[str, str]]:
+        """Every (campaign, api) this database keeps state of, this store's or not."""
+        if not self._tables:
+            return []
+        query = "SELECT campaign, api FROM hifly_campaigns ORDER BY campaign, api"
+        rows = self._use(lambda db: db.execute(query).fetchall())
+        return [(str(c), str(a)) for c, a in rows]
 
     def get(self, item: str) -> Record | None:
-        with self._statement():
-            row = self._db.execute(
+        if not self._tables:
+            return None
+        row = self._use(
+            lambda db: db.execute(
                 _SELECT + " AND item = %s", (self.campaign, self.api, item)
             ).fetchone()
+        )
         return self._record(row) if row else None
 
     def put_many(self, records: Iterable[Record]) -> None:
+        self._write(list(records))
+
+    def replace_all(self, records: Iterable[Record]) -> None:
+        self._write(list(records), clear=True)
+
+    def _write(self, records: list[Record], *, clear: bool = False) -> None:
         rows = [(self.campaign, self.api, *_row(r)) for r in records]
-        if not rows:
+        if not rows and not clear:
             return
-        with self._statement(), self._db.transaction(), self._db.cursor() as cursor:
-            cursor.executemany(_UPSERT, rows)
+
+        def write(db: Any) -> None:
+            with db.transaction(), db.cursor() as cursor:
+                if clear:
+                    cursor.execute(
+                        "DELETE FROM hifly_items WHERE campaign = %s AND api = %s",
+                        (self.campaign, self.api),
+                    )
+                cursor.executemany(_UPSERT, rows)
+
+        self._use(write, keep=records)
 
     @contextmanager
     def run_lock(self) -> Iterator[None]:
         """Hold the campaign's run lock (SPEC §5) for a run on any machine; raises
         :class:`DatabaseLocked` naming the holder's host, pid and start when another run
         has it. It is a session advisory lock: the server releases it when this session
-        ends, however the process ends (a kill, a lost machine)."""
-        key = lock_key(self.campaign, self.api)
-        with self._statement():
-            taken = self._db.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()
-            if not taken[0]:
-                raise DatabaseLocked(self.where, self.campaign, self._holder())
-            self._db.execute(
-                "INSERT INTO hifly_locks VALUES (%s, %s, %s, %s, %s) ON CONFLICT (campaign, api) "
-                "DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, since = EXCLUDED.since",
-                (self.campaign, self.api, socket.gethostname(), os.getpid(), _now()),
-            )
+        ends, however the process ends (a kill, a lost machine). Taking it writes back
+        what the journal kept of an earlier run whose database was lost."""
+        self._use(self._take_lock)
+        self._holding = True
         try:
+            self._write_back_journal()
             yield
         finally:
-            with contextlib.suppress(StateError), self._statement():  # (the session's end frees it)
-                self._db.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+            self._holding = False
+            if self._lost is None:
+                with contextlib.suppress(StateError):  # (the session's end frees it anyway)
+                    self._use(lambda db: db.execute("SELECT pg_advisory_unlock(%s, %s)", self._key))
 
-    def _holder(self) -> str:
-        row = self._db.execute(
+    @property
+    def _key(self) -> tuple[int, int]:
+        return lock_key(self.campaign, self.api)
+
+    def _take_lock(self, db: Any) -> None:
+        taken = db.execute("SELECT pg_try_advisory_lock(%s, %s)", self._key).fetchone()
+        if not taken[0]:
+            raise DatabaseLocked(self.where, self.campaign, self._holder(db))
+        if self.readonly:  # (held to read a state no run is changing; it names nobody)
+            return
+        db.execute(
+            "INSERT INTO hifly_locks VALUES (%s, %s, %s, %s, %s) ON CONFLICT (campaign, api) "
+            "DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, since = EXCLUDED.since",
+            (self.campaign, self.api, socket.gethostname(), os.getpid(), _now()),
+        )
+
+    def _holder(self, db: Any) -> str:
+        row = db.execute(
             "SELECT host, pid, since FROM hifly_locks WHERE campaign = %s AND api = %s",
             (self.campaign, self.api),
         ).fetchone()
         return f"host {row[0]}, pid {row[1]}, since {row[2]}" if row else "holder unknown"
+
+    def _write_back_journal(self) -> None:
+        if self.journal is None or not self.journal.exists():
+            return
+        kept = journal.behind(self.records(), journal.read(self.journal))
+        self.put_many(kept)
+        self.journal.unlink()
+        if kept:
+            log.warning(
+                "%s: wrote back %d record(s) an earlier run kept in %s when the database "
+                "was lost", self.where, len(kept), self.journal,
+            )  # fmt: skip
 
     def _record(self, row: tuple[Any, ...]) -> Record:
         try:
@@ -172,26 +258,82 @@ class PostgresState(StateStore):
         except ValueError as exc:
             raise StateError(f"{self.where}: item {row[0]!r} cannot be read: {exc}") from None
 
-    @contextmanager
-    def _statement(self) -> Iterator[None]:
-        """One use of the connection: serialized between threads; a database that
-        cannot be reached is a :class:`StateError` saying where, without the password."""
+    def _use(self, work: Callable[[Any], T], keep: Sequence[Record] = ()) -> T:
+        """``work(connection)``, serialized between threads; on a lost connection, retried
+        on a new one until ``retry_seconds`` have passed. When the database is given up,
+        ``keep`` (the records ``work`` writes) goes to the journal and :class:`StateError`
+        says where, without the password."""
         import psycopg
 
         with self._lock:
-            try:
-                yield
-            except psycopg.OperationalError as exc:
-                raise StateError(
-                    f"{self.where}: the state database cannot be reached ({_reason(exc)}); "
-                    "nothing more was written"
-                ) from None
+            deadline: float | None = None
+            while self._lost is None:
+                try:
+                    return work(self._db)
+                except psycopg.OperationalError as exc:
+                    if deadline is None:
+                        deadline = time.monotonic() + self.retry_seconds
+                        log.warning("%s: the state database was lost (%s); reconnecting",
+                                    self.where, _reason(exc))  # fmt: skip
+                    if not self._reconnect(deadline):
+                        self._lost = _reason(exc)
+            raise self._given_up(keep)
+
+    def _reconnect(self, deadline: float) -> bool:
+        """A new connection (and the run lock again, if this store held it) before
+        ``deadline``; False when none could be had. A lock another run took meanwhile
+        is :class:`DatabaseLocked`: this run must not write over that one's work."""
+        import psycopg
+
+        pause = 0.25
+        while time.monotonic() < deadline:
+            with contextlib.suppress(psycopg.Error):
+                self._db.close()
+                left = max(1, int(deadline - time.monotonic()))
+                self._db = psycopg.connect(self._url, autocommit=True, connect_timeout=min(5, left))
+                if self._holding:
+                    try:
+                        self._take_lock(self._db)
+                    except DatabaseLocked as taken:
+                        self._lost = f"another run took the campaign's lock: {taken.holder}"
+                        return False
+                log.warning("%s: reconnected to the state database", self.where)
+                return True
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 2.0)
+        return False
+
+    def _given_up(self, keep: Sequence[Record]) -> StateError:
+        """The error of a write to a database given up on, once ``keep`` is journaled."""
+        lost = f"the state database was lost ({self._lost})"
+        if not keep or self.journal is None:
+            return StateError(f"{self.where}: {lost}; nothing more was written")
+        try:
+            journal.append(self.journal, keep)
+        except OSError as exc:
+            return StateError(
+                f"{self.where}: {lost}, and {self.journal} cannot be written ({exc.strerror}); "
+                "items whose create was answered meanwhile are uncertain on the next run"
+            )
+        return StateError(
+            f"{self.where}: {lost}; what could not be written there is kept in "
+            f"{self.journal}, and the next run writes it back. Run again once the "
+            "database is reachable: nothing is sent twice"
+        )
+
+
+def campaigns_in(url: str) -> list[tuple[str, str]]:
+    """The (campaign, api) pairs a database keeps state of; none before its first run.
+    Raises :class:`StateError` when it cannot be reached."""
+    with contextlib.closing(PostgresState(url, "", "", readonly=True)) as store:
+        return store.campaigns()
 
 
 class DatabaseLocked(StateError):
     """Another run of the campaign, on any machine, holds its lock in the database."""
 
     def __init__(self, where: str, campaign: str, holder: str) -> None:
+        self.holder = holder
         super().__init__(
             f"{where}: another hifly-batch run of campaign {campaign!r} is using this state "
             f"({holder}); two runs at once would each pay for what the other makes. Wait "
@@ -206,6 +348,15 @@ def lock_key(campaign: str, api: str) -> tuple[int, int]:
         int.from_bytes(digest[:4], "big", signed=True),
         int.from_bytes(digest[4:8], "big", signed=True),
     )
+
+
+def _retry_seconds() -> float:
+    """How long a run waits for a lost database: ``HIFLY_STATE_RETRY_SECONDS``, else
+    :data:`RETRY_SECONDS`."""
+    try:
+        return max(0.0, float(os.environ.get("HIFLY_STATE_RETRY_SECONDS", RETRY_SECONDS)))
+    except ValueError:
+        return RETRY_SECONDS
 
 
 def _now() -> str:
@@ -233,9 +384,9 @@ def _connect(url: str, where: str) -> Any:
         ) from None
 
 
-def _prepare(db: Any) -> None:
+def _prepare(db: Any) -> bool:
     """The tables, made on first use (one transaction; concurrent first uses wait on an
-    advisory lock of the transaction, so both see the tables whole)."""
+    advisory lock of the transaction, so both see the tables whole); returns True."""
     with db.transaction():
         db.execute("SELECT pg_advisory_xact_lock(hashtext('hifly-batch schema'))")
         for statement in _SCHEMA:
@@ -245,11 +396,27 @@ def _prepare(db: Any) -> None:
             db.execute(
                 "INSERT INTO hifly_meta VALUES ('schema_version', %s)", (str(SCHEMA_VERSION),)
             )
-        elif int(found[0]) > SCHEMA_VERSION:
-            raise StateError(
-                f"the state database's tables are of version {found[0]}, this hifly-batch "
-                f"reads {SCHEMA_VERSION}; use the hifly-batch version that wrote them"
-            )
+        else:
+            _check_version(found[0])
+    return True
+
+
+def _check_tables(db: Any) -> bool:
+    """Whether the tables are there (a read-only store makes none), of a version this
+    hifly-batch reads."""
+    if db.execute("SELECT to_regclass('hifly_meta')").fetchone()[0] is None:
+        return False
+    found = db.execute("SELECT value FROM hifly_meta WHERE key = 'schema_version'").fetchone()
+    _check_version(found[0] if found else "0")
+    return True
+
+
+def _check_version(version: str) -> None:
+    if int(version) > SCHEMA_VERSION:
+        raise StateError(
+            f"the state database's tables are of version {version}, this hifly-batch "
+            f"reads {SCHEMA_VERSION}; use the hifly-batch version that wrote them"
+        )
 
 
 def _reason(exc: BaseException) -> str:
