@@ -275,14 +275,14 @@ class PostgresState(StateStore):
                         deadline = time.monotonic() + self.retry_seconds
                         log.warning("%s: the state database was lost (%s); reconnecting",
                                     self.where, _reason(exc))  # fmt: skip
-                    if not self._reconnect(deadline):
-                        self._lost = _reason(exc)
+                    self._lost = self._reconnect(deadline, _reason(exc))
             raise self._given_up(keep)
 
-    def _reconnect(self, deadline: float) -> bool:
-        """A new connection (and the run lock again, if this store held it) before
-        ``deadline``; False when none could be had. A lock another run took meanwhile
-        is :class:`DatabaseLocked`: this run must not write over that one's work."""
+    def _reconnect(self, deadline: float, fault: str) -> str | None:
+        """A new connection, and the run lock again if this store held it, before
+        ``deadline``: None once there is one, else why not (``fault``, the connection's,
+        or that another run took the lock meanwhile: this run must not write over that
+        one's work)."""
         import psycopg
 
         pause = 0.25
@@ -295,13 +295,12 @@ class PostgresState(StateStore):
                     try:
                         self._take_lock(self._db)
                     except DatabaseLocked as taken:
-                        self._lost = f"another run took the campaign's lock: {taken.holder}"
-                        return False
+                        return f"another run took the campaign's lock: {taken.holder}"
                 log.warning("%s: reconnected to the state database", self.where)
-                return True
+                return None
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, 2.0)
-        return False
+        return fault
 
     def _given_up(self, keep: Sequence[Record]) -> StateError:
         """The error of a write to a database given up on, once ``keep`` is journaled."""

@@ -1,0 +1,121 @@
+"""The PostgreSQL store when its database goes away: reconnecting, the run lock taken
+again, the local journal, and reading without creating (a real server, stopped and
+started by the test)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from hifly_batch.core.lifecycle import Status
+from hifly_batch.runner import journal
+from hifly_batch.runner.errors import StateError
+from hifly_batch.runner.state import Record
+from hifly_batch.runner.state_postgres import DatabaseLocked, PostgresState
+from tests.pg import PgServer
+
+SENT = Record(
+    "videos.a", "videos", "video_by_tts", status=Status.SUBMITTING, attempts=1,
+    started_at=1_700_000_000.5,
+)  # fmt: skip
+ANSWERED = replace(SENT, status=Status.RUNNING, task_id="t-1")
+
+
+def store_of(url: str, tmp_path: Path, retry: float, readonly: bool = False) -> PostgresState:
+    return PostgresState(
+        url, "spring", "service", readonly=readonly, journal=tmp_path / "spring.journal",
+        retry_seconds=retry,
+    )  # fmt: skip
+
+
+def tables(url: str) -> set[str]:
+    with psycopg.connect(url) as db:
+        rows = db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {row[0] for row in rows}
+
+
+def test_a_server_restarted_within_the_wait_loses_nothing_and_keeps_the_lock(
+    pg_server: PgServer, pg_url: str, tmp_path: Path
+) -> None:
+    store = store_of(pg_url, tmp_path, retry=60)
+    with store, store.run_lock():
+        store.claim("service", "spring")
+        store.put(SENT)
+        pg_server.stop()
+        restart = threading.Timer(1.5, pg_server.start)
+        restart.start()
+        started = time.monotonic()
+        store.put(ANSWERED)  # waits for the server, then writes
+        restart.join()
+        assert time.monotonic() - started >= 1.0
+        assert store.get(SENT.item) == ANSWERED
+        with store_of(pg_url, tmp_path, retry=0) as other:
+            assert other.records() == {SENT.item: ANSWERED}
+            with pytest.raises(DatabaseLocked), other.run_lock():  # the lock was taken again
+                pass
+    assert not (tmp_path / "spring.journal").exists()
+
+
+def test_a_database_gone_for_longer_keeps_answers_in_the_journal_until_the_next_run(
+    pg_server: PgServer, pg_url: str, tmp_path: Path
+) -> None:
+    store = store_of(pg_url, tmp_path, retry=1)
+    with store, store.run_lock():
+        store.claim("service", "spring")
+        store.put(SENT)
+        pg_server.stop()
+        with pytest.raises(StateError) as caught:
+            store.put(ANSWERED)
+        said = str(caught.value)
+        assert "the state database was lost" in said and "spring.journal" in said
+        assert "the next run writes it back" in said
+        started = time.monotonic()
+        later = replace(ANSWERED, status=Status.DONE, output="a.mp4")
+        with pytest.raises(StateError):  # given up: straight to the journal, no new wait
+            store.put(later)
+        assert time.monotonic() - started < 0.5
+    assert journal.read(tmp_path / "spring.journal") == [ANSWERED, later]
+    pg_server.start()
+    with store_of(pg_url, tmp_path, retry=0, readonly=True) as reading:  # as status sees it
+        assert reading.records() == {SENT.item: later}
+    with store_of(pg_url, tmp_path, retry=0) as after:
+        assert after.get(SENT.item) == SENT  # written back only by the lock's holder
+        with after.run_lock():
+            assert after.get(SENT.item) == later
+    assert not (tmp_path / "spring.journal").exists()
+
+
+def test_a_lock_taken_by_another_run_while_the_connection_was_lost_stops_this_one(
+    pg_url: str, tmp_path: Path
+) -> None:
+    store = store_of(pg_url, tmp_path, retry=30)
+    other = store_of(pg_url, tmp_path / "elsewhere", retry=0)
+    with store, other, store.run_lock():
+        store.claim("service", "spring")
+        store.put(SENT)
+        with psycopg.connect(pg_url, autocommit=True) as admin:  # the connection is cut
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        other = store_of(pg_url, tmp_path / "elsewhere", retry=0)
+        with other.run_lock():
+            with pytest.raises(StateError, match="another run took the campaign's lock: host"):
+                store.put(ANSWERED)
+            assert other.get(SENT.item) == SENT  # nothing written under another's lock
+    assert journal.read(tmp_path / "spring.journal") == [ANSWERED]
+
+
+def test_reading_a_database_no_run_has_used_creates_nothing(pg_url: str, tmp_path: Path) -> None:
+    with store_of(pg_url, tmp_path, retry=0, readonly=True) as store:
+        assert store.records() == {} and store.claimed() == {} and store.get("x") is None
+        assert store.campaigns() == []
+    assert tables(pg_url) == set()
+    with store_of(pg_url, tmp_path, retry=0):
+        pass
+    assert tables(pg_url) == {"hifly_meta", "hifly_campaigns", "hifly_items", "hifly_locks"}
