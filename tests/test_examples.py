@@ -173,8 +173,19 @@ def test_library_example_plans_runs_with_progress_and_reports(tmp_path: Path) ->
 # --- examples/github-actions.yml ----------------------------------------------
 
 
-def workflow() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "examples" / "github-actions.yml").read_text("utf-8"))
+WORKFLOWS = (
+    "github-actions.yml",
+    "github-actions-postgres.yml",
+)  # the state in a file, in a database
+
+
+@pytest.fixture(params=WORKFLOWS)
+def flow(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return workflow(request.param)
+
+
+def workflow(name: str = WORKFLOWS[0]) -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "examples" / name).read_text("utf-8"))
 
 
 def steps(job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -192,8 +203,7 @@ def hifly_commands(job: dict[str, Any]) -> list[list[str]]:
     return found
 
 
-def test_workflow_validates_on_every_push() -> None:
-    flow = workflow()
+def test_workflow_validates_on_every_push(flow: dict[str, Any]) -> None:
     triggers = flow.get("on", flow.get(True))  # YAML 1.1 reads a bare `on` as true
     assert "push" in triggers and triggers["push"] in (None, {})
     validate = flow["jobs"]["validate"]
@@ -202,8 +212,8 @@ def test_workflow_validates_on_every_push() -> None:
     assert [c[0] for c in commands] == ["validate"]
 
 
-def test_workflow_runs_on_the_default_branch_with_the_secret_token() -> None:
-    job = workflow()["jobs"]["run"]
+def test_workflow_runs_on_the_default_branch_with_the_secret_token(flow: dict[str, Any]) -> None:
+    job = flow["jobs"]["run"]
     assert "default_branch" in job["if"] and job["needs"] == "validate"
     runs = [s for s in steps(job) if "hifly-batch run" in str(s.get("run", ""))]
     assert len(runs) == 1
@@ -211,8 +221,8 @@ def test_workflow_runs_on_the_default_branch_with_the_secret_token() -> None:
     assert "HIFLY_TOKEN" not in str(runs[0]["run"])  # never on the command line
 
 
-def test_workflow_caches_the_state_and_uploads_the_report() -> None:
-    job = workflow()["jobs"]["run"]
+def test_workflow_caches_the_state_and_uploads_the_report(flow: dict[str, Any]) -> None:
+    job = flow["jobs"]["run"]
     by_action = {str(s.get("uses", "")).split("@")[0]: s for s in steps(job)}
     cache = by_action["actions/cache"]
     assert cache["with"]["path"].endswith(".hifly") and cache["with"]["restore-keys"]
@@ -223,8 +233,7 @@ def test_workflow_caches_the_state_and_uploads_the_report() -> None:
     assert "report.csv" in upload["with"]["path"] and "report.html" in upload["with"]["path"]
 
 
-def test_workflow_commits_the_manifests_lock_file_one_run_at_a_time() -> None:
-    flow = workflow()
+def test_workflow_commits_the_manifests_lock_file_one_run_at_a_time(flow: dict[str, Any]) -> None:
     job = flow["jobs"]["run"]
     assert flow["permissions"]["contents"] == "write"
     assert "github.ref" not in flow["concurrency"]["group"]  # one run of the campaign at once
@@ -235,6 +244,18 @@ def test_workflow_commits_the_manifests_lock_file_one_run_at_a_time() -> None:
     commit = steps(job)[names.index("Commit the lock file")]
     assert names.index("Run") < names.index("Commit the lock file")
     assert commit["if"] == "always()"  # a failed run made things too
+
+
+def test_the_database_workflow_takes_its_connection_and_password_from_secrets() -> None:
+    job = workflow("github-actions-postgres.yml")["jobs"]["run"]
+    install = next(s for s in steps(job) if s.get("name") == "Install hifly-batch")
+    assert install["run"] == 'pip install "$HIFLY_BATCH[postgres]"'
+    reading = [s for s in steps(job) if str(s.get("run", "")).startswith("hifly-batch ")]
+    assert [s["name"] for s in reading] == ["Plan", "Run"]
+    for step in reading:  # every command that reads the state reads the database's
+        assert step["env"]["HIFLY_STATE"] == "${{ secrets.HIFLY_STATE }}"
+        assert step["env"]["PGPASSWORD"] == "${{ secrets.PGPASSWORD }}"
+        assert "HIFLY_STATE" not in step["run"] and "PGPASSWORD" not in step["run"]
 
 
 def test_the_commit_step_pushes_the_lock_file_and_merges_a_teammates_push(
