@@ -189,6 +189,9 @@ class PostgresState(StateStore):
             return
 
         def write(db: Any) -> None:
+            if len(rows) == 1 and not clear:  # one statement is its own transaction
+                db.execute(_UPSERT, rows[0])
+                return
             with db.transaction(), db.cursor() as cursor:
                 if clear:
                     cursor.execute(
