@@ -4,6 +4,7 @@ a rerun that makes nothing, and the commands that read the state from it."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -78,8 +79,12 @@ def test_a_second_machine_is_refused_while_the_first_runs_then_makes_nothing(
         second = Campaign(tmp_path / "two", rows=3).write()  # a clone on another machine
         running = _run(first, pg_url, sandbox)
         _wait_for(lambda: creates(sandbox).get("video/create_by_tts"))
-        refused = cli("run", "--no-progress", "--state", pg_url, str(second.manifest),
-                      sandbox=sandbox)  # fmt: skip
+        running.send_signal(signal.SIGSTOP)  # (mid-run however slowly the second starts)
+        try:
+            refused = cli("run", "--no-progress", "--state", pg_url, str(second.manifest),
+                          sandbox=sandbox)  # fmt: skip
+        finally:
+            running.send_signal(signal.SIGCONT)
         _, stderr = running.communicate(timeout=120)
         assert running.returncode == 0, stderr
         assert refused.code == 3, refused.stderr

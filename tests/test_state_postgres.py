@@ -119,3 +119,37 @@ def test_reading_a_database_no_run_has_used_creates_nothing(pg_url: str, tmp_pat
     with store_of(pg_url, tmp_path, retry=0):
         pass
     assert tables(pg_url) == {"hifly_meta", "hifly_campaigns", "hifly_items", "hifly_locks"}
+
+
+def test_tables_of_an_earlier_version_are_read_as_they_are_and_brought_up_on_writing(
+    pg_url: str, tmp_path: Path
+) -> None:
+    with store_of(pg_url, tmp_path, retry=0) as store:
+        store.claim("service", "spring")
+        store.put(replace(ANSWERED, replaces=("t-0",)))
+    with psycopg.connect(pg_url, autocommit=True) as admin:  # as a release before the field
+        admin.execute("ALTER TABLE hifly_items DROP COLUMN replaces")
+    with store_of(pg_url, tmp_path, retry=0, readonly=True) as reading:
+        assert reading.records() == {SENT.item: ANSWERED}  # the field reads as its default
+    assert "replaces" not in columns(pg_url)
+    with store_of(pg_url, tmp_path, retry=0) as writing:
+        writing.put(replace(ANSWERED, replaces=("t-0",)))
+        assert writing.get(SENT.item) == replace(ANSWERED, replaces=("t-0",))
+
+
+def test_tables_of_a_later_version_are_refused_unchanged(pg_url: str, tmp_path: Path) -> None:
+    with store_of(pg_url, tmp_path, retry=0):
+        pass
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("UPDATE hifly_meta SET value = '99' WHERE key = 'schema_version'")
+    for readonly in (True, False):
+        with pytest.raises(StateError, match="tables are of version 99, this hifly-batch reads 1"):
+            store_of(pg_url, tmp_path, retry=0, readonly=readonly)
+
+
+def columns(url: str) -> set[str]:
+    with psycopg.connect(url) as db:
+        rows = db.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'hifly_items'"
+        )
+        return {row[0] for row in rows}

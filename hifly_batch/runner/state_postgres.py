@@ -33,13 +33,13 @@ from hifly_batch.runner.state import (
     FORMAT_VERSION,
     Record,
     StateStore,
+    default_value,
     encode,
     record_of,
     refuse_another,
 )
 
 SCHEME_PREFIXES = ("postgresql://", "postgres://")
-SCHEMA_VERSION = 1  # of the tables below; the records' own format is FORMAT_VERSION
 RETRY_SECONDS = 30.0  # how long a lost database is waited for (a server restart takes less)
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -60,13 +60,18 @@ _SCHEMA = (
     "host TEXT NOT NULL, pid INTEGER NOT NULL, since TEXT NOT NULL, "
     "PRIMARY KEY (campaign, api))",
 )
+# Each version's statements, from the version before (0: no tables yet). A release that
+# changes the tables adds the next version here; opening a database runs those it lacks,
+# in one transaction. (A field added to records needs none: its column is added as
+# the file's is, by _add_new_columns.)
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA}
+SCHEMA_VERSION = max(_MIGRATIONS)  # of the tables; the records' own format is FORMAT_VERSION
 _UPSERT = (
     f"INSERT INTO hifly_items (campaign, api, {', '.join(COLUMNS)}) "
     f"VALUES (%s, %s, {', '.join('%s' for _ in COLUMNS)}) "
     "ON CONFLICT (campaign, api, item) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])
 )
-_SELECT = f"SELECT {', '.join(COLUMNS)} FROM hifly_items WHERE campaign = %s AND api = %s"
 
 
 def is_database(where: str) -> bool:
@@ -124,6 +129,13 @@ class PostgresState(StateStore):
         self._lost: str | None = None  # why the database was given up, once it was
         self._db = _connect(url, self.where)
         self._tables = self._use(_check_tables if readonly else _prepare)
+        # Tables of an earlier version, read without changing them, may lack newer
+        # columns: those fields read as their defaults.
+        present = self._use(_columns_of) if self._tables else set()
+        self._columns = tuple(c for c in COLUMNS if c in present)
+        self._select = (
+            f"SELECT {', '.join(self._columns)} FROM hifly_items WHERE campaign = %s AND api = %s"
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -153,7 +165,7 @@ class PostgresState(StateStore):
     def records(self) -> dict[str, Record]:
         if not self._tables:
             return {}
-        rows = self._use(lambda db: db.execute(_SELECT, (self.campaign, self.api)).fetchall())
+        rows = self._use(lambda db: db.execute(self._select, (self.campaign, self.api)).fetchall())
         records = {row[0]: self._record(row) for row in rows}
         if self.readonly and self.journal is not None:  # what the next run will write back
             records.update((r.item, r) for r in journal.behind(records, journal.read(self.journal)))
@@ -172,7 +184,7 @@ class PostgresState(StateStore):
             return None
         row = self._use(
             lambda db: db.execute(
-                _SELECT + " AND item = %s", (self.campaign, self.api, item)
+                self._select + " AND item = %s", (self.campaign, self.api, item)
             ).fetchone()
         )
         return self._record(row) if row else None
@@ -257,7 +269,7 @@ class PostgresState(StateStore):
 
     def _record(self, row: tuple[Any, ...]) -> Record:
         try:
-            return record_of(COLUMNS, tuple(row))
+            return record_of(self._columns, tuple(row))
         except ValueError as exc:
             raise StateError(f"{self.where}: item {row[0]!r} cannot be read: {exc}") from None
 
@@ -387,34 +399,69 @@ def _connect(url: str, where: str) -> Any:
 
 
 def _prepare(db: Any) -> bool:
-    """The tables, made on first use (one transaction; concurrent first uses wait on an
-    advisory lock of the transaction, so both see the tables whole); returns True."""
+    """Make the tables, or bring them up to this version; returns True. One transaction:
+    concurrent first uses wait on an advisory lock of the transaction, so each sees the
+    tables whole, and a kill midway leaves them as they were."""
     with db.transaction():
         db.execute("SELECT pg_advisory_xact_lock(hashtext('hifly-batch schema'))")
-        for statement in _SCHEMA:
-            db.execute(statement)
-        found = db.execute("SELECT value FROM hifly_meta WHERE key = 'schema_version'").fetchone()
-        if found is None:
+        version = _version(db)
+        _check_version(version)
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[step]:
+                db.execute(statement)
+        if version < SCHEMA_VERSION:
             db.execute(
-                "INSERT INTO hifly_meta VALUES ('schema_version', %s)", (str(SCHEMA_VERSION),)
+                "INSERT INTO hifly_meta VALUES ('schema_version', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                (str(SCHEMA_VERSION),),
             )
-        else:
-            _check_version(found[0])
+        _add_new_columns(db)
     return True
+
+
+def _add_new_columns(db: Any) -> None:
+    """Columns for record fields newer than the table (rows already there read the
+    field's default)."""
+    from psycopg import sql
+
+    present = _columns_of(db)
+    for column in COLUMNS:
+        if column not in present:
+            db.execute(
+                sql.SQL("ALTER TABLE hifly_items ADD COLUMN {} {} DEFAULT {}").format(
+                    sql.Identifier(column),
+                    sql.SQL(_TYPES.get(column, "TEXT")),
+                    sql.Literal(default_value(column)),
+                )
+            )
+
+
+def _columns_of(db: Any) -> set[str]:
+    query = (
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = 'hifly_items'"
+    )
+    return {row[0] for row in db.execute(query)}
+
+
+def _version(db: Any) -> int:
+    """The tables' version; 0 when there are none."""
+    if db.execute("SELECT to_regclass('hifly_meta')").fetchone()[0] is None:
+        return 0
+    found = db.execute("SELECT value FROM hifly_meta WHERE key = 'schema_version'").fetchone()
+    return int(found[0]) if found else 0
 
 
 def _check_tables(db: Any) -> bool:
     """Whether the tables are there (a read-only store makes none), of a version this
     hifly-batch reads."""
-    if db.execute("SELECT to_regclass('hifly_meta')").fetchone()[0] is None:
-        return False
-    found = db.execute("SELECT value FROM hifly_meta WHERE key = 'schema_version'").fetchone()
-    _check_version(found[0] if found else "0")
-    return True
+    version = _version(db)
+    _check_version(version)
+    return version > 0
 
 
-def _check_version(version: str) -> None:
-    if int(version) > SCHEMA_VERSION:
+def _check_version(version: int) -> None:
+    if version > SCHEMA_VERSION:
         raise StateError(
             f"the state database's tables are of version {version}, this hifly-batch "
             f"reads {SCHEMA_VERSION}; use the hifly-batch version that wrote them"
