@@ -3,13 +3,14 @@ a rerun that makes nothing, and the commands that read the state from it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hifly_batch.core.lifecycle import Status
@@ -59,6 +60,17 @@ def _run(campaign: Campaign, url: str, sandbox: Sandbox, **env: str) -> subproce
     )  # fmt: skip
 
 
+@contextlib.contextmanager
+def _paused(proc: subprocess.Popen[str]) -> Iterator[None]:
+    """``proc`` stopped (SIGSTOP) for the body: its connections stay open, and it does
+    nothing, however slow this machine is."""
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGCONT)
+
+
 def _records(url: str) -> dict[str, Record]:
     with PostgresState(url, "campaign", "sandbox", readonly=True) as store:
         return store.records()
@@ -79,12 +91,9 @@ def test_a_second_machine_is_refused_while_the_first_runs_then_makes_nothing(
         second = Campaign(tmp_path / "two", rows=3).write()  # a clone on another machine
         running = _run(first, pg_url, sandbox)
         _wait_for(lambda: creates(sandbox).get("video/create_by_tts"))
-        running.send_signal(signal.SIGSTOP)  # (mid-run however slowly the second starts)
-        try:
+        with _paused(running):  # (mid-run however slowly the second starts)
             refused = cli("run", "--no-progress", "--state", pg_url, str(second.manifest),
                           sandbox=sandbox)  # fmt: skip
-        finally:
-            running.send_signal(signal.SIGCONT)
         _, stderr = running.communicate(timeout=120)
         assert running.returncode == 0, stderr
         assert refused.code == 3, refused.stderr
@@ -113,7 +122,8 @@ def test_a_database_restarted_mid_run_is_waited_for_and_nothing_is_made_twice(
         campaign = Campaign(tmp_path / "c", rows=6).write()
         running = _run(campaign, pg_url, sandbox)
         _wait_for(lambda: creates(sandbox).get("video/create_by_tts"))
-        pg_server.stop()
+        with _paused(running):  # (so that the run meets the outage however slow the stop)
+            pg_server.stop()
         time.sleep(2.0)
         pg_server.start()
         _, stderr = running.communicate(timeout=120)
@@ -135,7 +145,8 @@ def test_a_database_gone_past_the_wait_stops_the_run_and_the_rerun_completes(
         running = _run(campaign, pg_url, sandbox, HIFLY_STATE_RETRY_SECONDS="1")
         sent = lambda: any(r.status is Status.SUBMITTING for r in _records(pg_url).values())  # noqa: E731
         _wait_for(sent)  # a create is on its way, its answer 3 s off
-        pg_server.stop()
+        with _paused(running):
+            pg_server.stop()
         _, stderr = running.communicate(timeout=120)
         assert running.returncode == 3, stderr
         assert "Traceback" not in stderr
