@@ -308,13 +308,17 @@ class Campaign:
                     records=dict(records),
                 )
                 save = functools.partial(self._save_lock, store, before, lock_file, world_lost)
-                outcome, known = self._carry_out(runner, save, scope)
+                outcome, known = self._carry_out(runner, store, save, scope)
             final = csv_report.report_records(self.graph, known, scope)
             report, review = self.write_reports(final)
         return RunResult(outcome, final, scope, report, review)
 
     def _carry_out(
-        self, runner: Scheduler, save: Callable[[], dict[str, Record]], scope: set[str] | None
+        self,
+        runner: Scheduler,
+        store: StateStore,
+        save: Callable[[], dict[str, Record]],
+        scope: set[str] | None,
     ) -> tuple[Outcome, dict[str, Record]]:
         """Run the scheduler, writing the lock file meanwhile and at the end; returns the
         outcome and the records as a run reads them. A run ended by an error saves what
@@ -323,9 +327,12 @@ class Campaign:
             with _saving_meanwhile(save):
                 outcome = runner.run()
         except BaseException as stop:
+            # As the run knew them, if the state cannot be read (a lost database).
+            known = {**runner.records, **{r.item: r for r in store.unsent()}}
             with contextlib.suppress(StateError, FileWriteError):  # its own error is the one
                 known = save()
-                if isinstance(stop, HiflyBatchError):  # ended by a fault: say how far it got
+            if isinstance(stop, HiflyBatchError):  # ended by a fault: say how far it got
+                with contextlib.suppress(FileWriteError):
                     self.write_reports(csv_report.report_records(self.graph, known, scope))
             raise
         return outcome, save()

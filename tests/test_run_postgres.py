@@ -17,7 +17,7 @@ from hifly_batch.core.lifecycle import Status
 from hifly_batch.runner.state import Record
 from hifly_batch.runner.state_postgres import PostgresState
 from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
-from tests.campaigns import Campaign, cli, creates
+from tests.campaigns import Campaign, cli, creates, report_rows
 from tests.conftest import SECRET_TOKEN
 from tests.pg import PgServer
 from tests.test_examples import copy_repo_campaigns
@@ -153,6 +153,8 @@ def test_a_database_gone_past_the_wait_stops_the_run_and_the_rerun_completes(
         journal = campaign.root / ".hifly" / "campaign.sandbox.journal"
         assert "the state database was lost" in stderr and str(journal) in stderr
         assert journal.exists()
+        report = {row["item"]: row for row in report_rows(campaign)}  # how far it got
+        assert len(report) == 7 and report["avatars.founder"]["task_id"]  # from the journal
         pg_server.start()
         sandbox.set_faults(Faults())
         again = cli("run", "--no-progress", "--state", pg_url, str(campaign.manifest),

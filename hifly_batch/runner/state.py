@@ -129,6 +129,11 @@ class StateStore(abc.ABC):
         the holder when another run has it; released when the holder ends, however it
         ends."""
 
+    def unsent(self) -> list[Record]:
+        """Records this store could not write and keeps elsewhere meanwhile (a lost
+        database's journal), oldest first."""
+        return []
+
     def __enter__(self) -> StateStore:
         return self
 

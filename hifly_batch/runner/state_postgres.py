@@ -171,6 +171,9 @@ class PostgresState(StateStore):
             records.update((r.item, r) for r in journal.behind(records, journal.read(self.journal)))
         return records
 
+    def unsent(self) -> list[Record]:
+        return journal.read(self.journal) if self.journal is not None else []
+
     def campaigns(self) -> list[tuple[str, str]]:
         """Every (campaign, api) this database keeps state of, this store's or not."""
         if not self._tables:
