@@ -382,7 +382,7 @@ def test_only_runs_matching_items_and_what_they_need(sandbox: Sandbox, tmp_path:
     assert nothing.code == 2 and "no item id matches" in nothing.stderr
 
 
-def test_deleted_output_is_downloaded_again(sandbox: Sandbox, tmp_path: Path, store: Store) -> None:
+def test_deleted_output_is_downloaded_again(sandbox: Sandbox, tmp_path: Path) -> None:
     campaign = Campaign(tmp_path / "c", rows=2).write()
     assert run(campaign, sandbox).code == 0
     gone = campaign.output_dir / "videos" / "welcome" / "c0001.mp4"
@@ -503,9 +503,7 @@ def test_slow_answers_grow_the_worker_pool(sandbox: Sandbox, tmp_path: Path) -> 
     assert statuses(slow) == {"done": 10}
 
 
-def test_a_second_ctrl_c_still_records_the_creates_already_answered(
-    tmp_path: Path, store: Store
-) -> None:
+def test_a_second_ctrl_c_still_records_the_creates_already_answered(tmp_path: Path) -> None:
     config = SandboxConfig(task_seconds=0.2, task_jitter=0.0, token=SECRET_TOKEN)
     with Sandbox(tmp_path / "w", config) as sandbox:
         campaign = Campaign(tmp_path / "c", rows=1).write()
