@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from hifly_batch.core.graph import ItemKind
 from hifly_batch.runner.creates import CREATE_KINDS
 from hifly_batch.runner.state import Record
 from hifly_batch.runner.state_file import FileState
+from hifly_batch.runner.state_postgres import PostgresState, is_database
 from hifly_batch.sandbox import Sandbox
 from hifly_batch.sandbox.media_maker import make_mp4, make_wav
 from tests.conftest import SECRET_TOKEN
@@ -93,6 +95,12 @@ videos:
 {self.extra_yaml}"""
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a CLI run: this process's, without HIFLY_* settings but
+    ``HIFLY_STATE``, which only a test sets (the ``store`` fixture: a database)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("HIFLY_") or k == "HIFLY_STATE"}
+
+
 @dataclass
 class Result:
     code: int
@@ -104,7 +112,7 @@ def cli(
     *args: str, sandbox: Sandbox | None = None, cwd: Path | None = None, timeout: float = 120
 ) -> Result:
     """Run ``python -m hifly_batch ARGS`` pointed at ``sandbox``; returns code and output."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HIFLY_")}
+    env = child_env()
     if sandbox is not None:
         env["HIFLY_BASE_URL"], env["HIFLY_TOKEN"] = sandbox.base_url, sandbox.token
     proc = subprocess.run(
@@ -121,7 +129,7 @@ def cli(
 
 
 def popen(*args: str, sandbox: Sandbox) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HIFLY_")}
+    env = child_env()
     env["HIFLY_BASE_URL"], env["HIFLY_TOKEN"] = sandbox.base_url, sandbox.token
     return subprocess.Popen(
         [sys.executable, "-m", "hifly_batch", *args],
@@ -149,12 +157,46 @@ def state_path(campaign: Campaign) -> Path:
     return campaign.root / ".hifly" / "campaign.state.db"
 
 
+def state_database() -> str | None:
+    """The database the runs keep their state in (``HIFLY_STATE``); None for the file."""
+    url = os.environ.get("HIFLY_STATE")
+    return url if url and is_database(url) else None
+
+
 def read_state(campaign: Campaign) -> dict[str, Record]:
-    """Every record, read through a read-only store as ``status`` reads it ({} before any)."""
+    """Every record, read through a read-only store as ``status`` reads it ({} before any):
+    from the state file, or from the database when ``HIFLY_STATE`` names one."""
+    url = state_database()
+    if url is not None:
+        return database_records(url)
     if not state_path(campaign).exists():
         return {}
     with FileState(state_path(campaign), readonly=True) as store:
         return store.records()
+
+
+def database_records(url: str, campaign: str = "campaign") -> dict[str, Record]:
+    """A campaign's records in a database: those made on a sandbox, else on the service."""
+    for api in ("sandbox", "service"):
+        with PostgresState(url, campaign, api, readonly=True) as store:
+            records = store.records()
+        if records:
+            return records
+    return {}
+
+
+def lose_state(campaign: Campaign) -> None:
+    """Delete the campaign's state, as a new machine or an evicted CI cache has none:
+    ``.hifly/`` beside the manifest and, when the state is in a database, the campaign's
+    rows there (the database itself, shared, stays)."""
+    shutil.rmtree(campaign.root / ".hifly")
+    url = state_database()
+    if url is not None:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as db, db.transaction():
+            for table in ("hifly_items", "hifly_campaigns"):
+                db.execute(f"DELETE FROM {table} WHERE campaign = %s", ("campaign",))
 
 
 def is_temporary(path: Path) -> bool:

@@ -4,15 +4,19 @@ Two guards run around every test: it starts in its own empty folder with no
 HIFLY_* variables (so nothing can reach the user's state or send a real
 token), and nothing it prints or writes may contain the sandbox token.
 Tests of the PostgreSQL state store get a real server (``pg_server``) and a
-fresh database each (``pg_url``).
+fresh database each (``pg_url``); end-to-end tests that take ``store`` run once
+with the state in its file and once in a database (``HIFLY_STATE``).
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
 import signal
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,7 +41,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """An empty working folder, temporary files (crash logs included) where the token scan
     looks, and no HIFLY_* variables from the developer's shell."""
-    for name in ("HIFLY_TOKEN", "HIFLY_BASE_URL"):
+    for name in ("HIFLY_TOKEN", "HIFLY_BASE_URL", "HIFLY_STATE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     scratch = tmp_path_factory.mktemp("tmp")
@@ -68,6 +72,52 @@ def pg_url(pg_server: pg.PgServer) -> str:
     """The connection string of a new, empty database on the running server."""
     pg_server.start()  # an earlier test may have stopped it
     return pg_server.create_database()
+
+
+@dataclass
+class Store:
+    """Where the CLI runs of a test keep the campaign's state: ``file`` (the default,
+    ``.hifly/`` beside the manifest) or ``postgresql`` (a database of its own, named to
+    every run by ``HIFLY_STATE``)."""
+
+    kind: str
+    monkeypatch: pytest.MonkeyPatch
+    server: pg.PgServer | None = None
+
+    @property
+    def in_database(self) -> bool:
+        return self.kind == "postgresql"
+
+    @property
+    def url(self) -> str | None:
+        """The database the runs use now; None for the file."""
+        return os.environ.get("HIFLY_STATE") if self.in_database else None
+
+    def new_database(self) -> str:
+        """Point later runs at a new, empty database (another machine's, or a state
+        lost); returns its URL. Only for the ``postgresql`` store."""
+        assert self.server is not None, "the file store has no database"
+        url = self.server.create_database()
+        self.monkeypatch.setenv("HIFLY_STATE", url)
+        return url
+
+    def lose(self, root: Path) -> None:
+        """Lose the state of the campaign beside ``root``'s manifest, as a new machine
+        has none: ``.hifly/`` goes (the file, or only the run locks beside it), and the
+        runs go on with a new, empty database."""
+        shutil.rmtree(root / ".hifly")
+        if self.in_database:
+            self.new_database()
+
+
+@pytest.fixture(params=["file", "postgresql"])
+def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Store:
+    """The state store the CLI runs of the test use. ``postgresql`` asks for a database
+    only when it runs, so a run of the file variants alone starts no server."""
+    if request.param == "file":
+        return Store("file", monkeypatch)
+    monkeypatch.setenv("HIFLY_STATE", request.getfixturevalue("pg_url"))
+    return Store("postgresql", monkeypatch, request.getfixturevalue("pg_server"))
 
 
 @pytest.hookimpl(wrapper=True)

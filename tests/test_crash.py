@@ -23,6 +23,11 @@ once recorded, and, after a run that finished, hold everything the state has
 made. Once during the torture and once at the end the local state (``.hifly/``)
 is deleted, as on a new machine: the lock file alone must then carry the
 campaign, and at the end nothing at all is created or uploaded again.
+
+A third torture keeps the state in PostgreSQL (``HIFLY_STATE``): there losing the
+local state also deletes the campaign's rows in the database, and after every kill
+the campaign's lock in the database must be free again, the killed run's session
+having ended with it.
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ import csv
 import io
 import json
 import random
-import shutil
 import subprocess
 import threading
 import time
@@ -47,6 +51,7 @@ from hifly_batch.core.lifecycle import Status
 from hifly_batch.reports.csv_report import COLUMNS
 from hifly_batch.runner import lockfile
 from hifly_batch.runner.state import Record
+from hifly_batch.runner.state_postgres import DatabaseLocked, PostgresState
 from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig
 from hifly_batch.sandbox.faults import RequestKind
 from hifly_batch.sandbox.routes import classify
@@ -56,11 +61,11 @@ from tests.campaigns import (
     cli,
     create_endpoint,
     creates,
+    lose_state,
     output_files,
     popen,
     read_state,
     report_rows,
-    state_path,
     temporary_files,
 )
 from tests.conftest import SECRET_TOKEN
@@ -68,6 +73,11 @@ from tests.conftest import SECRET_TOKEN
 SEED = 4_20_2024
 KILLS = 36
 ROWS = 60
+# The torture with the state in PostgreSQL: fewer kills, a smaller campaign.
+PG_KILLS = 24
+PG_ROWS = 40
+# A killed run's session ends with its process; the server may take a moment to notice.
+LOCK_FREED_WITHIN = 10.0
 # Long texts make outputs of about 100 kB, so downloads take long enough to be hit.
 LONG_TEMPLATE = "{{ row.name }}您好，感谢您选择{{ vars.brand }}。" + "好" * 6000
 CONFIG = SandboxConfig(task_seconds=0.05, task_jitter=0.1, token=SECRET_TOKEN)
@@ -234,6 +244,10 @@ class Torture:
     largest_lag: float = 0.0  # of a create that left its item uncertain, from the kill
     killed_wall: float = 0.0
     creates_unsent: int = 0  # left submitting by a kill before their request was written
+    # Called the moment a killed run has been reaped, before anything else looks at it.
+    after_kill: Callable[[], None] | None = None
+    runs: int = 0  # in all, once the torture is over
+    seconds: float = 0.0
 
     @property
     def kills(self) -> int:
@@ -367,8 +381,9 @@ class Torture:
         ]
 
     def lose_state(self, when: str) -> int:
-        """Delete ``.hifly/``, as a new machine or an evicted CI cache has none; returns how
-        many items the next run may create again (:meth:`unrecorded`)."""
+        """Delete ``.hifly/`` (and, with the state in a database, the campaign's rows there),
+        as a new machine or an evicted CI cache has none; returns how many items the next run
+        may create again (:meth:`unrecorded`)."""
         local = read_state(self.campaign)
         unrecorded = self.unrecorded()
         for record in local.values():  # their outputs stay until the item is made again
@@ -377,7 +392,7 @@ class Torture:
                 self.lost_tasks.setdefault(record.item, set()).add(record.task_id)
         self.relinquished.update(r.item for r in unrecorded)
         made = sum(_made_or_maybe(r) for r in local.values())
-        shutil.rmtree(state_path(self.campaign).parent)
+        lose_state(self.campaign)  # .hifly/, and the campaign's rows in a database
         self.epoch += 1
         mid_create = sum(_is_uncertain(r) for r in unrecorded)
         self.state_losses.append(
@@ -533,6 +548,8 @@ def one_killed_run(
     killed_at = switch.killed_at.pop(proc.pid, None)
     torture.killed_wall = switch.killed_wall.pop(proc.pid, 0.0)
     if proc.returncode == -9:
+        if torture.after_kill is not None:
+            torture.after_kill()
         torture.phases[phase] += 1
         torture.kills_with_lock += lock_file(torture.campaign).exists()
         assert killed_at is not None
@@ -608,21 +625,79 @@ def assert_videos_are_their_tasks(
 def test_sigkill_at_random_moments_loses_nothing_and_pays_once(
     tmp_path: Path, faults: Faults
 ) -> None:
+    torture_campaign(tmp_path, faults, kills=KILLS, rows=ROWS)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_with_the_state_in_postgresql(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same torture with the state in a PostgreSQL database (``HIFLY_STATE``), fewer
+    kills on a smaller campaign. Losing the local state deletes ``.hifly/`` and the
+    campaign's rows in the database. After every kill the campaign's lock in the database is
+    free again: the killed run's session ended with its process, and the next run is not
+    refused."""
+    monkeypatch.setenv("HIFLY_STATE", pg_url)
+    waits: list[tuple[float, int]] = []
+
+    def lock_is_free() -> None:
+        waits.append(wait_for_the_run_lock(pg_url, within=LOCK_FREED_WITHIN))
+
+    torture = torture_campaign(tmp_path, Faults(), kills=PG_KILLS, rows=PG_ROWS,
+                               after_kill=lock_is_free)  # fmt: skip
+    assert len(waits) == torture.kills >= 20
+    assert wait_for_the_run_lock(pg_url, within=0.0)[1] == 0  # and free at the end
+    print(
+        f"  database lock: free after each of the {len(waits)} kills, taken at most "
+        f"{max(w for w, _ in waits) * 1000:.1f} ms after the killed run was reaped; "
+        f"{sum(r > 0 for _, r in waits)} kills left it held for a moment "
+        f"({sum(r for _, r in waits)} refusals in all, {LOCK_FREED_WITHIN:g} s allowed)"
+    )
+
+
+def wait_for_the_run_lock(url: str, *, within: float) -> tuple[float, int]:
+    """How long until a run could take the campaign's lock in the database (seconds, from
+    now to the lock taken, a connection included), and how many times it was refused
+    meanwhile; fails once refused for ``within`` seconds."""
+    started = time.monotonic()
+    refused = 0
+    while True:
+        try:
+            with PostgresState(url, "campaign", "sandbox") as store, store.run_lock():
+                return time.monotonic() - started, refused
+        except DatabaseLocked as held:
+            refused += 1
+            waited = time.monotonic() - started
+            assert waited < within, f"still held {waited:.1f} s after the kill: {held}"
+            time.sleep(0.01)
+
+
+def torture_campaign(
+    tmp_path: Path,
+    faults: Faults,
+    *,
+    kills: int,
+    rows: int,
+    after_kill: Callable[[], None] | None = None,
+) -> Torture:
+    """Kill ``kills`` runs of a campaign of ``rows`` videos at random moments (seed
+    ``SEED``), finish it, then check it lost nothing and paid once, and print the figures.
+    ``after_kill`` is called as each killed run is reaped."""
     rng = random.Random(SEED)
     started = time.monotonic()
     with Sandbox(tmp_path / "world", CONFIG) as sandbox:
         sandbox.set_faults(faults)
-        campaign = Campaign(tmp_path / "c", rows=ROWS, concurrency=8, template=LONG_TEMPLATE)
+        campaign = Campaign(tmp_path / "c", rows=rows, concurrency=8, template=LONG_TEMPLATE)
         campaign.write()
-        torture = Torture(campaign, sandbox)
+        torture = Torture(campaign, sandbox, after_kill=after_kill)
         switch = KillSwitch(sandbox)
         # Once during the torture, when there is a lock file, the local state is lost between
         # two runs: right after a kill, preferably one whose work the state alone records.
-        lose_state_after = rng.randrange(KILLS // 4, 3 * KILLS // 4)
+        lose_state_after = rng.randrange(kills // 4, 3 * kills // 4)
         runs = 0
-        while torture.kills < KILLS:
+        while torture.kills < kills:
             runs += 1
-            assert runs < 4 * KILLS, "the runs stopped reaching the kill points"
+            assert runs < 4 * kills, "the runs stopped reaching the kill points"
             killed = one_killed_run(torture, switch, rng, resubmit=rng.random() < 0.25)
             if (
                 killed
@@ -632,7 +707,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_pays_once(
                 and (torture.unrecorded() or torture.kills >= lose_state_after + 8)
             ):
                 torture.lose_state(f"after kill {torture.kills} (run {runs})")
-            if torture.finished_runs and torture.kills < KILLS and _all_done(torture):
+            if torture.finished_runs and torture.kills < kills and _all_done(torture):
                 campaign.rows += 10  # keep work coming so later kills hit real work
                 campaign.write()
         assert torture.epoch == 1, "the local state was never lost during the torture"
@@ -720,10 +795,12 @@ def test_sigkill_at_random_moments_loses_nothing_and_pays_once(
         )
         for loss in torture.state_losses:
             print(f"  local state deleted {loss}")
+        torture.runs, torture.seconds = runs, time.monotonic() - started
         print(
             f"  then a run from the lock file alone: 0 creates, 0 uploads, 0 downloads, "
             f"{len(report)} items done"
         )
+    return torture
 
 
 def _downloads(sandbox: Sandbox) -> int:

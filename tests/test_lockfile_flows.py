@@ -24,10 +24,11 @@ from typing import Any
 import pytest
 
 from hifly_batch.commands.init import GITATTRIBUTES, GITIGNORE
+from hifly_batch.runner.state_file import FileState
 from hifly_batch.sandbox import Faults, Sandbox
 from hifly_batch.sandbox.media_maker import make_mp4
-from tests.campaigns import Campaign, Result, cli, creates, popen
-from tests.conftest import FAST, SECRET_TOKEN
+from tests.campaigns import Campaign, Result, cli, creates, database_records, popen
+from tests.conftest import FAST, SECRET_TOKEN, Store
 
 # The real service, as far as the client can tell: no X-HiFly-Sandbox header.
 SERVICE = dataclasses.replace(FAST, identify=False, token=SECRET_TOKEN)
@@ -179,12 +180,27 @@ def video(key: str) -> str:
     return f"videos.welcome[{key}]"
 
 
+def assert_state_kept(root: Path, store: Store, items: int) -> None:
+    """The runs of the campaign in ``root`` keep their state where ``store`` says: the
+    state file beside the manifest, or the database (and then no state file at all)."""
+    state_file = root / ".hifly" / "campaign.state.db"
+    if store.in_database:
+        assert store.url is not None and not state_file.exists()
+        records = database_records(store.url)
+    else:
+        with FileState(state_file, readonly=True) as state:
+            records = state.records()
+    assert len(records) == items, sorted(records)
+
+
 # 1. A fresh clone ---------------------------------------------------------------------
 
 
 def test_a_fresh_clone_downloads_what_the_lock_file_records_and_makes_nothing(
-    service: Sandbox, tmp_path: Path
+    service: Sandbox, tmp_path: Path, store: Store
 ) -> None:
+    """With the state in a database, the clone is another machine's with a database of its
+    own: only the lock file travels."""
     origin = Campaign(tmp_path / "origin", rows=10, rate="1.2").write()
     first = run(origin.manifest, service)
     assert first.code == 0, first.stderr
@@ -194,8 +210,11 @@ def test_a_fresh_clone_downloads_what_the_lock_file_records_and_makes_nothing(
     assert len(originals) == 10
     before = made(service)
     assert before["voice/edit"] == 1  # the rate was set once, on the first run
+    assert_state_kept(origin.root, store, items=14)
 
     clone = clone_copy(origin.root, tmp_path / "clone")
+    if store.in_database:
+        store.new_database()
     keys = [f"c{n:04d}" for n in range(1, 11)]
     actions = plan_actions(clone)
     assert {video(k): actions.get(video(k)) for k in keys} == {video(k): "download" for k in keys}
@@ -208,6 +227,8 @@ def test_a_fresh_clone_downloads_what_the_lock_file_records_and_makes_nothing(
     assert outputs(clone) == originals  # every video, byte for byte
     lock = "campaign.lock"
     assert (clone / lock).read_bytes() == (origin.root / lock).read_bytes()  # the same record
+    # The videos it downloaded; the rest it skipped, read from the lock file.
+    assert_state_kept(clone, store, items=10)
 
     add_row(clone, "c0011", first=False)
     add_row(clone, "c0012", first=False)
@@ -215,13 +236,14 @@ def test_a_fresh_clone_downloads_what_the_lock_file_records_and_makes_nothing(
     assert result.code == 0, result.stderr
     assert new(made(service), before) == {f"create {VIDEO_CREATE}": 2}
     assert len(outputs(clone)) == 12
+    assert_state_kept(clone, store, items=12)
 
 
 # 2. A rerun that does nothing --------------------------------------------------------
 
 
 def test_a_rerun_with_nothing_to_do_leaves_the_lock_file_byte_identical_and_clean(
-    service: Sandbox, tmp_path: Path
+    service: Sandbox, tmp_path: Path, store: Store
 ) -> None:
     campaign = Campaign(tmp_path / "c", rows=3, rate="1.2").write()
     assert run(campaign.manifest, service).code == 0
@@ -233,11 +255,15 @@ def test_a_rerun_with_nothing_to_do_leaves_the_lock_file_byte_identical_and_clea
     assert result.code == 0, result.stderr
     assert new(made(service), before) == {}
     assert lock.read_bytes() == written
+    assert_state_kept(campaign.root, store, items=7)
 
     text = written.decode("utf-8")
     for secret in {SECRET_TOKEN, service.token}:
         assert secret not in text
-    for machine in (str(tmp_path), service.base_url, "127.0.0.1", str(Path.home())):
+    machines = [str(tmp_path), service.base_url, "127.0.0.1", str(Path.home())]
+    if store.url is not None:  # nor where the database is
+        machines += [store.url, store.url.split("?")[0], store.url.split("host=")[1]]
+    for machine in machines:
         assert machine not in text, machine
     assert text.endswith("\n") and not text.endswith("\n\n")
     lines = text.splitlines()
@@ -446,9 +472,12 @@ def test_a_rehearsal_keeps_its_own_lock_file_and_a_copy_makes_nothing_again(
 # 6. A run killed outright -----------------------------------------------------------------
 
 
-def test_a_run_killed_outright_has_recorded_most_of_what_it_made(tmp_path: Path) -> None:
+def test_a_run_killed_outright_has_recorded_most_of_what_it_made(
+    tmp_path: Path, store: Store
+) -> None:
     """The lock file is written during a run too (every few seconds), so a SIGKILLed run
-    whose state is then lost pays again only for what it made since the last write."""
+    whose state is then lost (its file, or its database) pays again only for what it made
+    since the last write."""
     slow = dataclasses.replace(SERVICE, task_seconds=0.6, task_jitter=0.0, max_generating=2)
     with Sandbox(tmp_path / "world", slow) as sandbox:
         campaign = Campaign(tmp_path / "c", rows=40, concurrency=2).write()
@@ -465,7 +494,7 @@ def test_a_run_killed_outright_has_recorded_most_of_what_it_made(tmp_path: Path)
         recorded = [r for r in lock_lines(campaign.root) if r["id"].startswith("videos.")]
         assert recorded and all(r.get("task_id") for r in recorded)
         assert at_kill < campaign.rows, "the run was not killed half way"
-        shutil.rmtree(campaign.root / ".hifly")
+        store.lose(campaign.root)
         again = run(campaign.manifest, sandbox)
         assert again.code == 0, again.stderr
         lost = at_kill - len(recorded)  # made after the last write: made again
