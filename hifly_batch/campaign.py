@@ -159,7 +159,7 @@ class Campaign:
         local: dict[str, Record] = {}
         sandbox = self.sandbox
         if self._has_state():
-            with self._open_state(readonly=True, sandbox=sandbox) as store:
+            with self._open_reading() as store:
                 store.check_campaign(self.manifest.name)
                 local = self._current(store.records())
                 sandbox = sandbox or store.claimed().get("api") == "sandbox"
@@ -169,6 +169,19 @@ class Campaign:
     def _has_state(self) -> bool:
         """Whether there may be a state to read (a database always may)."""
         return self.state_url is not None or self.state_path.exists()
+
+    def _open_reading(self) -> StateStore:
+        """The store to read (``--sandbox``: the rehearsal's). A database keeps a campaign's
+        rehearsals apart from its real runs; without ``--sandbox`` it reads the real runs'
+        records, or the rehearsal's where there are none, as a state file that a
+        rehearsal made is read."""
+        store = self._open_state(readonly=True, sandbox=self.sandbox)
+        if self.sandbox or self.state_url is None or store.claimed():
+            return store
+        rehearsal = self._open_state(readonly=True, sandbox=True)
+        chosen, other = (rehearsal, store) if rehearsal.claimed() else (store, rehearsal)
+        other.close()
+        return chosen
 
     def _open_state(self, *, readonly: bool = False, sandbox: bool = False) -> StateStore:
         """The campaign's state store: the database's records of this campaign on this
@@ -286,9 +299,9 @@ class Campaign:
             lock_file = self.lock_path(sandbox=sandbox)
             state_folder = self.manifest.root / STATE_FOLDER
             with (
-                campaign_lock(lock_file, state_folder),
                 self._open_state(sandbox=sandbox) as store,
-                store.run_lock(),
+                store.run_lock(),  # (first: a database's refusal names the holder's host)
+                campaign_lock(lock_file, state_folder),
             ):
                 store.claim("sandbox" if sandbox else "service", self.manifest.name)
                 before = self._current(store.settle_interrupted())

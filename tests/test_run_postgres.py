@@ -4,6 +4,7 @@ a rerun that makes nothing, and the commands that read the state from it."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -163,3 +164,23 @@ def test_a_database_gone_past_the_wait_stops_the_run_and_the_rerun_completes(
         assert not journal.exists()
         assert {r.status for r in _records(pg_url).values()} == {Status.DONE}
         _each_made_once(sandbox, 3)
+
+
+def test_without_sandbox_the_real_runs_records_are_read_or_else_the_rehearsals(
+    sandbox: Sandbox, tmp_path: Path, pg_url: str
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=2).write()
+    ran = cli("run", "--no-progress", "--state", pg_url, str(campaign.manifest), sandbox=sandbox)
+    assert ran.code == 0, ran.stderr  # a sandbox by its answers: its records are a rehearsal's
+
+    def statuses(*options: str) -> dict[str, str]:
+        shown = cli("status", "--json", "--state", pg_url, *options, str(campaign.manifest))
+        assert shown.code == 0, shown.stderr
+        return {row["item"]: row["status"] for row in json.loads(shown.stdout)}
+
+    assert set(statuses().values()) == {"done"} and len(statuses()) == 6
+    with PostgresState(pg_url, "campaign", "service") as real:  # then a real run began
+        real.claim("service", "campaign")
+        real.put(Record("assets.founder_clip", "assets", "upload", status=Status.FAILED))
+    assert statuses()["assets.founder_clip"] == "failed"
+    assert statuses("--sandbox")["assets.founder_clip"] == "done"

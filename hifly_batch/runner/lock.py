@@ -36,7 +36,7 @@ class CampaignLocked(StateError):
     def __init__(self, lock_file: Path, holder: str) -> None:
         super().__init__(
             f"{lock_file}: another hifly-batch run of this campaign is under way ({holder}), "
-            "with another state file; two runs at once would each pay for what the other "
+            "with another state; two runs at once would each pay for what the other "
             "makes. Wait for it to finish, or stop it (its progress is saved) and run again"
         )
 
