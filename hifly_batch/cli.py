@@ -32,7 +32,7 @@ COMMANDS = (
     "report",
     "voices",
     "credit",
-    "state",
+    "state_copy",
     "sandbox_serve",
 )
 

@@ -122,7 +122,7 @@ def test_a_second_run_of_a_campaign_under_way_is_refused(tmp_path: Path, second_
                 os.link(state_path(campaign), alias)
             second = run(campaign, sandbox, "--state", str(alias))
             expected = {"symlink": "another hifly-batch run is using this state",
-                        "hard link": "another hifly-batch run of this campaign",
+                        "hard link": "using this state file (by another path to the same file)",
                         "another state": "another hifly-batch run of this campaign"}  # fmt: skip
             assert second.code == 3 and expected[second_state] in second.stderr, second.stderr
         finally:

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Mapping
 
 from hifly_batch import console
-from hifly_batch.runner.state_copy import copy_state
+from hifly_batch.runner.copy_state import copy_state
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
