@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import threading
 import time
@@ -45,6 +46,7 @@ from hifly_batch.runner.state import Record, StateStore, open_state, prior_state
 from hifly_batch.runner.state_postgres import is_database, shown
 
 STATE_FOLDER = ".hifly"
+log = logging.getLogger(__name__)
 LOCK_SAVE_SECONDS = 5.0  # during a run; it is also written at its end
 LOCK_SAVE_SHARE = 20  # ... and never more often than every 20 times one write's time
 
@@ -104,13 +106,18 @@ class Campaign:
         sandbox rehearsal keeps its own (``<name>.sandbox.state.db``): the
         avatars and voices it made exist only in the sandbox, so a real run
         must not take them as done. A ``postgresql://`` state is a database that
-        keeps many campaigns, each rehearsal apart from its real runs (SPEC §5).
+        keeps many campaigns, each rehearsal apart from its real runs (SPEC §5); but
+        a ``sandbox`` rehearsal, whose sandbox world is this folder's own, keeps its
+        state beside the manifest, so that two folders' rehearsals never meet there.
         """
         loaded = load_campaign(Path(path))
         manifest = loaded.manifest
         kind = ".sandbox" if sandbox else ""
         default = manifest.root / STATE_FOLDER / f"{manifest.name}{kind}.state.db"
         if state is not None and is_database(str(state)):
+            if sandbox:
+                log.info("a --sandbox rehearsal keeps its state in %s, beside its world", default)
+                return cls(manifest, build_graph(loaded), default, sandbox)
             return cls(manifest, build_graph(loaded), default, sandbox, str(state))
         state_path = Path(state) if state else default
         return cls(manifest, build_graph(loaded), state_path, sandbox)

@@ -103,6 +103,13 @@ def test_a_database_of_several_campaigns_needs_the_campaign_named(
     assert absent.code == 2 and "no records of campaign 'winter' on the sandbox" in absent.stderr
 
 
+def test_one_database_spelled_twice_is_one_state(made: Campaign, pg_url: str) -> None:
+    assert cli("state", "copy", str(state_path(made)), pg_url).code == 0
+    respelled = pg_url.replace("postgresql://", "postgres://")
+    same = cli("state", "copy", "--force", pg_url, respelled)
+    assert same.code == 2 and "FROM and TO are the same state" in same.stderr, same.stderr
+
+
 def test_a_state_a_run_holds_is_not_copied(made: Campaign, pg_url: str, tmp_path: Path) -> None:
     with PostgresState(pg_url, "campaign", "sandbox") as running, running.run_lock():
         into = cli("state", "copy", str(state_path(made)), pg_url)
@@ -117,6 +124,12 @@ def test_a_state_a_run_holds_is_not_copied(made: Campaign, pg_url: str, tmp_path
 def test_copies_that_cannot_be_meant_are_usage_errors(made: Campaign, tmp_path: Path) -> None:
     path = str(state_path(made))
     assert cli("state", "copy", path, path).code == 2
+    (tmp_path / "alias.db").symlink_to(path)
+    alias = cli("state", "copy", path, str(tmp_path / "alias.db"))
+    assert alias.code == 2 and "FROM and TO are the same state" in alias.stderr
+    (tmp_path / "plain").write_text("a file, not a folder")
+    under_a_file = cli("state", "copy", path, str(tmp_path / "plain" / "x.db"))
+    assert under_a_file.code == 3 and "cannot be written" in under_a_file.stderr
     wrong = cli("state", "copy", "--campaign", "autumn", path, str(tmp_path / "x.db"))
     assert wrong.code == 2 and "holds campaign 'campaign', not 'autumn'" in wrong.stderr
     missing = cli("state", "copy", str(tmp_path / "none.db"), str(tmp_path / "x.db"))

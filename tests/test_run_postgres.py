@@ -25,20 +25,36 @@ from tests.test_examples import copy_repo_campaigns
 
 
 def test_a_run_keeps_its_state_in_the_database_and_a_rerun_makes_nothing(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, pg_url: str, sandbox: Sandbox
 ) -> None:
     manifest = copy_repo_campaigns(tmp_path) / "quickstart.yaml"
-    first = cli("run", "--sandbox", "--no-progress", "--state", pg_url, str(manifest))
+    first = cli("run", "--no-progress", "--state", pg_url, str(manifest), sandbox=sandbox)
     assert first.code == 0, first.stderr
-    assert not (manifest.parent / ".hifly" / "quickstart.sandbox.state.db").exists()
-    plan = cli("plan", "--sandbox", "--json", "--state", pg_url, str(manifest))
+    assert not list((manifest.parent / ".hifly").glob("*.state.db"))
+    plan = cli("plan", "--json", "--state", pg_url, str(manifest))
     assert plan.code == 0, plan.stderr
     assert '"create"' not in plan.stdout and '"skip"' in plan.stdout
-    status = cli("status", "--sandbox", "--state", pg_url, str(manifest))
+    status = cli("status", "--state", pg_url, str(manifest))
     assert status.code == 0 and "done" in status.stdout, status.stdout + status.stderr
-    again = cli("run", "--sandbox", "--no-progress", "--state", pg_url, str(manifest))
+    made = creates(sandbox)
+    again = cli("run", "--no-progress", "--state", pg_url, str(manifest), sandbox=sandbox)
     assert again.code == 0, again.stderr
+    assert creates(sandbox) == made
     assert pg_url.split("?")[0] not in first.stderr + again.stderr + status.stdout
+
+
+def test_in_process_rehearsals_keep_their_state_beside_their_world(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """``--sandbox`` makes a sandbox world in each folder: two folders' rehearsals with one
+    database must not read each other's records, which name tasks of another world."""
+    for folder in ("one", "two"):
+        manifest = copy_repo_campaigns(tmp_path / folder) / "quickstart.yaml"
+        ran = cli("run", "--sandbox", "--no-progress", "--state", pg_url, str(manifest))
+        assert ran.code == 0, ran.stderr
+        assert (manifest.parent / ".hifly" / "quickstart.sandbox.state.db").exists()
+    with PostgresState(pg_url, "quickstart", "sandbox", readonly=True) as store:
+        assert store.records() == {}
 
 
 # Teams: two machines, and a database that goes away mid-run ------------------------

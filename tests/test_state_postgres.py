@@ -4,6 +4,9 @@ started by the test)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import threading
 import time
 from dataclasses import replace
@@ -153,3 +156,80 @@ def columns(url: str) -> set[str]:
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'hifly_items'"
         )
         return {row[0] for row in rows}
+
+
+def test_a_write_waiting_for_the_database_is_already_in_the_journal(
+    pg_server: PgServer, pg_url: str, tmp_path: Path
+) -> None:
+    """A kill (a CI runner's SIGKILL after its SIGTERM) during the wait loses nothing."""
+    store = store_of(pg_url, tmp_path, retry=60)
+    with store, store.run_lock():
+        store.claim("service", "spring")
+        store.put(SENT)
+        pg_server.stop()
+        writing = threading.Thread(target=store.put, args=(ANSWERED,))
+        writing.start()
+        deadline = time.monotonic() + 10
+        while not journal.read(tmp_path / "spring.journal") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert journal.read(tmp_path / "spring.journal") == [ANSWERED]
+        pg_server.start()
+        writing.join()
+        assert store.get(SENT.item) == ANSWERED
+    assert not (tmp_path / "spring.journal").exists()  # written after all
+
+
+def test_a_database_that_stops_answering_is_cut_off_not_waited_for_forever(
+    pg_url: str, tmp_path: Path
+) -> None:
+    store = store_of(pg_url, tmp_path, retry=1)
+    with store, store.run_lock():
+        store.claim("service", "spring")
+        store.put(SENT)
+        backend = store._use(lambda db: db.execute("SELECT pg_backend_pid()").fetchone()[0])
+        os.kill(backend, signal.SIGSTOP)  # a frozen host: the connection stays open, mute
+        try:
+            started = time.monotonic()
+            with pytest.raises(StateError, match="the state database was lost"):
+                store.put(ANSWERED)
+            assert time.monotonic() - started < 15
+        finally:
+            os.kill(backend, signal.SIGCONT)
+    assert journal.read(tmp_path / "spring.journal") == [ANSWERED]
+
+
+def test_a_user_without_the_rights_a_state_needs_is_told_which(pg_url: str, tmp_path: Path) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("CREATE ROLE reader LOGIN")  # (PostgreSQL 15: no CREATE on public)
+    as_reader = pg_url.replace("postgres@", "reader@")
+    with pytest.raises(StateError, match="may not do what a state needs") as caught:
+        store_of(as_reader, tmp_path, retry=0)
+    assert "permission denied for schema public" in str(caught.value)
+    assert str(caught.value).startswith("postgresql://reader@")
+
+
+def test_tables_changed_by_hand_and_an_unreadable_journal_are_said_not_crashed(
+    pg_url: str, tmp_path: Path
+) -> None:
+    with store_of(pg_url, tmp_path, retry=0):
+        pass
+    (tmp_path / "spring.journal").mkdir()
+    unreadable = pytest.raises(StateError, match="journal of a lost state database cannot be")
+    with store_of(pg_url, tmp_path, retry=0, readonly=True) as reading, unreadable:
+        reading.records()
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("UPDATE hifly_meta SET value = 'abc' WHERE key = 'schema_version'")
+    with pytest.raises(StateError, match=r"^postgresql://postgres@.*schema_version 'abc'"):
+        store_of(pg_url, tmp_path, retry=0)
+
+
+def test_a_released_lock_names_nobody(pg_url: str, tmp_path: Path) -> None:
+    with store_of(pg_url, tmp_path, retry=0) as store:
+        with store.run_lock():
+            assert holders(pg_url) == [(socket.gethostname(), os.getpid())]
+        assert holders(pg_url) == []
+
+
+def holders(url: str) -> list[tuple[str, int]]:
+    with psycopg.connect(url) as db:
+        return [(h, p) for h, p in db.execute("SELECT host, pid FROM hifly_locks")]

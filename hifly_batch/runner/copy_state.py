@@ -12,6 +12,7 @@ campaign is left alone unless ``force``: they may be the newer ones.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from hifly_batch.errors import UsageError
 from hifly_batch.runner.state import Record, StateStore, open_state
@@ -41,7 +42,7 @@ def copy_state(
     state onto itself, a campaign that is not in the source, a target that already has
     records without ``force``) and :class:`StateError` when a state cannot be read or
     written or a run holds it."""
-    if source == target:
+    if _same(source, target):
         raise UsageError(f"{_shown(source)}: FROM and TO are the same state; nothing to copy")
     name, api = _identity(source, campaign, sandbox)
     with (
@@ -99,6 +100,18 @@ def _records_of(store: StateStore, campaign: str, api: str) -> dict[str, Record]
     if not records:
         raise UsageError(f"{store.where}: no records of campaign {campaign!r} on the {api}")
     return records
+
+
+def _same(source: str, target: str) -> bool:
+    """Whether two spellings name one state: one database (whatever the scheme's spelling
+    or the password), or one file (whatever the path's)."""
+    if is_database(source) or is_database(target):
+        both = is_database(source) and is_database(target)
+        return both and shown(source) == shown(target) != "postgresql://…"
+    try:
+        return Path(source).samefile(target)
+    except OSError:  # (one of them is not there yet)
+        return False
 
 
 def _shown(where: str) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from hifly_batch.core.lifecycle import Status
+from hifly_batch.runner.errors import StateError
 from hifly_batch.runner.state import COLUMNS, Record, encode, record_of
 
 # A record of the database still in one of these, for the same attempt as a journaled
@@ -46,11 +47,17 @@ def append(path: Path, records: Iterable[Record]) -> int:
 
 def read(path: Path) -> list[Record]:
     """The journal's records, oldest first; none when there is no journal. Lines that
-    do not read as a record (cut short by a kill) are skipped."""
+    do not read as a record (cut short by a kill) are skipped. :class:`StateError` when
+    it cannot be read."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise StateError(
+            f"{path}: the journal of a lost state database cannot be read ({exc.strerror}); "
+            "it holds task ids the database has not heard of: make it a readable file again"
+        ) from None
     records = []
     for line in text.splitlines():
         with contextlib.suppress(ValueError, KeyError, TypeError):

@@ -149,6 +149,8 @@ def _open(path: Path, readonly: bool) -> sqlite3.Connection:
         elif not readonly:
             _create(path)
         return _connect(path, readonly)
+    except OSError as exc:  # a folder on the way that is a file, a name too long, ...
+        raise _unwritable(path, exc) from None
     except sqlite3.OperationalError as exc:
         if any(word in str(exc) for word in _NOT_WRITTEN):
             raise _unwritable(path, exc) from None

@@ -18,9 +18,11 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,7 +41,8 @@ from hifly_batch.runner.state import (
     refuse_another,
 )
 
-SCHEME_PREFIXES = ("postgresql://", "postgres://")
+SCHEME_PREFIXES = ("postgresql://", "postgres://")  # libpq's, as it spells them
+_URL_LIKE = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.\-]*)://")
 RETRY_SECONDS = 30.0  # how long a lost database is waited for (a server restart takes less)
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -75,8 +78,20 @@ _UPSERT = (
 
 
 def is_database(where: str) -> bool:
-    """Whether ``where`` (``--state`` or ``HIFLY_STATE``) names a PostgreSQL database."""
-    return where.startswith(SCHEME_PREFIXES)
+    """Whether ``where`` (``--state`` or ``HIFLY_STATE``) names a PostgreSQL database;
+    :class:`StateError` for one that looks like a URL of another kind (``pg://``,
+    ``postgresql+psycopg://``, spaces around it): taken for a file path, it would keep a
+    state on this machine alone, under a name that may hold a password."""
+    if where.startswith(SCHEME_PREFIXES) and where == where.strip():
+        return True
+    found = _URL_LIKE.match(where)
+    if found is None:
+        return False
+    raise StateError(
+        f"{found.group(1)}://…: not a state hifly-batch can keep (a URL of another form, or "
+        "with spaces around it); give a state file's path, or a PostgreSQL database as "
+        "postgresql://user@host:port/dbname, the password in PGPASSWORD or ~/.pgpass"
+    )
 
 
 def shown(url: str) -> str:
@@ -127,8 +142,15 @@ class PostgresState(StateStore):
         self._lock = threading.Lock()
         self._holding = False  # the run lock, to take again on a new connection
         self._lost: str | None = None  # why the database was given up, once it was
+        self._busy_since: float | None = None  # when the statement under way began
+        self._watcher: threading.Thread | None = None
+        self._closed = threading.Event()
         self._db = _connect(url, self.where)
-        self._tables = self._use(_check_tables if readonly else _prepare)
+        try:
+            self._tables = self._use(_check_tables if readonly else _prepare)
+        except _TablesRefused as exc:
+            self._db.close()
+            raise StateError(f"{self.where}: {exc}") from None
         # Tables of an earlier version, read without changing them, may lack newer
         # columns: those fields read as their defaults.
         present = self._use(_columns_of) if self._tables else set()
@@ -138,6 +160,7 @@ class PostgresState(StateStore):
         )
 
     def close(self) -> None:
+        self._closed.set()
         with self._lock:
             self._db.close()
 
@@ -233,23 +256,37 @@ class PostgresState(StateStore):
             self._holding = False
             if self._lost is None:
                 with contextlib.suppress(StateError):  # (the session's end frees it anyway)
-                    self._use(lambda db: db.execute("SELECT pg_advisory_unlock(%s, %s)", self._key))
+                    self._use(self._release)
 
     @property
     def _key(self) -> tuple[int, int]:
         return lock_key(self.campaign, self.api)
 
+    def _release(self, db: Any) -> None:
+        if self._tables:  # (no holder named, no stale name left)
+            db.execute(
+                "DELETE FROM hifly_locks WHERE campaign = %s AND api = %s AND host = %s "
+                "AND pid = %s", (self.campaign, self.api, socket.gethostname(), os.getpid()),
+            )  # fmt: skip
+        db.execute("SELECT pg_advisory_unlock(%s, %s)", self._key)
+
     def _take_lock(self, db: Any) -> None:
+        import psycopg
+
         taken = db.execute("SELECT pg_try_advisory_lock(%s, %s)", self._key).fetchone()
         if not taken[0]:
             raise DatabaseLocked(self.where, self.campaign, self._holder(db))
-        if self.readonly:  # (held to read a state no run is changing; it names nobody)
+        if not self._tables:  # (a read-only store of a database no run has used)
             return
-        db.execute(
-            "INSERT INTO hifly_locks VALUES (%s, %s, %s, %s, %s) ON CONFLICT (campaign, api) "
-            "DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, since = EXCLUDED.since",
-            (self.campaign, self.api, socket.gethostname(), os.getpid(), _now()),
-        )
+        try:
+            db.execute(
+                "INSERT INTO hifly_locks VALUES (%s, %s, %s, %s, %s) ON CONFLICT (campaign, api) "
+                "DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, since = EXCLUDED.since",
+                (self.campaign, self.api, socket.gethostname(), os.getpid(), _now()),
+            )
+        except psycopg.errors.InsufficientPrivilege:
+            if not self.readonly:  # (one that only reads may hold the lock unnamed)
+                raise
 
     def _holder(self, db: Any) -> str:
         row = db.execute(
@@ -277,24 +314,64 @@ class PostgresState(StateStore):
             raise StateError(f"{self.where}: item {row[0]!r} cannot be read: {exc}") from None
 
     def _use(self, work: Callable[[Any], T], keep: Sequence[Record] = ()) -> T:
-        """``work(connection)``, serialized between threads; on a lost connection, retried
-        on a new one until ``retry_seconds`` have passed. When the database is given up,
-        ``keep`` (the records ``work`` writes) goes to the journal and :class:`StateError`
-        says where, without the password."""
+        """``work(connection)``, serialized between threads.
+
+        On a lost connection (or a statement with no answer for ``retry_seconds``, see
+        :meth:`_watch`), ``keep`` (the records ``work`` writes) goes to the journal at
+        once, so that a kill during the wait loses nothing, and ``work`` is retried on a
+        new connection until ``retry_seconds`` have passed; once it is written the
+        journal goes. When the database is given up, :class:`StateError` says where,
+        without the password. Any other refusal of the database is a :class:`StateError`
+        too (a user without the rights it needs, a value it cannot hold)."""
         import psycopg
 
         with self._lock:
             deadline: float | None = None
             while self._lost is None:
                 try:
-                    return work(self._db)
+                    with self._watched():
+                        result = work(self._db)
                 except psycopg.OperationalError as exc:
                     if deadline is None:
                         deadline = time.monotonic() + self.retry_seconds
                         log.warning("%s: the state database was lost (%s); reconnecting",
-                                    self.where, _reason(exc))  # fmt: skip
-                    self._lost = self._reconnect(deadline, _reason(exc))
-            raise self._given_up(keep)
+                                    self.where, _reason(exc, self._url))  # fmt: skip
+                        self._journal(keep)
+                    self._lost = self._reconnect(deadline, _reason(exc, self._url))
+                except psycopg.Error as exc:
+                    raise self._refused(exc) from None
+                else:
+                    if deadline is not None and keep and self.journal is not None:
+                        self.journal.unlink(missing_ok=True)  # written after all
+                    return result
+            raise self._given_up(keep, journaled=deadline is not None)
+
+    @contextmanager
+    def _watched(self) -> Iterator[None]:
+        """Mark a statement under way, for :meth:`_watch` to cut if no answer comes."""
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch, name="state-db-watch", daemon=True)
+            self._watcher.start()
+        self._busy_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._busy_since = None
+
+    def _watch(self) -> None:
+        """Cut the connection of a statement that has had no answer for ``retry_seconds``
+        (at least 5): a server that stopped answering without closing the connection (a
+        frozen host, a partition) would otherwise hold the run forever. The cut is a lost
+        connection, which :meth:`_use` handles."""
+        limit = max(5.0, self.retry_seconds)
+        while not self._closed.wait(1.0):
+            since = self._busy_since
+            if since is not None and time.monotonic() - since > limit:
+                with contextlib.suppress(Exception):  # (a connection already gone)
+                    fd = os.dup(self._db.pgconn.socket)
+                    with socket.socket(fileno=fd) as cut:
+                        cut.shutdown(socket.SHUT_RDWR)
+                self._busy_since = None
 
     def _reconnect(self, deadline: float, fault: str) -> str | None:
         """A new connection, and the run lock again if this store held it, before
@@ -308,7 +385,7 @@ class PostgresState(StateStore):
             with contextlib.suppress(psycopg.Error):
                 self._db.close()
                 left = max(1, int(deadline - time.monotonic()))
-                self._db = psycopg.connect(self._url, autocommit=True, connect_timeout=min(5, left))
+                self._db = _session(psycopg.connect(self._url, **_options(min(5, left))))
                 if self._holding:
                     try:
                         self._take_lock(self._db)
@@ -320,23 +397,46 @@ class PostgresState(StateStore):
             pause = min(pause * 2, 2.0)
         return fault
 
-    def _given_up(self, keep: Sequence[Record]) -> StateError:
-        """The error of a write to a database given up on, once ``keep`` is journaled."""
+    def _journal(self, records: Sequence[Record]) -> bool:
+        """Append ``records`` to the journal; False when there is none or it cannot be
+        written (the items are then uncertain on the next run, never sent twice)."""
+        if not records or self.journal is None:
+            return False
+        try:
+            journal.append(self.journal, records)
+        except OSError as exc:
+            log.warning("%s: %s cannot be written (%s)", self.where, self.journal, exc.strerror)
+            return False
+        return True
+
+    def _given_up(self, keep: Sequence[Record], *, journaled: bool) -> StateError:
+        """The error of a write to a database given up on, once ``keep`` is journaled
+        (``journaled``: it was, when the connection was lost)."""
         lost = f"the state database was lost ({self._lost})"
         if not keep or self.journal is None:
             return StateError(f"{self.where}: {lost}; nothing more was written")
-        try:
-            journal.append(self.journal, keep)
-        except OSError as exc:
+        if not (journaled and self.journal.exists()) and not self._journal(keep):
             return StateError(
-                f"{self.where}: {lost}, and {self.journal} cannot be written ({exc.strerror}); "
-                "items whose create was answered meanwhile are uncertain on the next run"
+                f"{self.where}: {lost}, and {self.journal} cannot be written; items whose "
+                "create was answered meanwhile are uncertain on the next run"
             )
         return StateError(
             f"{self.where}: {lost}; what could not be written there is kept in "
             f"{self.journal}, and the next run writes it back. Run again once the "
             "database is reachable: nothing is sent twice"
         )
+
+    def _refused(self, exc: BaseException) -> StateError:
+        import psycopg
+
+        reason = _reason(exc, self._url)
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            return StateError(
+                f"{self.where}: the database user may not do what a state needs ({reason}); "
+                "a run makes hifly-batch's tables on first use (CREATE on the schema) and "
+                "then reads and writes them: grant those rights, or use another user"
+            )
+        return StateError(f"{self.where}: the state database refused a statement ({reason})")
 
 
 def campaigns_in(url: str) -> list[tuple[str, str]]:
@@ -393,12 +493,28 @@ def _connect(url: str, where: str) -> Any:
             "pip install 'hifly-batch[postgres]'"
         ) from None
     try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+        return _session(psycopg.connect(url, **_options(10)))
     except psycopg.Error as exc:
         raise StateError(
-            f"{where}: the state database cannot be reached ({_reason(exc)}); check the "
+            f"{where}: the state database cannot be reached ({_reason(exc, url)}); check the "
             "connection string, and PGPASSWORD or ~/.pgpass for the password"
         ) from None
+
+
+def _options(connect_timeout: int) -> dict[str, Any]:
+    return {"autocommit": True, "connect_timeout": connect_timeout}
+
+
+def _session(db: Any) -> Any:
+    """``db``, set to end its session (and free its locks) within about a minute of its
+    machine going away: the server probes an idle TCP connection after 30 s, every 10 s,
+    3 times (over a Unix socket there is no such loss, and these do nothing)."""
+    db.execute(
+        "SELECT set_config('tcp_keepalives_idle', '30', false), "
+        "set_config('tcp_keepalives_interval', '10', false), "
+        "set_config('tcp_keepalives_count', '3', false)"
+    )
+    return db
 
 
 def _prepare(db: Any) -> bool:
@@ -452,7 +568,14 @@ def _version(db: Any) -> int:
     if db.execute("SELECT to_regclass('hifly_meta')").fetchone()[0] is None:
         return 0
     found = db.execute("SELECT value FROM hifly_meta WHERE key = 'schema_version'").fetchone()
-    return int(found[0]) if found else 0
+    if found is None:
+        return 0
+    if not str(found[0]).isdigit():
+        raise _TablesRefused(
+            f"hifly_meta says schema_version {found[0]!r}, which no hifly-batch wrote; the "
+            "tables were changed by hand: restore them, or use another database"
+        )
+    return int(found[0])
 
 
 def _check_tables(db: Any) -> bool:
@@ -465,12 +588,37 @@ def _check_tables(db: Any) -> bool:
 
 def _check_version(version: int) -> None:
     if version > SCHEMA_VERSION:
-        raise StateError(
+        raise _TablesRefused(
             f"the state database's tables are of version {version}, this hifly-batch "
             f"reads {SCHEMA_VERSION}; use the hifly-batch version that wrote them"
         )
 
 
-def _reason(exc: BaseException) -> str:
-    """The driver's first line, which names the server and the fault, not the password."""
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+class _TablesRefused(Exception):
+    """Tables this hifly-batch must not read or change (said with the database's name)."""
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """The driver's first line, which names the server and the fault, with the connection
+    string and its password cut out wherever the driver quoted them (libpq quotes a token
+    it cannot read, which may be the password)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _secrets(url: str) -> set[str]:
+    """What of ``url`` a message must not show: the whole string, and its password as
+    written and as decoded (read by libpq's rules where it can, by the URL's form
+    otherwise)."""
+    found = {url}
+    userinfo = re.match(r"[^:]*://([^@/?#]*)@", url)
+    if userinfo and ":" in userinfo.group(1):
+        found.add(userinfo.group(1).split(":", 1)[1])
+    with contextlib.suppress(Exception):
+        from psycopg.conninfo import conninfo_to_dict
+
+        found.add(str(conninfo_to_dict(url).get("password") or ""))
+    found |= {urllib.parse.unquote(secret) for secret in found}
+    return {secret for secret in found if secret}
