@@ -233,3 +233,11 @@ def test_a_released_lock_names_nobody(pg_url: str, tmp_path: Path) -> None:
 def holders(url: str) -> list[tuple[str, int]]:
     with psycopg.connect(url) as db:
         return [(h, p) for h, p in db.execute("SELECT host, pid FROM hifly_locks")]
+
+
+def test_a_nul_in_a_message_is_kept_as_a_replacement_not_a_crash(
+    pg_url: str, tmp_path: Path
+) -> None:
+    with store_of(pg_url, tmp_path, retry=0) as store:
+        store.put(replace(ANSWERED, error_message="bad\0byte"))
+        assert store.get(SENT.item) == replace(ANSWERED, error_message="bad\ufffdbyte")

@@ -481,7 +481,10 @@ def _now() -> str:
 
 
 def _row(record: Record) -> tuple[Any, ...]:
-    return tuple(encode(vars(record), c) for c in COLUMNS)
+    """The record's column values; a NUL, which PostgreSQL's text cannot hold (a service's
+    message may carry one), is stored as U+FFFD rather than ending the run."""
+    values = (encode(vars(record), c) for c in COLUMNS)
+    return tuple(v.replace("\0", "\ufffd") if isinstance(v, str) else v for v in values)
 
 
 def _connect(url: str, where: str) -> Any:
