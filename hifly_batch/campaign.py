@@ -116,7 +116,10 @@ class Campaign:
         default = manifest.root / STATE_FOLDER / f"{manifest.name}{kind}.state.db"
         if state is not None and is_database(str(state)):
             if sandbox:
-                log.info("a --sandbox rehearsal keeps its state in %s, beside its world", default)
+                log.warning(
+                    "a --sandbox rehearsal keeps its state in %s, beside its sandbox world, "
+                    "not in the database", default,
+                )  # fmt: skip
                 return cls(manifest, build_graph(loaded), default, sandbox)
             return cls(manifest, build_graph(loaded), default, sandbox, str(state))
         state_path = Path(state) if state else default
@@ -174,8 +177,12 @@ class Campaign:
         return self._combine(local, self.lock_path(sandbox=sandbox), world_lost)
 
     def _has_state(self) -> bool:
-        """Whether there may be a state to read (a database always may)."""
-        return self.state_url is not None or self.state_path.exists()
+        """Whether there may be a state to read (a database always may; so does a path
+        that cannot be looked at, for opening it to say why)."""
+        try:
+            return self.state_url is not None or self.state_path.exists()
+        except OSError:
+            return True
 
     def _open_reading(self) -> StateStore:
         """The store to read (``--sandbox``: the rehearsal's). A database keeps a campaign's

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import time
@@ -104,6 +105,23 @@ def test_a_row_with_a_value_no_state_holds_is_damage_not_a_traceback(
     assert creates(sandbox) == made
 
 
+def test_text_that_is_not_utf8_or_a_path_too_long_is_said_not_crashed(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=1).write()
+    assert run(campaign, sandbox).code == 0
+    with sqlite3.connect(state_path(campaign)) as db:  # (an editor's doing)
+        db.execute("UPDATE items SET error_message = CAST(x'fffe41' AS TEXT)")
+    for result in (cli("status", str(campaign.manifest)), cli("report", str(campaign.manifest))):
+        assert result.code == 3 and "damaged" in result.stderr, result.stderr
+    too_long = str(tmp_path / ("a" * 300 + ".db"))
+    for result in (
+        cli("status", "--state", too_long, str(campaign.manifest)),
+        cli("state", "copy", str(state_path(campaign)), too_long),
+    ):
+        assert result.code == 3 and "internal error" not in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("second_state", ["symlink", "hard link", "another state"])
 def test_a_second_run_of_a_campaign_under_way_is_refused(tmp_path: Path, second_state: str) -> None:
     config = SandboxConfig(task_seconds=2.0, task_jitter=0.0, token=SECRET_TOKEN)
@@ -120,7 +138,11 @@ def test_a_second_run_of_a_campaign_under_way_is_refused(tmp_path: Path, second_
                 alias.symlink_to(state_path(campaign))
             elif second_state == "hard link":
                 os.link(state_path(campaign), alias)
-            second = run(campaign, sandbox, "--state", str(alias))
+            first.send_signal(signal.SIGSTOP)  # (still under way, however slow this machine)
+            try:
+                second = run(campaign, sandbox, "--state", str(alias))
+            finally:
+                first.send_signal(signal.SIGCONT)
             expected = {"symlink": "another hifly-batch run is using this state",
                         "hard link": "using this state file (by another path to the same file)",
                         "another state": "another hifly-batch run of this campaign"}  # fmt: skip

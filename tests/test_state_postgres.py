@@ -167,15 +167,19 @@ def test_a_write_waiting_for_the_database_is_already_in_the_journal(
         store.claim("service", "spring")
         store.put(SENT)
         pg_server.stop()
-        writing = threading.Thread(target=store.put, args=(ANSWERED,))
-        writing.start()
+        other = replace(SENT, item="videos.b", status=Status.RUNNING, task_id="t-2")
+        writing = [threading.Thread(target=store.put, args=(r,)) for r in (ANSWERED, other)]
+        for thread in writing:  # the second waits for the first, which waits for the server
+            thread.start()
+            time.sleep(0.5)
         deadline = time.monotonic() + 10
-        while not journal.read(tmp_path / "spring.journal") and time.monotonic() < deadline:
+        while len(journal.read(tmp_path / "spring.journal")) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert journal.read(tmp_path / "spring.journal") == [ANSWERED]
+        assert journal.read(tmp_path / "spring.journal") == [ANSWERED, other]
         pg_server.start()
-        writing.join()
-        assert store.get(SENT.item) == ANSWERED
+        for thread in writing:
+            thread.join()
+        assert store.get(SENT.item) == ANSWERED and store.get(other.item) == other
     assert not (tmp_path / "spring.journal").exists()  # written after all
 
 

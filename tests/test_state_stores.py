@@ -134,25 +134,32 @@ def test_a_database_is_named_by_its_scheme() -> None:
 @pytest.mark.parametrize(
     "where",
     ["postgresql+psycopg://alice:s3cret@db/h", " postgresql://alice:s3cret@db/h",
-     "PostgreSQL://alice:s3cret@db/h", "pg://alice:s3cret@db/h", "postgresql://a:s3cret@db/h "],
+     "PostgreSQL://alice:s3cret@db/h", "pg://alice:s3cret@db/h", "postgresql://a:s3cret@db/h ",
+     "postgres:/alice:s3cret@db/h", "postgresql:alice:s3cret@db/h", "postgresql//a:s3cret@db",
+     "postgresql\uff1a//a:s3cret@db/h", "host=db user=alice password=s3cret dbname=h"],
 )  # fmt: skip
-def test_a_url_of_another_form_is_refused_never_taken_for_a_file(where: str) -> None:
+def test_a_database_of_another_form_is_refused_never_taken_for_a_file(where: str) -> None:
     with pytest.raises(StateError, match="not a state hifly-batch can keep") as caught:
         is_database(where)
     assert "s3cret" not in str(caught.value)
 
 
+def test_files_named_like_a_database_are_files() -> None:
+    assert not any(map(is_database, ["postgres.db", "x/postgresql-state.db", "pg.state.db"]))
+
+
 @pytest.mark.parametrize(
     "url",
     ["postgresql://alice:s3cret%PW@127.0.0.1/hifly", "postgresql://alice:s3cretPW@[::1]x/hifly",
-     "postgresql://alice:s3cret%00PW@127.0.0.1/hifly", "postgresql://alice:s3cretPW@[]/hifly"],
+     "postgresql://alice:s3cret%00PW@127.0.0.1/hifly", "postgresql://alice:s3cretPW@[]/hifly",
+     "postgresql://alice:s3cret@PW@127.0.0.1:1/hifly"],
 )  # fmt: skip
 def test_a_connection_string_the_driver_cannot_read_is_said_without_its_password(
     url: str,
 ) -> None:
     with pytest.raises(StateError) as caught:
         PostgresState(url, "spring", "service")
-    assert "s3cret" not in str(caught.value), caught.value
+    assert "s3cret" not in str(caught.value) and "PW" not in str(caught.value), caught.value
 
 
 def test_without_psycopg_the_message_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

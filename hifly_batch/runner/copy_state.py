@@ -11,12 +11,20 @@ campaign is left alone unless ``force``: they may be the newer ones.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from hifly_batch.errors import UsageError
 from hifly_batch.runner.state import Record, StateStore, open_state
-from hifly_batch.runner.state_postgres import campaigns_in, is_database, shown
+from hifly_batch.runner.state_postgres import (
+    DatabaseLocked,
+    campaigns_in,
+    holder_name,
+    is_database,
+    shown,
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,7 @@ def copy_state(
         origin.run_lock(),
     ):
         records = _records_of(origin, name, api)
-        with open_state(target, campaign=name, api=api) as destination, destination.run_lock():
+        with open_state(target, campaign=name, api=api) as destination, _held(destination):
             destination.claim(api, name)
             found = destination.records()
             if found and not force:
@@ -100,6 +108,20 @@ def _records_of(store: StateStore, campaign: str, api: str) -> dict[str, Record]
     if not records:
         raise UsageError(f"{store.where}: no records of campaign {campaign!r} on the {api}")
     return records
+
+
+@contextlib.contextmanager
+def _held(store: StateStore) -> Iterator[None]:
+    """The target's run lock; one this very copy holds (the source, spelled another way:
+    another port notation, ``localhost``, a socket) is the same state."""
+    try:
+        with store.run_lock():
+            yield
+    except DatabaseLocked as held:
+        if not held.holder.startswith(holder_name()):
+            raise
+        same = f"{store.where}: FROM and TO are the same state; nothing to copy"
+        raise UsageError(same) from None
 
 
 def _same(source: str, target: str) -> bool:

@@ -92,16 +92,20 @@ class FileState(StateStore):
             return {str(k): str(v) for k, v in rows.fetchall()}
 
     def records(self) -> dict[str, Record]:
-        with self._lock:
-            rows = self._db.execute(f"SELECT {', '.join(self._columns)} FROM items").fetchall()
+        rows = self._read(f"SELECT {', '.join(self._columns)} FROM items", ())
         return {row[0]: self._record(row) for row in rows}
 
     def get(self, item: str) -> Record | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {', '.join(self._columns)} FROM items WHERE item = ?", (item,)
-            ).fetchone()
-        return self._record(row) if row else None
+        query = f"SELECT {', '.join(self._columns)} FROM items WHERE item = ?"
+        rows = self._read(query, (item,))
+        return self._record(rows[0]) if rows else None
+
+    def _read(self, query: str, values: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        try:
+            with self._lock:
+                return self._db.execute(query, values).fetchall()
+        except sqlite3.OperationalError as exc:  # (text that is not UTF-8, written by hand)
+            raise _damaged(self.path, exc) from None
 
     def _record(self, row: tuple[Any, ...]) -> Record:
         try:
@@ -137,6 +141,13 @@ class FileState(StateStore):
 
 
 def _open(path: Path, readonly: bool) -> sqlite3.Connection:
+    try:
+        return _opened(path, readonly)
+    except OSError as exc:  # a folder on the way that is a file, a name too long, ...
+        raise _unwritable(path, exc) from None
+
+
+def _opened(path: Path, readonly: bool) -> sqlite3.Connection:
     if path.is_dir():
         raise StateError(f"{path}: this is a folder, not a state file; give --state a file path")
     if readonly and not path.exists():
@@ -149,8 +160,6 @@ def _open(path: Path, readonly: bool) -> sqlite3.Connection:
         elif not readonly:
             _create(path)
         return _connect(path, readonly)
-    except OSError as exc:  # a folder on the way that is a file, a name too long, ...
-        raise _unwritable(path, exc) from None
     except sqlite3.OperationalError as exc:
         if any(word in str(exc) for word in _NOT_WRITTEN):
             raise _unwritable(path, exc) from None

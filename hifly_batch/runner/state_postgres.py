@@ -42,7 +42,10 @@ from hifly_batch.runner.state import (
 )
 
 SCHEME_PREFIXES = ("postgresql://", "postgres://")  # libpq's, as it spells them
-_URL_LIKE = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.\-]*)://")
+# What is meant for a database but is not a URL libpq reads (see is_database).
+_URL_LIKE = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.\-]*://)")
+_DATABASE_LIKE = re.compile(r"\s*(postgres(?:ql)?\s*[:：/])", re.IGNORECASE)
+_KEYWORDS = re.compile(r"(?:^|\s)((?:host|hostaddr|dbname|user|password|port|service)\s*=)")
 RETRY_SECONDS = 30.0  # how long a lost database is waited for (a server restart takes less)
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -79,24 +82,27 @@ _UPSERT = (
 
 def is_database(where: str) -> bool:
     """Whether ``where`` (``--state`` or ``HIFLY_STATE``) names a PostgreSQL database;
-    :class:`StateError` for one that looks like a URL of another kind (``pg://``,
-    ``postgresql+psycopg://``, spaces around it): taken for a file path, it would keep a
-    state on this machine alone, under a name that may hold a password."""
+    :class:`StateError` for one that looks like a database given in another form (``pg://``,
+    ``postgresql+psycopg://``, ``postgres:/…``, libpq's ``host=… password=…``, spaces
+    around it): taken for a file path, it would keep a state on this machine alone, under
+    a name that may hold a password."""
     if where.startswith(SCHEME_PREFIXES) and where == where.strip():
         return True
-    found = _URL_LIKE.match(where)
+    found = _URL_LIKE.match(where) or _DATABASE_LIKE.match(where) or _KEYWORDS.search(where)
     if found is None:
         return False
     raise StateError(
-        f"{found.group(1)}://…: not a state hifly-batch can keep (a URL of another form, or "
-        "with spaces around it); give a state file's path, or a PostgreSQL database as "
-        "postgresql://user@host:port/dbname, the password in PGPASSWORD or ~/.pgpass"
+        f"{found.group(1)}…: not a state hifly-batch can keep (a database written in another "
+        "form, or with spaces around it); give a state file's path, or a PostgreSQL database "
+        "as postgresql://user@host:port/dbname, the password in PGPASSWORD or ~/.pgpass"
     )
 
 
 def shown(url: str) -> str:
     """``url`` as messages show it: user, host, port and database, never a password or
     another parameter."""
+    if _authority(url).count("@") > 1:  # (a raw @ in the password: where it ends is a guess)
+        return "postgresql://…"
     try:
         from psycopg.conninfo import conninfo_to_dict
 
@@ -142,6 +148,7 @@ class PostgresState(StateStore):
         self._lock = threading.Lock()
         self._holding = False  # the run lock, to take again on a new connection
         self._lost: str | None = None  # why the database was given up, once it was
+        self._troubled = False  # from a lost connection until a statement succeeds again
         self._busy_since: float | None = None  # when the statement under way began
         self._watcher: threading.Thread | None = None
         self._closed = threading.Event()
@@ -257,6 +264,8 @@ class PostgresState(StateStore):
             if self._lost is None:
                 with contextlib.suppress(StateError):  # (the session's end frees it anyway)
                     self._use(self._release)
+                    if self.journal is not None:  # all of it written after all
+                        self.journal.unlink(missing_ok=True)
 
     @property
     def _key(self) -> tuple[int, int]:
@@ -288,6 +297,15 @@ class PostgresState(StateStore):
             if not self.readonly:  # (one that only reads may hold the lock unnamed)
                 raise
 
+    def _lock_holder(self, db: Any) -> int | None:
+        """The server process of the session that holds the campaign's lock."""
+        row = db.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid = %s::oid AND objid = %s::oid AND objsubid = 2",
+            tuple(k % 2**32 for k in self._key),
+        ).fetchone()
+        return row[0] if row else None
+
     def _holder(self, db: Any) -> str:
         row = db.execute(
             "SELECT host, pid, since FROM hifly_locks WHERE campaign = %s AND api = %s",
@@ -317,34 +335,45 @@ class PostgresState(StateStore):
         """``work(connection)``, serialized between threads.
 
         On a lost connection (or a statement with no answer for ``retry_seconds``, see
-        :meth:`_watch`), ``keep`` (the records ``work`` writes) goes to the journal at
-        once, so that a kill during the wait loses nothing, and ``work`` is retried on a
-        new connection until ``retry_seconds`` have passed; once it is written the
-        journal goes. When the database is given up, :class:`StateError` says where,
-        without the password. Any other refusal of the database is a :class:`StateError`
-        too (a user without the rights it needs, a value it cannot hold)."""
+        :meth:`_watch`), ``work`` is retried on a new connection until ``retry_seconds``
+        have passed. From the first failure until a statement succeeds again, every
+        write's ``keep`` (the records it writes) goes to the journal before it waits, so
+        that a kill during the wait loses nothing. When the database is given up,
+        :class:`StateError` says where, without the password. Any other refusal of the
+        database is a :class:`StateError` too (a user without the rights it needs, a
+        value it cannot hold)."""
+        journaled = False
+        while not self._lock.acquire(timeout=0.2):  # (held, maybe for a whole wait)
+            if self._troubled and not journaled:
+                journaled = self._journal(keep)
+        try:
+            return self._retried(work, keep, journaled)
+        finally:
+            self._lock.release()
+
+    def _retried(self, work: Callable[[Any], T], keep: Sequence[Record], journaled: bool) -> T:
+        """:meth:`_use`'s work, under the lock (``journaled``: ``keep`` is already)."""
         import psycopg
 
-        with self._lock:
-            deadline: float | None = None
-            while self._lost is None:
-                try:
-                    with self._watched():
-                        result = work(self._db)
-                except psycopg.OperationalError as exc:
-                    if deadline is None:
-                        deadline = time.monotonic() + self.retry_seconds
-                        log.warning("%s: the state database was lost (%s); reconnecting",
-                                    self.where, _reason(exc, self._url))  # fmt: skip
-                        self._journal(keep)
-                    self._lost = self._reconnect(deadline, _reason(exc, self._url))
-                except psycopg.Error as exc:
-                    raise self._refused(exc) from None
-                else:
-                    if deadline is not None and keep and self.journal is not None:
-                        self.journal.unlink(missing_ok=True)  # written after all
-                    return result
-            raise self._given_up(keep, journaled=deadline is not None)
+        deadline: float | None = None
+        while self._lost is None:
+            try:
+                with self._watched():
+                    result = work(self._db)
+            except psycopg.OperationalError as exc:
+                if deadline is None:
+                    deadline = time.monotonic() + self.retry_seconds
+                    log.warning("%s: the state database was lost (%s); reconnecting",
+                                self.where, _reason(exc, self._url))  # fmt: skip
+                    self._troubled = True
+                    journaled = journaled or self._journal(keep)
+                self._lost = self._reconnect(deadline, _reason(exc, self._url))
+            except psycopg.Error as exc:
+                raise self._refused(exc) from None
+            else:
+                self._troubled = False
+                return result
+        raise self._given_up(keep, journaled)
 
     @contextmanager
     def _watched(self) -> Iterator[None]:
@@ -381,6 +410,9 @@ class PostgresState(StateStore):
         import psycopg
 
         pause = 0.25
+        lost_session = None
+        with contextlib.suppress(psycopg.Error):
+            lost_session = self._db.info.backend_pid
         while time.monotonic() < deadline:
             with contextlib.suppress(psycopg.Error):
                 self._db.close()
@@ -390,6 +422,8 @@ class PostgresState(StateStore):
                     try:
                         self._take_lock(self._db)
                     except DatabaseLocked as taken:
+                        if self._lock_holder(self._db) == lost_session:
+                            return "the lost connection still holds the campaign's lock"
                         return f"another run took the campaign's lock: {taken.holder}"
                 log.warning("%s: reconnected to the state database", self.where)
                 return None
@@ -409,17 +443,20 @@ class PostgresState(StateStore):
             return False
         return True
 
-    def _given_up(self, keep: Sequence[Record], *, journaled: bool) -> StateError:
-        """The error of a write to a database given up on, once ``keep`` is journaled
-        (``journaled``: it was, when the connection was lost)."""
+    def _given_up(self, keep: Sequence[Record], journaled: bool) -> StateError:
+        """The error of a use of a database given up on, once ``keep`` is journaled
+        (``journaled``: it is already)."""
         lost = f"the state database was lost ({self._lost})"
-        if not keep or self.journal is None:
+        if self.journal is None:
             return StateError(f"{self.where}: {lost}; nothing more was written")
-        if not (journaled and self.journal.exists()) and not self._journal(keep):
-            return StateError(
-                f"{self.where}: {lost}, and {self.journal} cannot be written; items whose "
-                "create was answered meanwhile are uncertain on the next run"
-            )
+        if keep and not journaled:
+            self._journal(keep)
+        if not self.journal.exists():
+            unwritten = "nothing more was written" if not keep else (
+                f"{self.journal} cannot be written either: items whose create was answered "
+                "meanwhile are uncertain on the next run"
+            )  # fmt: skip
+            return StateError(f"{self.where}: {lost}; {unwritten}")
         return StateError(
             f"{self.where}: {lost}; what could not be written there is kept in "
             f"{self.journal}, and the next run writes it back. Run again once the "
@@ -465,6 +502,11 @@ def lock_key(campaign: str, api: str) -> tuple[int, int]:
         int.from_bytes(digest[:4], "big", signed=True),
         int.from_bytes(digest[4:8], "big", signed=True),
     )
+
+
+def holder_name() -> str:
+    """How a refusal names this process as the lock's holder (see ``_holder``)."""
+    return f"host {socket.gethostname()}, pid {os.getpid()},"
 
 
 def _retry_seconds() -> float:
@@ -611,14 +653,20 @@ def _reason(exc: BaseException, url: str) -> str:
     return text
 
 
+def _authority(url: str) -> str:
+    """What comes between ``scheme://`` and the path: ``user:password@host:port``."""
+    return re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
+
+
 def _secrets(url: str) -> set[str]:
     """What of ``url`` a message must not show: the whole string, and its password as
     written and as decoded (read by libpq's rules where it can, by the URL's form
     otherwise)."""
     found = {url}
-    userinfo = re.match(r"[^:]*://([^@/?#]*)@", url)
-    if userinfo and ":" in userinfo.group(1):
-        found.add(userinfo.group(1).split(":", 1)[1])
+    userinfo = _authority(url).rpartition("@")[0]
+    if ":" in userinfo:
+        password = userinfo.split(":", 1)[1]
+        found |= {password, *password.split("@")}  # (libpq may read a part as the host)
     with contextlib.suppress(Exception):
         from psycopg.conninfo import conninfo_to_dict
 
