@@ -4,11 +4,13 @@ started by the test)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,6 +38,15 @@ def store_of(url: str, tmp_path: Path, retry: float, readonly: bool = False) -> 
     )  # fmt: skip
 
 
+@contextlib.contextmanager
+def running(store: PostgresState) -> Iterator[None]:
+    """``store`` held as a run holds it, with one create sent (``SENT``)."""
+    with store, store.run_lock():
+        store.claim("service", "spring")
+        store.put(SENT)
+        yield
+
+
 def tables(url: str) -> set[str]:
     with psycopg.connect(url) as db:
         rows = db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
@@ -46,9 +57,7 @@ def test_a_server_restarted_within_the_wait_loses_nothing_and_keeps_the_lock(
     pg_server: PgServer, pg_url: str, tmp_path: Path
 ) -> None:
     store = store_of(pg_url, tmp_path, retry=60)
-    with store, store.run_lock():
-        store.claim("service", "spring")
-        store.put(SENT)
+    with running(store):
         pg_server.stop()
         restart = threading.Timer(1.5, pg_server.start)
         restart.start()
@@ -68,9 +77,7 @@ def test_a_database_gone_for_longer_keeps_answers_in_the_journal_until_the_next_
     pg_server: PgServer, pg_url: str, tmp_path: Path
 ) -> None:
     store = store_of(pg_url, tmp_path, retry=1)
-    with store, store.run_lock():
-        store.claim("service", "spring")
-        store.put(SENT)
+    with running(store):
         pg_server.stop()
         with pytest.raises(StateError) as caught:
             store.put(ANSWERED)
@@ -98,9 +105,7 @@ def test_a_lock_taken_by_another_run_while_the_connection_was_lost_stops_this_on
 ) -> None:
     store = store_of(pg_url, tmp_path, retry=30)
     other = store_of(pg_url, tmp_path / "elsewhere", retry=0)
-    with store, other, store.run_lock():
-        store.claim("service", "spring")
-        store.put(SENT)
+    with other, running(store):
         with psycopg.connect(pg_url, autocommit=True) as admin:  # the connection is cut
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -163,9 +168,7 @@ def test_a_write_waiting_for_the_database_is_already_in_the_journal(
 ) -> None:
     """A kill (a CI runner's SIGKILL after its SIGTERM) during the wait loses nothing."""
     store = store_of(pg_url, tmp_path, retry=60)
-    with store, store.run_lock():
-        store.claim("service", "spring")
-        store.put(SENT)
+    with running(store):
         pg_server.stop()
         other = replace(SENT, item="videos.b", status=Status.RUNNING, task_id="t-2")
         writing = [threading.Thread(target=store.put, args=(r,)) for r in (ANSWERED, other)]
@@ -187,9 +190,7 @@ def test_a_database_that_stops_answering_is_cut_off_not_waited_for_forever(
     pg_url: str, tmp_path: Path
 ) -> None:
     store = store_of(pg_url, tmp_path, retry=1)
-    with store, store.run_lock():
-        store.claim("service", "spring")
-        store.put(SENT)
+    with running(store):
         backend = store._use(lambda db: db.execute("SELECT pg_backend_pid()").fetchone()[0])
         os.kill(backend, signal.SIGSTOP)  # a frozen host: the connection stays open, mute
         try:
