@@ -36,9 +36,9 @@ from hifly_batch.runner.state import (
     Record,
     StateStore,
     default_value,
-    encode,
     record_of,
     refuse_another,
+    row_of,
 )
 
 SCHEME_PREFIXES = ("postgresql://", "postgres://")  # libpq's, as it spells them
@@ -525,8 +525,7 @@ def _now() -> str:
 def _row(record: Record) -> tuple[Any, ...]:
     """The record's column values; a NUL, which PostgreSQL's text cannot hold (a service's
     message may carry one), is stored as U+FFFD rather than ending the run."""
-    values = (encode(vars(record), c) for c in COLUMNS)
-    return tuple(v.replace("\0", "\ufffd") if isinstance(v, str) else v for v in values)
+    return tuple(v.replace("\0", "\ufffd") if isinstance(v, str) else v for v in row_of(record))
 
 
 def _connect(url: str, where: str) -> Any:
