@@ -165,6 +165,13 @@ VOICE_LIST_KIND_PUBLIC: Final = 2
 VOICE_LIST_DEFAULT_SIZE: Final = 20
 # voice/list "type": 10 public, 20 high fidelity, 8 basic clone v2.
 VOICE_TYPE_PUBLIC: Final = 10
+VOICE_TYPE_HIGH_FIDELITY: Final = 20
+# What each voice type is, in English (the document: 10 公版声音, 20 高保真声音, 8 基础版声音 V2).
+VOICE_TYPE_NAMES: Final[dict[int, str]] = {
+    VOICE_TYPE_CLONE_V2: "basic v2 clone",
+    VOICE_TYPE_PUBLIC: "public",
+    VOICE_TYPE_HIGH_FIDELITY: "high-fidelity",
+}
 
 # What create_upload_url takes, with the Content-Type it hands out.
 UPLOAD_CONTENT_TYPES: Final[dict[str, str]] = {

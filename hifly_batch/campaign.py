@@ -38,7 +38,7 @@ from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
 from hifly_batch.runner import lockfile
-from hifly_batch.runner.errors import StateError
+from hifly_batch.runner.errors import RehearsalOnly, StateError
 from hifly_batch.runner.lock import campaign_lock, run_lock
 from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.scheduler import Outcome, RunSettings, Scheduler
@@ -46,6 +46,7 @@ from hifly_batch.runner.state import Record, StateStore, open_state, prior_state
 from hifly_batch.runner.state_postgres import is_database, shown
 
 STATE_FOLDER = ".hifly"
+REHEARSAL = ".sandbox"  # marks the state file and the outputs folder of rehearsals
 log = logging.getLogger(__name__)
 LOCK_SAVE_SECONDS = 5.0  # during a run; it is also written at its end
 LOCK_SAVE_SHARE = 20  # ... and never more often than every 20 times one write's time
@@ -84,6 +85,7 @@ class Recorded:
     records: dict[str, Record]  # by item id, the manifest's and any others recorded
     from_lock: frozenset[str]  # ids whose record comes from the lock file, not the state
     lock_file: Path
+    sandbox: bool = False  # the records of rehearsals: their outputs are the rehearsal's
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,7 @@ class Campaign:
         """
         loaded = load_campaign(Path(path))
         manifest = loaded.manifest
-        kind = ".sandbox" if sandbox else ""
-        default = manifest.root / STATE_FOLDER / f"{manifest.name}{kind}.state.db"
+        default = default_state(manifest, sandbox=sandbox)
         if state is not None and is_database(str(state)):
             if sandbox:
                 log.warning(
@@ -127,7 +128,15 @@ class Campaign:
 
     @property
     def output_dir(self) -> Path:
-        return self.manifest.settings.output_dir
+        """The outputs folder of this campaign's runs (of its rehearsals with ``sandbox``)."""
+        return self.outputs(sandbox=self.sandbox)
+
+    def outputs(self, *, sandbox: bool) -> Path:
+        """Where runs write outputs and reports: ``settings.output_dir``, or for rehearsals
+        ``<output_dir>.sandbox`` beside it, so that a placeholder never sits where a real
+        video goes (SPEC §4)."""
+        real = self.manifest.settings.output_dir
+        return real.with_name(real.name + REHEARSAL) if sandbox else real
 
     @property
     def sandbox_dir(self) -> Path:
@@ -158,7 +167,7 @@ class Campaign:
             prior_states(recorded.records, verify=recorded.from_lock),
             resubmit_uncertain=resubmit_uncertain,
             recreate=matching(self.graph, globs, "--recreate") if globs else set(),
-            output_whole=OutputFolder(self.output_dir).whole,
+            output_whole=OutputFolder(self.outputs(sandbox=recorded.sandbox)).whole,
         )
 
     def recorded(self, *, planning: bool = False) -> Recorded:
@@ -174,7 +183,7 @@ class Campaign:
                 local = self._current(store.records())
                 sandbox = sandbox or store.claimed().get("api") == "sandbox"
         world_lost = planning and self._world_lost()
-        return self._combine(local, self.lock_path(sandbox=sandbox), world_lost)
+        return self._combine(local, self.lock_path(sandbox=sandbox), world_lost, sandbox=sandbox)
 
     def _has_state(self) -> bool:
         """Whether there may be a state to read (a database always may; so does a path
@@ -209,11 +218,16 @@ class Campaign:
         )
 
     def _combine(
-        self, local: Mapping[str, Record], lock_file: Path, world_lost: bool = False
+        self,
+        local: Mapping[str, Record],
+        lock_file: Path,
+        world_lost: bool = False,
+        *,
+        sandbox: bool,
     ) -> Recorded:
         locked = self._locked(lock_file, world_lost)
         records, from_lock = lockfile.combine(local, locked, self._fingerprints())
-        return Recorded(records, from_lock, lock_file)
+        return Recorded(records, from_lock, lock_file, sandbox)
 
     def _locked(self, lock_file: Path, world_lost: bool) -> list[Record]:
         """The lock file's records; none when it is the record of an in-process sandbox
@@ -246,30 +260,45 @@ class Campaign:
         yet, or one cannot be read)."""
         recorded = recorded or self.recorded()
         if not recorded.records and (self.state_url is not None or not self.state_path.exists()):
-            rehearsal = self.lock_path(sandbox=True)
-            hint = (
-                f"; {rehearsal.name} records a rehearsal: add --sandbox to see it"
-                if not self.sandbox and rehearsal.exists()
-                else ""
-            )
             where = shown(self.state_url) if self.state_url else self.state_path
-            raise StateError(
-                f"{where}: no state yet (and no {recorded.lock_file.name}): "
-                f"nothing has run for this manifest{hint}"
-            )
+            missing = f"{where}: no state yet (and no {recorded.lock_file.name})"
+            rehearsal = self.rehearsal_record(recorded)
+            if rehearsal is not None:
+                raise RehearsalOnly(
+                    f"{missing}: only a rehearsal has run for this manifest, recorded in "
+                    f"{rehearsal.name}; add --sandbox to see it"
+                )
+            raise StateError(f"{missing}: nothing has run for this manifest")
         return csv_report.report_records(self.graph, recorded.records)
 
+    def rehearsal_record(self, recorded: Recorded | None = None) -> Path | None:
+        """When nothing but rehearsals has run for a campaign loaded without ``sandbox``:
+        the rehearsals' state file, else their lock file; None otherwise. (A command
+        without ``--sandbox`` then says so and names the flag, SPEC §4.)"""
+        if self.sandbox or (recorded or self.recorded()).records:
+            return None
+        found = (default_state(self.manifest, sandbox=True), self.lock_path(sandbox=True))
+        return next((path for path in found if path.exists()), None)
+
     def write_reports(
-        self, records: list[Record] | None = None, path: Path | None = None
+        self,
+        records: list[Record] | None = None,
+        path: Path | None = None,
+        *,
+        sandbox: bool | None = None,
     ) -> tuple[Path, Path]:
-        """report.csv (at ``path``, default in output_dir) and report.html beside it;
-        returns both paths. ``records`` default to what the state has."""
-        rows = self.records() if records is None else records
-        csv_path = path or self.output_dir / "report.csv"
-        csv_report.write(rows, csv_path)
+        """report.csv (at ``path``, default in the outputs folder) and report.html beside
+        it; returns both paths. ``records`` default to what the state has; ``sandbox``
+        (whether they are a rehearsal's, so which outputs folder) to what it says."""
+        if records is None:
+            recorded = self.recorded()
+            records, sandbox = self.records(recorded), recorded.sandbox
+        output_dir = self.outputs(sandbox=self.sandbox if sandbox is None else sandbox)
+        csv_path = path or output_dir / "report.csv"
+        csv_report.write(records, csv_path)
         page = review_page.review_path(csv_path)
         review_page.write(
-            rows, self.graph.by_id, page, output_dir=self.output_dir, title=self.manifest.name
+            records, self.graph.by_id, page, output_dir=output_dir, title=self.manifest.name
         )
         return csv_path, page
 
@@ -319,7 +348,7 @@ class Campaign:
             ):
                 store.claim("sandbox" if sandbox else "service", self.manifest.name)
                 before = self._current(store.settle_interrupted())
-                recorded = self._combine(before, lock_file, world_lost)
+                recorded = self._combine(before, lock_file, world_lost, sandbox=sandbox)
                 records = recorded.records
                 plan = self._plan(recorded, resubmit_uncertain, recreate)
                 statuses = {item: r.status for item, r in records.items()}
@@ -329,15 +358,18 @@ class Campaign:
                     plan,
                     store,
                     client,
-                    RunSettings.of(self.manifest.settings, concurrency=concurrency),
+                    RunSettings.of(
+                        replace(self.manifest.settings, output_dir=self.outputs(sandbox=sandbox)),
+                        concurrency=concurrency,
+                    ),
                     scope=scope,
                     on_progress=on_progress,
                     records=dict(records),
                 )
                 save = functools.partial(self._save_lock, store, before, lock_file, world_lost)
-                outcome, known = self._carry_out(runner, store, save, scope)
+                outcome, known = self._carry_out(runner, store, save, scope, sandbox)
             final = csv_report.report_records(self.graph, known, scope)
-            report, review = self.write_reports(final)
+            report, review = self.write_reports(final, sandbox=sandbox)
         return RunResult(outcome, final, scope, report, review)
 
     def _carry_out(
@@ -346,6 +378,7 @@ class Campaign:
         store: StateStore,
         save: Callable[[], dict[str, Record]],
         scope: set[str] | None,
+        sandbox: bool,
     ) -> tuple[Outcome, dict[str, Record]]:
         """Run the scheduler, writing the lock file meanwhile and at the end; returns the
         outcome and the records as a run reads them. A run ended by an error saves what
@@ -360,7 +393,8 @@ class Campaign:
                 known = save()
             if isinstance(stop, HiflyBatchError):  # ended by a fault: say how far it got
                 with contextlib.suppress(FileWriteError):
-                    self.write_reports(csv_report.report_records(self.graph, known, scope))
+                    rows = csv_report.report_records(self.graph, known, scope)
+                    self.write_reports(rows, sandbox=sandbox)
             raise
         return outcome, save()
 
@@ -385,6 +419,13 @@ class Campaign:
 
     def _fingerprints(self) -> dict[str, str]:
         return {item.id: item.fingerprint for item in self.graph}
+
+
+def default_state(manifest: Manifest, *, sandbox: bool) -> Path:
+    """``.hifly/<name>.state.db`` beside the manifest; ``<name>.sandbox.state.db`` for
+    rehearsals."""
+    kind = REHEARSAL if sandbox else ""
+    return manifest.root / STATE_FOLDER / f"{manifest.name}{kind}.state.db"
 
 
 def _is_sandbox(client: HiflyClient) -> bool:

@@ -35,6 +35,9 @@ class Campaign:
     max_attempts: int = 2
     extra_yaml: str = ""
     names: list[str] = field(default_factory=list)
+    # Runs against a sandbox that says it is one (the `sandbox` fixture) are rehearsals,
+    # which write under out/campaign.sandbox/; False for a stand-in of the real service.
+    rehearsal: bool = True
 
     @property
     def manifest(self) -> Path:
@@ -42,7 +45,7 @@ class Campaign:
 
     @property
     def output_dir(self) -> Path:
-        return self.root / "out" / "campaign"
+        return self.root / "out" / ("campaign.sandbox" if self.rehearsal else "campaign")
 
     def write(self) -> Campaign:
         media = self.root / "media"
@@ -99,6 +102,27 @@ def child_env() -> dict[str, str]:
     """The environment of a CLI run: this process's, without HIFLY_* settings but
     ``HIFLY_STATE``, which only a test sets (the ``store`` fixture: a database)."""
     return {k: v for k, v in os.environ.items() if not k.startswith("HIFLY_") or k == "HIFLY_STATE"}
+
+
+def reader_shell(folder: Path) -> dict[str, str]:
+    """The environment of a shell where ``hifly-batch`` is the tree under test (a script
+    in ``folder/bin``), with no token and an API address where nothing answers."""
+    bin_dir = folder / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    shim = bin_dir / "hifly-batch"
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m hifly_batch "$@"\n', encoding="utf-8")
+    shim.chmod(0o755)
+    env = child_env()
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    env["HIFLY_BASE_URL"] = "http://127.0.0.1:9"
+    return env
+
+
+def in_shell(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``command`` run by bash as a reader would type it."""
+    return subprocess.run(
+        ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
+    )
 
 
 @dataclass

@@ -117,3 +117,20 @@ def test_a_copy_without_its_sandbox_world_rehearses_again_from_scratch(
     result = moved.run()
     assert result.exit_status is ExitStatus.OK and result.outcome.interrupted is False
     assert Campaign.load(copy / "quickstart.yaml", sandbox=True).plan().totals() == {"skip": 9}
+
+
+@pytest.mark.parametrize(
+    ("settings", "real", "rehearsal"),
+    [
+        ("", "out/c", "out/c.sandbox"),
+        ("settings: {output_dir: out/x}\n", "out/x", "out/x.sandbox"),
+        ("settings: {output_dir: renders}\n", "renders", "renders.sandbox"),
+    ],
+)
+def test_rehearsals_write_beside_the_real_outputs_folder(
+    tmp_path: Path, settings: str, real: str, rehearsal: str
+) -> None:
+    manifest = tmp_path / "c.yaml"
+    manifest.write_text(f"version: 1\nname: c\n{settings}", encoding="utf-8")
+    assert Campaign.load(manifest).output_dir == tmp_path / real
+    assert Campaign.load(manifest, sandbox=True).output_dir == tmp_path / rehearsal

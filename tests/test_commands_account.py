@@ -13,25 +13,45 @@ from pathlib import Path
 import pytest
 
 from hifly_batch.api.client import HiflyClient
+from hifly_batch.commands.credit import balance_line
+from hifly_batch.commands.voices import type_name
 from hifly_batch.sandbox import Sandbox
 from tests.campaigns import cli
 
 
 def test_credit_and_voices_against_a_running_sandbox(sandbox: Sandbox) -> None:
+    sandbox.set_credits(1_234_567)
     credit = cli("credit", sandbox=sandbox)
-    assert credit.code == 0 and int(credit.stdout) == sandbox.credits()
+    assert credit.code == 0 and credit.stdout == "left: 1,234,567 credits\n"
     public = cli("voices", "--public", "--json", sandbox=sandbox)
     voices = json.loads(public.stdout)
     assert public.code == 0 and len(voices) == 25
-    assert {"voice", "type", "title", "rate", "volume", "pitch"} == set(voices[0])
+    assert set(voices[0]) == {"voice", "type", "type_name", "title", "rate", "volume", "pitch"}
+    assert (voices[0]["type"], voices[0]["type_name"]) == (10, "public")
     table = cli("voices", "--public", sandbox=sandbox).stdout.splitlines()
     assert table[0].split() == ["voice", "type", "title", "rate", "volume", "pitch"]
-    assert len(table) == 26
+    assert len(table) == 26 and table[1].split()[1:3] == ["public", "(10)"]
+
+
+@pytest.mark.parametrize(
+    ("type_number", "shown"),
+    [(8, "basic v2 clone (8)"), (10, "public (10)"), (20, "high-fidelity (20)"), (7, "type 7")],
+)
+def test_voice_types_are_named_with_their_number(type_number: int, shown: str) -> None:
+    assert type_name(type_number) == shown
+
+
+@pytest.mark.parametrize(
+    ("left", "line"),
+    [(100_000, "left: 100,000 credits"), (1, "left: 1 credit"), (0, "left: 0 credits")],
+)
+def test_the_balance_reads_with_thousands_separators(left: int, line: str) -> None:
+    assert balance_line(left) == line
 
 
 def test_account_commands_with_an_in_process_sandbox(tmp_path: Path) -> None:
     result = cli("--sandbox", "credit", cwd=tmp_path)
-    assert result.code == 0 and int(result.stdout) > 0
+    assert result.code == 0 and result.stdout == "left: 100,000 credits\n"
     assert (tmp_path / ".hifly" / "sandbox" / "world.db").exists()
     assert cli("voices", "--sandbox", cwd=tmp_path).stdout.startswith("voice")
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from hifly_batch.cli import build_parser
+from hifly_batch.cli import DEFAULTS, build_parser, takers
 from tests.readme import (
     ROOT,
     code_blocks,
@@ -88,6 +88,18 @@ def test_every_global_option_is_in_the_global_options_table() -> None:
     table = subsections(CLI_REFERENCE)["Global options"]
     missing = sorted(o for o in GLOBAL_OPTIONS if not mentions(table, o))
     assert not missing, f"README's global options table lacks {missing}"
+
+
+def test_the_global_options_table_names_the_commands_that_take_each() -> None:
+    table = subsections(CLI_REFERENCE)["Global options"]
+    rows = re.findall(r"^\| `(-[-\w]+)[^|]*\|.*\| ([^|]*) \|$", table, re.MULTILINE)
+    parser = build_parser()
+    by_option = {o: a.dest for a in parser._actions for o in a.option_strings}
+    checked = [option for option, _ in rows if by_option.get(option) in DEFAULTS]
+    assert len(checked) == 6, rows  # --base-url, --sandbox, --state, -v, -q, --no-progress
+    for option, named in rows:
+        if by_option.get(option) in DEFAULTS:
+            assert named.strip() == ", ".join(takers(parser, by_option[option])), option
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=" ".join)

@@ -162,7 +162,7 @@ def test_library_example_plans_runs_with_progress_and_reports(tmp_path: Path) ->
     assert first.returncode == 0, first.stdout + first.stderr
     assert "create    videos.welcome[c001]" in first.stdout
     assert "9/9 settled: 9 done, 0 failed" in first.stdout  # the progress callback
-    out = tmp_path / "manifests" / "out" / "quickstart"
+    out = tmp_path / "manifests" / "out" / "quickstart.sandbox"  # a rehearsal's outputs
     assert {r["status"] for r in read_report(out / "report.csv")} == {"done"}
     assert (out / "report.html").is_file()
     again = run_library_example(tmp_path)
@@ -316,30 +316,44 @@ def hook() -> dict[str, Any]:
 
 def test_pre_commit_hook_entry_is_a_real_command() -> None:
     entry = shlex.split(hook()["entry"])
-    assert hook()["language"] == "python"
+    assert hook()["language"] == "python" and hook()["pass_filenames"] is False
     scripts = re.findall(r'^(\S+) = "', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
     assert entry[0] in scripts
-    args = build_parser().parse_args([*entry[1:], "m.yaml"])
-    assert args.command == "validate"
+    args = build_parser().parse_args(entry[1:])
+    assert args.command == "validate" and args.all_manifests
 
 
-def test_pre_commit_hook_matches_manifests_only() -> None:
+def test_pre_commit_hook_runs_on_manifests_and_every_file_they_use() -> None:
     pattern = re.compile(hook()["files"])
-    for manifest in MANIFESTS:
-        assert pattern.search(str(manifest.relative_to(ROOT)))
-    assert pattern.search("spring/campaign.yaml")
-    for other in (".github/workflows/ci.yml", ".pre-commit-hooks.yaml", "examples/x.yml"):
+    used = [p for p in (ROOT / "examples").rglob("*") if "/" not in p.suffix]
+    used = [p for p in used if p.parent.name in ("data", "templates", "media")]
+    assert {p.suffix for p in used} >= {".csv", ".j2", ".mp4", ".wav", ".mp3", ".png"}
+    for path in [*MANIFESTS, *used]:
+        assert pattern.search(str(path.relative_to(ROOT))), path
+    assert pattern.search("spring/campaign.yaml") and pattern.search("media/Clip.MOV")
+    for other in ("README.md", "hifly_batch/cli.py", "out/campaign/report.html"):
         assert not pattern.search(other), other
 
 
-def test_pre_commit_hook_runs_as_pre_commit_would(tmp_path: Path) -> None:
-    """pre-commit runs ``ENTRY FILE...``: good manifests pass, a broken one fails."""
+def test_pre_commit_hook_fails_a_commit_that_breaks_a_data_row_or_a_template(
+    tmp_path: Path,
+) -> None:
+    """pre-commit runs the entry alone (no file names) in the repository's root: it finds
+    every manifest there and validates each with the data and templates it uses."""
     entry = shlex.split(hook()["entry"])[1:]
-    manifests = copy_repo_campaigns(tmp_path)
-    files = [str(m) for m in sorted(manifests.glob("*.yaml"))]
-    result = cli(*entry, *files)
+    copy_repo_campaigns(tmp_path)
+    (tmp_path / "examples" / "notes.yml").write_text("jobs: {}\n", encoding="utf-8")
+    result = cli(*entry, cwd=tmp_path)
     assert result.code == 0, result.stdout + result.stderr
-    broken = manifests / "broken.yaml"
-    broken.write_text("version: 1\nvideos: {v: {avatar: nobody, text: hi}}\n", encoding="utf-8")
-    result = cli(*entry, *files, str(broken))
-    assert result.code == 2 and "broken.yaml:2:" in result.stdout + result.stderr
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == [
+        f"manifests/{m.name}" for m in MANIFESTS
+    ]  # each manifest once, and no other YAML file
+    data = tmp_path / "examples" / "personalized-welcome" / "data" / "customers.csv"
+    with data.open("a", encoding="utf-8") as fh:
+        fh.write("c001,Again,Paris,lamp,yes\n")  # a key twice
+    template = tmp_path / "examples" / "quickstart" / "templates" / "welcome.txt.j2"
+    template.write_text("{{ row.name ", encoding="utf-8")
+    result = cli(*entry, cwd=tmp_path)
+    assert result.code == 2, result.stdout + result.stderr
+    assert "personalized-welcome.yaml" in result.stderr and "c001" in result.stderr
+    assert "quickstart.yaml" in result.stderr and "welcome.txt.j2" in result.stderr

@@ -51,7 +51,7 @@ def clean_env() -> dict[str, str]:
 
 
 def check_quickstart(clone: Path) -> None:
-    out = clone / "manifests" / "out" / "quickstart"
+    out = clone / "manifests" / "out" / "quickstart.sandbox"  # a rehearsal's outputs
     with (out / "report.csv").open(encoding="utf-8-sig", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert rows and {r["status"] for r in rows} == {"done"}, rows

@@ -10,20 +10,37 @@ from pathlib import Path
 
 import pytest
 
-from hifly_batch.commands.init import campaign_name, scaffold
+from hifly_batch.campaign import Campaign
+from hifly_batch.commands.init import WRITTEN, campaign_name, scaffold, summary
 from hifly_batch.sandbox.media_maker import read_duration
-from tests.campaigns import cli
+from tests.campaigns import cli, in_shell, reader_shell
 
 
-def test_scaffold_validates_and_runs_on_the_sandbox(tmp_path: Path) -> None:
+def test_init_lists_what_it_wrote_and_the_next_commands_which_all_work(tmp_path: Path) -> None:
     folder = tmp_path / "spring-welcome"
-    created = cli("init", str(folder))
+    created = cli("init", "spring-welcome", cwd=tmp_path)
     assert created.code == 0, created.stderr
-    assert "hifly-batch run --sandbox campaign.yaml" in created.stdout
-    assert cli("validate", "campaign.yaml", cwd=folder).code == 0
-    result = cli("run", "--sandbox", "--no-progress", "campaign.yaml", cwd=folder, timeout=180)
-    assert result.code == 0, result.stdout + result.stderr
-    out = folder / "out" / "spring-welcome"
+    lines = created.stdout.splitlines()
+    assert lines[0] == "created spring-welcome/ with:"
+    listed = [line.split()[0] for line in lines[1 : lines.index("next:")]]
+    assert listed == list(WRITTEN)  # one line per file, relative to the folder
+    assert sorted(listed) == sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
+    )
+    steps = [line.split("#")[0].strip() for line in lines[lines.index("next:") + 1 :]]
+    assert steps[0] == "cd spring-welcome" and "hifly-batch run --sandbox campaign.yaml" in steps
+    settings = Campaign.load(folder / "campaign.yaml").manifest.settings
+    assert (settings.poll_interval, settings.poll_max) == (5.0, 60.0)  # the service's pace
+
+    # The steps as printed; the rehearsal polls at the sandbox's pace, not the service's.
+    manifest = folder / "campaign.yaml"
+    text = manifest.read_text(encoding="utf-8").replace("poll_interval: 5s", "poll_interval: 0.1s")
+    manifest.write_text(text.replace("poll_max: 60s", "poll_max: 0.5s"), encoding="utf-8")
+    env = reader_shell(tmp_path)
+    for step in steps[1:]:
+        done = in_shell(step, folder, env)
+        assert done.returncode == 0, f"{step}\n{done.stdout}\n{done.stderr}"
+    out = folder / "out" / "spring-welcome.sandbox"  # a rehearsal's outputs
     with (out / "report.csv").open(encoding="utf-8-sig", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {r["status"] for r in rows} == {"done"}
@@ -31,6 +48,12 @@ def test_scaffold_validates_and_runs_on_the_sandbox(tmp_path: Path) -> None:
     assert [r["key"] for r in videos] == ["c001", "c002"]  # c003 opted out
     assert all((out / r["output"]).stat().st_size > 0 for r in videos)
     assert (out / "report.html").is_file()
+
+
+def test_init_in_the_current_folder_says_no_cd(tmp_path: Path) -> None:
+    created = cli("init", ".", cwd=tmp_path)
+    assert created.code == 0 and "  cd " not in created.stdout
+    assert summary(Path("x"), cd=True).splitlines()[-4] == "  cd x"
 
 
 def test_git_ignores_state_outputs_and_sandbox_records_and_union_merges_the_lock_file(
@@ -62,11 +85,6 @@ def test_scaffold_files_and_media(tmp_path: Path) -> None:
     assert schema["title"] == "hifly-batch manifest"
     first = (folder / "campaign.yaml").read_text(encoding="utf-8").splitlines()[0]
     assert first == "# yaml-language-server: $schema=manifest.schema.json"
-
-
-def test_an_existing_empty_folder_is_fine(tmp_path: Path) -> None:
-    assert cli("init", str(tmp_path)).code == 0
-    assert (tmp_path / "campaign.yaml").is_file()
 
 
 def test_a_non_empty_folder_is_refused_and_left_alone(tmp_path: Path) -> None:

@@ -74,9 +74,10 @@ def clone_copy(source: Path, target: Path) -> Path:
     return target
 
 
-def outputs(root: Path) -> dict[str, bytes]:
-    """Every video under ``root``'s output folder, by path relative to it."""
-    folder = root / "out" / "campaign"
+def outputs(root: Path, *, rehearsal: bool = False) -> dict[str, bytes]:
+    """Every video under ``root``'s output folder (a rehearsal's: ``out/campaign.sandbox``),
+    by path relative to it."""
+    folder = root / "out" / ("campaign.sandbox" if rehearsal else "campaign")
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*.mp4")}
 
 
@@ -446,20 +447,21 @@ def test_a_rehearsal_keeps_its_own_lock_file_and_a_copy_makes_nothing_again(
         assert result.code == 0, result.stderr
         assert (campaign.root / "campaign.sandbox.lock").is_file()
         assert not (campaign.root / "campaign.lock").exists()
-        originals = outputs(campaign.root)
+        originals = outputs(campaign.root, rehearsal=True)
+        assert len(originals) == 3
         before = made(sandbox)
         assert before[f"create {VIDEO_CREATE}"] == 3
 
         copy = clone_copy(campaign.root, tmp_path / "copy")
         shown = cli("status", str(copy / "campaign.yaml"))
-        assert shown.code == 3 and "campaign.sandbox.lock records a rehearsal: add --sandbox" in (
+        assert shown.code == 3 and "recorded in campaign.sandbox.lock; add --sandbox" in (
             shown.stderr
         )
         assert cli("status", "--sandbox", str(copy / "campaign.yaml")).code == 0
         result = run(copy / "campaign.yaml", sandbox)
         assert result.code == 0, result.stderr
         assert new(made(sandbox), before) == {}
-        assert outputs(copy) == originals
+        assert outputs(copy, rehearsal=True) == originals
         assert not (copy / "campaign.lock").exists()
         assert json.loads((copy / "campaign.sandbox.lock").read_text("utf-8").splitlines()[0])
         # init's .gitignore keeps a sandbox's record out of git.

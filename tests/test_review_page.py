@@ -282,7 +282,7 @@ def run_page(sandbox: Sandbox, tmp_path: Path) -> Path:
     (tmp_path / "clip.mp4").write_bytes(make_mp4(3.0, "clip"))
     result = cli("run", "--no-progress", str(tmp_path / "review.yaml"), sandbox=sandbox)
     assert result.code == 1, result.stdout + result.stderr  # videos.lost fails
-    page = tmp_path / "out" / "review" / "report.html"
+    page = tmp_path / "out" / "review.sandbox" / "report.html"  # a rehearsal's
     assert f"review: {page}" in result.stdout
     return page
 
@@ -350,4 +350,4 @@ def test_report_command_writes_the_page_beside_its_csv(run_page: Path, tmp_path:
     sources = [m["src"] for card in page.cards.values() for m in card.media]
     assert len(sources) == 3
     for src in sources:
-        assert src.startswith("../out/review/") and (target.parent / unquote(src)).is_file()
+        assert src.startswith("../out/review.sandbox/") and (target.parent / unquote(src)).is_file()

@@ -96,7 +96,7 @@ def test_a_sandbox_run_sends_the_texts_as_written(sandbox: Sandbox, tmp_path: Pa
     (task,) = [t for t in tasks if t is not None and t.endpoint.startswith("video/")]
     assert task.params["text"] == "[00123|00123|00123|00123|00123]"
     assert task.title == "t00123"
-    assert (tmp_path / "out" / "spoken" / "videos" / "hello" / "k00123.mp4").is_file()
+    assert (tmp_path / "out" / "spoken.sandbox" / "videos" / "hello" / "k00123.mp4").is_file()
 
 
 def test_an_empty_value_is_the_empty_text(tmp_path: Path) -> None:
@@ -317,7 +317,9 @@ def test_an_output_name_of_255_bytes_is_downloaded_not_only_validated(
     result = cli("run", "--no-progress", str(path), sandbox=sandbox)
     assert result.code == 0, result.stdout + result.stderr
     name = "c1" + "x" * 249 + ".mp4"
-    assert len(name.encode()) == 255 and (tmp_path / "out" / "case" / name).stat().st_size > 0
+    assert (
+        len(name.encode()) == 255 and (tmp_path / "out" / "case.sandbox" / name).stat().st_size > 0
+    )
 
 
 @pytest.mark.parametrize(

@@ -297,7 +297,9 @@ def test_the_cli_plans_runs_and_reports_on_a_version_1_state(tmp_path: Path) -> 
     assert {item["state"] for item in after.values()} == {"done"}
     assert (after[C002]["task_id"], after[C002]["attempts"]) == ("1000000000000004", 1)
     assert not any(item["work_exists"] for item in after.values())
-    assert (manifest.parent / "out" / "quickstart" / "welcome" / "c002.mp4").stat().st_size > 0
+    assert (
+        manifest.parent / "out" / "quickstart.sandbox" / "welcome" / "c002.mp4"
+    ).stat().st_size > 0
 
 
 def status_json(manifest: Path) -> dict[str, dict[str, object]]:

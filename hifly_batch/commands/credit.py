@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from hifly_batch import console
 from hifly_batch.api.connect import ACCOUNT_SANDBOX_DIR, api_client
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction, common: Callable[..., list[argparse.ArgumentParser]]
+) -> None:
     parser = subparsers.add_parser(
         "credit",
-        parents=[common],
+        parents=common("base_url", "sandbox"),
         help="show the account's credit balance",
         description="Show the credit balance of the account HIFLY_TOKEN belongs to.",
         epilog="example:\n  HIFLY_TOKEN=... hifly-batch credit",
@@ -28,7 +30,12 @@ def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def credit(env: Mapping[str, str], *, base_url: str | None, sandbox_dir: Path | None) -> int:
-    """Print the balance on stdout."""
+    """Print the balance on stdout: ``left: 100,000 credits``."""
     with api_client(env, base_url=base_url, sandbox_dir=sandbox_dir) as client:
-        console.out(str(client.credit()))
+        console.out(balance_line(client.credit()))
     return 0
+
+
+def balance_line(left: int) -> str:
+    """``left: 100,000 credits`` (``1 credit`` for one)."""
+    return f"left: {left:,} credit{'' if left == 1 else 's'}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -32,7 +32,7 @@ version: 1
 name: {name}
 
 settings:
-  poll_interval: 1s     # first look at a new task after this long
+  poll_interval: 5s     # first look at a new task after this long (the service's pace)
   poll_max: 60s         # never wait longer than this between two looks
   concurrency: 4        # tasks generating at once
 
@@ -95,11 +95,30 @@ GITATTRIBUTES = """\
 *.lock merge=union
 """
 
+# Every file of the scaffold, in the order it is listed, with what it is for.
+WRITTEN = {
+    MANIFEST: "the manifest: what to make",
+    SCHEMA: "its JSON Schema, for editors",
+    "data/customers.csv": "one video per row",
+    "templates/welcome.txt.j2": "the script, with {{ row.name }} and other blanks",
+    "media/presenter.mp4": "placeholder footage to clone the presenter from",
+    "media/voice.wav": "placeholder recording to clone the voice from",
+    ".gitignore": "keeps the state (.hifly/) and outputs (out/) out of git",
+    ".gitattributes": f"lets git merge {MANIFEST.removesuffix('.yaml')}.lock",
+}
+NEXT = {
+    f"hifly-batch validate {MANIFEST}": "check it, offline",
+    f"hifly-batch run --sandbox {MANIFEST}": "rehearse it: no token, no credits",
+    f"hifly-batch status --sandbox {MANIFEST}": "what the rehearsal made",
+}
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+
+def register(
+    subparsers: argparse._SubParsersAction, common: Callable[..., list[argparse.ArgumentParser]]
+) -> None:
     parser = subparsers.add_parser(
         "init",
-        parents=[common],
+        parents=common(),
         help="scaffold a new campaign folder",
         description=(
             "Create a campaign in DIR (new or empty): campaign.yaml, data/customers.csv,\n"
@@ -132,9 +151,18 @@ def init(directory: Path) -> int:
             path.write_bytes(content)
         else:
             path.write_text(content, encoding="utf-8")
-    console.out(f"created {directory / MANIFEST}")
-    console.out(f"next: cd {shlex.quote(str(directory))} && hifly-batch run --sandbox {MANIFEST}")
+    console.out(summary(directory, cd=directory.resolve() != Path.cwd().resolve()))
     return 0
+
+
+def summary(directory: Path, *, cd: bool = True) -> str:
+    """What ``init`` wrote (one file a line, relative to ``directory``) and the commands
+    to try next (``cd``: starting with going there)."""
+    width = max(len(name) for name in WRITTEN)
+    files = [f"  {name:<{width}}  {what}" for name, what in WRITTEN.items()]
+    go = [f"  cd {shlex.quote(str(directory))}"] if cd else []
+    steps = [f"  {command:<{max(map(len, NEXT))}}  # {why}" for command, why in NEXT.items()]
+    return "\n".join([f"created {directory}/ with:", *files, "next:", *go, *steps])
 
 
 def _check_empty(directory: Path) -> None:
@@ -155,7 +183,7 @@ def campaign_name(directory: Path) -> str:
 
 def scaffold(name: str) -> dict[str, str | bytes]:
     """Every file of a new campaign, by path relative to its folder."""
-    return {
+    files: dict[str, str | bytes] = {
         MANIFEST: MANIFEST_TEXT.format(name=name, manifest=MANIFEST, schema=SCHEMA),
         SCHEMA: resources.files("hifly_batch").joinpath("schemas", SCHEMA).read_bytes(),
         "data/customers.csv": CUSTOMERS,
@@ -165,3 +193,4 @@ def scaffold(name: str) -> dict[str, str | bytes]:
         ".gitignore": GITIGNORE,
         ".gitattributes": GITATTRIBUTES,
     }
+    return {path: files[path] for path in WRITTEN}  # in the order init lists them

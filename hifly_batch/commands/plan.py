@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from hifly_batch import console
@@ -13,10 +13,12 @@ from hifly_batch.manifest.diagnostics import ManifestInvalid
 from hifly_batch.reports.plan_view import render_json, render_text
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction, common: Callable[..., list[argparse.ArgumentParser]]
+) -> None:
     parser = subparsers.add_parser(
         "plan",
-        parents=[common],
+        parents=common("base_url", "sandbox", "state"),
         help="show what a run would do, without doing it",
         description=(
             "Validate the manifest and list every item in dependency order with what a run "
@@ -48,4 +50,10 @@ def plan(
         return int(ExitStatus.INVALID)
     result = campaign.plan()
     console.out(render_json(manifest, result) if as_json else render_text(manifest, result))
+    rehearsal = campaign.rehearsal_record()
+    if rehearsal is not None:  # SPEC §4: say so, and name the flag
+        console.err(
+            f"note: only a rehearsal has run for this manifest (recorded in {rehearsal.name}); "
+            "this is the plan of a real run. With --sandbox, plan against the rehearsal."
+        )
     return int(ExitStatus.OK)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from hifly_batch import console
 from hifly_batch.campaign import Campaign
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction, common: Callable[..., list[argparse.ArgumentParser]]
+) -> None:
     parser = subparsers.add_parser(
         "report",
-        parents=[common],
+        parents=common("sandbox", "state"),
         help="write the CSV report again from the state file",
         description=(
             "Write the CSV report (one row per item, UTF-8 with BOM) from the state file, "

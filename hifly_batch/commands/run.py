@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from hifly_batch import console
@@ -14,10 +14,12 @@ from hifly_batch.reports.plan_view import render_text
 from hifly_batch.reports.progress import ProgressBar, summary_table
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction, common: Callable[..., list[argparse.ArgumentParser]]
+) -> None:
     parser = subparsers.add_parser(
         "run",
-        parents=[common],
+        parents=common("base_url", "sandbox", "state", "no_progress"),
         help="carry the plan out: upload, clone, render, download, report",
         description=(
             "Run the campaign: upload what is used, clone avatars and voices, create every "

@@ -6,7 +6,7 @@ import argparse
 import shlex
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -16,10 +16,12 @@ from hifly_batch.api.connect import ACCOUNT_SANDBOX_DIR, BASE_URL_VARIABLE, TOKE
 from hifly_batch.errors import UsageError
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction, common: Callable[..., list[argparse.ArgumentParser]]
+) -> None:
     parser = subparsers.add_parser(
         "sandbox",
-        parents=[common],
+        parents=common(),
         help="run the local sandbox API",
         description="The sandbox: the HiFly API emulated on 127.0.0.1, for rehearsals and tests.",
         epilog="example:\n  hifly-batch sandbox serve --port 8800 --task-seconds 2",
@@ -28,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     serve = actions.add_parser(
         "serve",
-        parents=[common],
+        parents=common(),
         help="serve the sandbox API on 127.0.0.1 until Ctrl-C",
         description=(
             "Serve the sandbox API on 127.0.0.1 until Ctrl-C. It first prints two shell "

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from hifly_batch import console
 from hifly_batch.runner.copy_state import copy_state
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction, common: Callable[..., list[argparse.ArgumentParser]]
+) -> None:
     parser = subparsers.add_parser(
         "state",
+        parents=common(),
         help="copy a campaign's state between a file and a database",
         description="Work on a campaign's state as a whole.",
         epilog=(
@@ -23,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     copy = actions.add_parser(
         "copy",
+        parents=common(),
         help="copy a campaign's records from one state to another",
         description=(
             "Copy one campaign's records from the state FROM to the state TO, each a state "
@@ -45,8 +49,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         metavar="NAME",
         help="the campaign to copy out of a database that holds several (its manifest's name)",
     )
-    copy.add_argument(
-        "--sandbox", action="store_true", help="copy the campaign's rehearsal records"
+    copy.add_argument(  # SUPPRESS: `hifly-batch --sandbox state copy` is kept (default: False)
+        "--sandbox",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="copy the campaign's rehearsal records",
     )
     copy.add_argument(
         "--force",

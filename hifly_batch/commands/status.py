@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from hifly_batch import console
@@ -15,10 +15,12 @@ from hifly_batch.reports.progress import summary_table
 from hifly_batch.runner.state import Record
 
 
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: argparse._SubParsersAction, common: Callable[..., list[argparse.ArgumentParser]]
+) -> None:
     parser = subparsers.add_parser(
         "status",
-        parents=[common],
+        parents=common("sandbox", "state"),
         help="show each item's state from the state file",
         description="Show every item's status, task id and last error, as the last run left them.",
         epilog=(

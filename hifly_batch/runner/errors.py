@@ -34,3 +34,8 @@ class StateError(RunError):
     """The state cannot be used; the message names it and says what to do."""
 
     exit_status = ConfigError.exit_status
+
+
+class RehearsalOnly(StateError):
+    """A command for the real service's runs found only a rehearsal's record: the same
+    command with ``--sandbox`` reads it."""
