@@ -30,7 +30,7 @@ from hifly_batch.api.connect import api_client, unreachable
 from hifly_batch.api.errors import HttpStatusError, TransportError
 from hifly_batch.core.graph import Graph, build_graph
 from hifly_batch.core.lifecycle import Status
-from hifly_batch.core.planning import Plan, make_plan
+from hifly_batch.core.planning import Action, Plan, make_plan
 from hifly_batch.core.scope import matching, select
 from hifly_batch.errors import ConfigError, ExitStatus, HiflyBatchError, UsageError
 from hifly_batch.files import FileWriteError
@@ -63,6 +63,7 @@ class RunResult:
     scope: set[str] | None  # the item ids the run could touch; None: all
     report: Path  # report.csv
     review: Path  # report.html beside it
+    idle: bool = False  # nothing in scope needed doing: every item was done and unchanged
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -338,7 +339,8 @@ class Campaign:
                 outcome, known = self._carry_out(runner, store, save, scope)
             final = csv_report.report_records(self.graph, known, scope)
             report, review = self.write_reports(final)
-        return RunResult(outcome, final, scope, report, review)
+        idle = not outcome.interrupted and _all_skipped(plan, scope)
+        return RunResult(outcome, final, scope, report, review, idle)
 
     def _carry_out(
         self,
@@ -385,6 +387,13 @@ class Campaign:
 
     def _fingerprints(self) -> dict[str, str]:
         return {item.id: item.fingerprint for item in self.graph}
+
+
+def _all_skipped(plan: Plan, scope: set[str] | None) -> bool:
+    """Whether the plan skips every item in ``scope`` (None: every item): nothing to send,
+    poll, download, move or edit."""
+    in_scope = (s for s in plan.steps if scope is None or s.item.id in scope)
+    return all(step.action is Action.SKIP for step in in_scope)
 
 
 def _is_sandbox(client: HiflyClient) -> bool:

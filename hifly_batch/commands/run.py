@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hifly_batch import console
 from hifly_batch.campaign import Campaign, RunResult
 from hifly_batch.errors import ExitStatus
 from hifly_batch.manifest.diagnostics import ManifestInvalid
+from hifly_batch.reports import summary
 from hifly_batch.reports.plan_view import render_text
-from hifly_batch.reports.progress import ProgressBar, summary_table
+from hifly_batch.reports.progress import ProgressBar
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -99,16 +100,33 @@ def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         )
     finally:
         bar.close()
-    return _show(result)
+    commands = summary.Commands.of(
+        args.manifest,
+        sandbox=getattr(args, "sandbox", False),
+        state=getattr(args, "state", None),
+        base_url=getattr(args, "base_url", None),
+        env_state=env.get("HIFLY_STATE"),
+    )
+    return _show(result, commands, {item.id: item.deps for item in campaign.graph})
 
 
-def _show(result: RunResult) -> int:
+def _show(result: RunResult, commands: summary.Commands, deps: Mapping[str, Sequence[str]]) -> int:
+    """Print the end of a run on stdout: what did not finish, by cause, with the commands
+    that deal with it, then the counts and the reports' paths; one line when there was
+    nothing to do. Why the run stopped early goes to stderr."""
     if result.outcome.out_of_credits:
         console.err(
-            "hifly-batch: credits ran out (code 1002 积分不足): no new work was submitted; "
-            "running tasks were finished. Add credits, then run again to continue."
+            "hifly-batch: credits ran out (code 1002 insufficient credits, 积分不足): no new "
+            "work was submitted; running tasks were finished. Add credits, then run again "
+            "to continue."
         )
-    console.out(summary_table(result.records))
+    if result.idle:
+        console.out(summary.nothing_to_do(result.records, result.scope))
+        return int(result.exit_status)
+    unfinished = summary.unfinished(result.records, deps, commands, result.scope)
+    if unfinished:
+        console.out("\n".join([*unfinished, ""]))
+    console.out(summary.counts_line(result.records))
     console.out(f"report: {result.report}")
     console.out(f"review: {result.review}")
     if result.outcome.interrupted:
