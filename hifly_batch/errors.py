@@ -110,7 +110,7 @@ def plain_fault(text: str) -> str:
     if _has(text, ("Connection broken", "Connection aborted")):
         return "the connection broke during the answer"
     if _has(text, _UNTRUSTED):
-        return f"the TLS certificate of {where} is not trusted (certificate verify failed)"
+        return f"the TLS certificate of {where} is not trusted"
     if _has(text, ("SSLError", "SSL:")):
         return f"the TLS handshake with {where} failed"
     if _has(text, _UNREACHABLE):

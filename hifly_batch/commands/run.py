@@ -12,7 +12,7 @@ from hifly_batch.errors import ExitStatus
 from hifly_batch.manifest.diagnostics import ManifestInvalid
 from hifly_batch.reports import summary
 from hifly_batch.reports.plan_view import render_text
-from hifly_batch.reports.progress import ProgressBar
+from hifly_batch.reports.progress import ProgressBar, summary_table
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -126,7 +126,7 @@ def _show(result: RunResult, commands: summary.Commands, deps: Mapping[str, Sequ
     unfinished = summary.unfinished(result.records, deps, commands, result.scope)
     if unfinished:
         console.out("\n".join([*unfinished, ""]))
-    console.out(summary.counts_line(result.records))
+    console.out(summary_table(result.records))
     console.out(f"report: {result.report}")
     console.out(f"review: {result.review}")
     if result.outcome.interrupted:

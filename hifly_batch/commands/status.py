@@ -14,6 +14,7 @@ from hifly_batch.core.planning import Action
 from hifly_batch.reports import summary
 from hifly_batch.reports.csv_report import _timestamp as iso_time
 from hifly_batch.reports.csv_report import report_status
+from hifly_batch.reports.progress import summary_table
 from hifly_batch.runner.state import Record
 
 
@@ -75,14 +76,13 @@ def status(
     deps = {item.id: item.deps for item in campaign.graph}
     unfinished = summary.unfinished(records, deps, commands)
     if unfinished:
-        console.out("\n".join([*unfinished, ""]))
-        console.out(summary.counts_line(records))
+        console.out("\n".join([*unfinished, "", summary_table(records)]))
     elif all(step.action is Action.SKIP for step in campaign.plan().steps):
         console.out(summary.nothing_to_do(records, None))
     else:
         console.out(
-            f"{summary.counts_line(records)}; the manifest changed since: "
-            f"`hifly-batch plan {manifest}` shows what a run would do"
+            f"All {len(records)} items are done, but the manifest changed since: "
+            f"`{commands.plan()}` shows what a run would do."
         )
     if source:
         console.out(

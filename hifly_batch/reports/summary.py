@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 import textwrap
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hifly_batch.apispec import ERROR_CODES
@@ -21,7 +20,6 @@ from hifly_batch.runner.state import Record
 from hifly_batch.runner.state_postgres import is_database, shown
 
 WIDTH = 80  # item ids are wrapped to fit a terminal of this many columns
-ORDER = ("done", "failed", "uncertain", "blocked", "pending", "skipped")
 
 # The kinds of fault a request can meet below the API (no code): label -> (English, 中文).
 FAULT_KINDS: dict[str, tuple[str, str]] = {
@@ -89,6 +87,10 @@ class Commands:
     def run(self, *flags: str) -> str:
         """A command to copy and paste, e.g. ``hifly-batch run --retry-failed c.yaml``."""
         return shlex.join(("hifly-batch", "run", *flags, self.manifest, *self.options))
+
+    def plan(self) -> str:
+        """``hifly-batch plan c.yaml`` with the same options."""
+        return shlex.join(("hifly-batch", "plan", self.manifest, *self.options))
 
 
 def meaning(code: int | None) -> tuple[str, str] | None:
@@ -162,14 +164,6 @@ def error_text(record: Record) -> str:
         return said
     head = f"{cause.code} {cause.en}".strip() if cause.code is not None else cause.label
     return f"{head}: {said}" if said else head
-
-
-def counts_line(records: Iterable[Record]) -> str:
-    """``9 items: 2 done, 2 failed, 5 blocked``."""
-    counts = Counter(report_status(r.status) for r in records)
-    total = sum(counts.values())
-    parts = ", ".join(f"{counts[s]} {s}" for s in ORDER if counts[s])
-    return f"{_items(total)}: {parts}" if parts else "0 items"
 
 
 def nothing_to_do(records: Sequence[Record], scope: set[str] | None) -> str:
