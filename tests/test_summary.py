@@ -25,6 +25,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from hifly_batch.api.errors import Delivery
 from hifly_batch.api.transport import describe
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.reports import summary
@@ -140,6 +141,10 @@ def test_a_transport_failure_is_said_in_plain_words_without_a_query(
     assert describe(exc) == said
     assert "SECRET" not in describe(exc) and "Error(" not in describe(exc)
     assert summary.readable(said) == said  # plain words stay as they are
+
+
+def test_the_summary_reads_every_way_the_client_says_how_far_a_request_got() -> None:
+    assert tuple(d.value for d in Delivery) == summary.DELIVERIES
 
 
 LEGACY = [
