@@ -373,6 +373,15 @@ def test_a_failed_run_names_every_failure_and_the_next_command_and_a_no_op_says_
     assert (idle.code, idle.stdout, idle.stderr) == (
         0, "Nothing to do: all 7 items are done and unchanged.\n", ""
     )  # fmt: skip
+    shown = cli("status", "--state", state, str(campaign.manifest)).stdout.splitlines()
+    assert shown[-1] == "Nothing to do: all 7 items are done and unchanged."
+    campaign.template = "第二版：{{ row.name }}您好。"
+    campaign.write()
+    shown = cli("status", "--state", state, str(campaign.manifest)).stdout.splitlines()
+    assert shown[-1] == (
+        "All 7 items are done, but the manifest changed since: "
+        f"`hifly-batch plan {campaign.manifest} --state {state}` shows what a run would do."
+    )
 
 
 class DroppedUploads:
