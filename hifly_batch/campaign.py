@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from hifly_batch.api.client import HiflyClient
@@ -260,16 +261,27 @@ class Campaign:
         return csv_report.report_records(self.graph, recorded.records)
 
     def write_reports(
-        self, records: list[Record] | None = None, path: Path | None = None
+        self,
+        records: list[Record] | None = None,
+        path: Path | None = None,
+        *,
+        run_started: float | None = None,
     ) -> tuple[Path, Path]:
         """report.csv (at ``path``, default in output_dir) and report.html beside it;
-        returns both paths. ``records`` default to what the state has."""
+        returns both paths. ``records`` default to what the state has; ``run_started``
+        (epoch seconds): when the run writing them began, for the page to show its span."""
         rows = self.records() if records is None else records
         csv_path = path or self.output_dir / "report.csv"
-        csv_report.write(rows, csv_path)
+        csv_report.write(rows, self.graph.by_id, csv_path)
         page = review_page.review_path(csv_path)
         review_page.write(
-            rows, self.graph.by_id, page, output_dir=self.output_dir, title=self.manifest.name
+            rows,
+            self.graph.by_id,
+            page,
+            output_dir=self.output_dir,
+            title=self.manifest.name,
+            run_started=None if run_started is None else _local_time(run_started),
+            skipped=self.graph.skipped,
         )
         return csv_path, page
 
@@ -299,6 +311,7 @@ class Campaign:
         ``HIFLY_BASE_URL``. A Ctrl-C during the run is not raised: the result
         says ``interrupted``.
         """
+        started = time.time()  # (for the review page's run span)
         env = os.environ if env is None else env
         only = (only,) if isinstance(only, str) else tuple(only)
         if concurrency is not None and concurrency < 1:
@@ -335,9 +348,9 @@ class Campaign:
                     records=dict(records),
                 )
                 save = functools.partial(self._save_lock, store, before, lock_file, world_lost)
-                outcome, known = self._carry_out(runner, store, save, scope)
+                outcome, known = self._carry_out(runner, store, save, scope, started)
             final = csv_report.report_records(self.graph, known, scope)
-            report, review = self.write_reports(final)
+            report, review = self.write_reports(final, run_started=started)
         return RunResult(outcome, final, scope, report, review)
 
     def _carry_out(
@@ -346,10 +359,12 @@ class Campaign:
         store: StateStore,
         save: Callable[[], dict[str, Record]],
         scope: set[str] | None,
+        started: float,
     ) -> tuple[Outcome, dict[str, Record]]:
         """Run the scheduler, writing the lock file meanwhile and at the end; returns the
         outcome and the records as a run reads them. A run ended by an error saves what
-        it can (and, ended by a fault, writes the report) before the error goes on."""
+        it can (and, ended by a fault, writes the report) before the error goes on.
+        ``started``: when the run began (epoch seconds)."""
         try:
             with _saving_meanwhile(save):
                 outcome = runner.run()
@@ -360,7 +375,8 @@ class Campaign:
                 known = save()
             if isinstance(stop, HiflyBatchError):  # ended by a fault: say how far it got
                 with contextlib.suppress(FileWriteError):
-                    self.write_reports(csv_report.report_records(self.graph, known, scope))
+                    final = csv_report.report_records(self.graph, known, scope)
+                    self.write_reports(final, run_started=started)
             raise
         return outcome, save()
 
@@ -385,6 +401,11 @@ class Campaign:
 
     def _fingerprints(self) -> dict[str, str]:
         return {item.id: item.fingerprint for item in self.graph}
+
+
+def _local_time(seconds: float) -> datetime:
+    """Epoch seconds as an aware datetime in this machine's time zone."""
+    return datetime.fromtimestamp(seconds).astimezone()
 
 
 def _is_sandbox(client: HiflyClient) -> bool:
