@@ -176,14 +176,18 @@ def dates(
     parts = [f"Written {_time(written)}"]
     if run_started is not None:
         parts.append(f"run {_span(run_started, written)}")
-    else:
-        started = [r.started_at for r in records if r.started_at is not None]
-        finished = [r.finished_at for r in records if r.finished_at is not None]
-        if started and finished:
-            first = datetime.fromtimestamp(min(started), written.tzinfo)
-            last = datetime.fromtimestamp(max(finished), written.tzinfo)
-            parts.append(f"work recorded {_span(first, last)}")
+    elif (recorded := recorded_span(records)) is not None:
+        first, last = (datetime.fromtimestamp(t, written.tzinfo) for t in recorded)
+        parts.append(f"work recorded {_span(first, last)}")
     return f"<p class='dates'>{' · '.join(parts)}</p>"
+
+
+def recorded_span(records: Iterable[Record]) -> tuple[float, float] | None:
+    """The first recorded start and the last finish (epoch seconds); None without both."""
+    rows = list(records)
+    started = [r.started_at for r in rows if r.started_at is not None]
+    finished = [r.finished_at for r in rows if r.finished_at is not None]
+    return (min(started), max(finished)) if started and finished else None
 
 
 def _span(start: datetime, end: datetime) -> str:
@@ -218,12 +222,11 @@ def _summary(records: list[Record], run: tuple[datetime, datetime] | None = None
     ]
     cells.append(f"<li class='count' data-status='total'><b>{len(records)}</b>items</li>")
     media = sum(r.duration_s or 0.0 for r in records)
+    recorded = recorded_span(records)
     if run is not None:
         span = (run[1] - run[0]).total_seconds()
     else:
-        started = [r.started_at for r in records if r.started_at is not None]
-        finished = [r.finished_at for r in records if r.finished_at is not None]
-        span = max(finished) - min(started) if started and finished else 0.0
+        span = recorded[1] - recorded[0] if recorded is not None else 0.0
     cells.append(f"<li class='duration'><b>{format_seconds(media)}</b>of video and audio</li>")
     cells.append(f"<li class='elapsed'><b>{format_seconds(max(span, 0.0))}</b>run time</li>")
     return "<ul class='summary'>" + "".join(cells) + "</ul>"
