@@ -29,20 +29,23 @@ from pathlib import Path
 from hifly_batch.api.client import HiflyClient
 from hifly_batch.api.connect import api_client, unreachable
 from hifly_batch.api.errors import HttpStatusError, TransportError
+from hifly_batch.core.estimate import Estimate, estimate
 from hifly_batch.core.graph import Graph, build_graph
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Plan, make_plan
 from hifly_batch.core.scope import matching, select
-from hifly_batch.errors import ConfigError, ExitStatus, HiflyBatchError, UsageError
+from hifly_batch.errors import ConfigError, ExitStatus, HiflyBatchError, RunDeclined, UsageError
 from hifly_batch.files import FileWriteError
 from hifly_batch.manifest.loader import load_campaign
+from hifly_batch.manifest.media import audio_seconds
 from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
-from hifly_batch.runner import lockfile
+from hifly_batch.runner import lockfile, spend
 from hifly_batch.runner.errors import StateError
 from hifly_batch.runner.lock import campaign_lock, run_lock
 from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.scheduler import Outcome, RunSettings, Scheduler
+from hifly_batch.runner.spend import CreditLimit
 from hifly_batch.runner.state import Record, StateStore, open_state, prior_states
 from hifly_batch.runner.state_postgres import is_database, shown
 
@@ -56,6 +59,35 @@ ProgressCallback = Callable[[dict[str, int], int], None]
 
 
 @dataclass(frozen=True)
+class Quote:
+    """What a run is about to spend, shown (and, on a terminal, asked about) before it
+    sends anything (SPEC §4 "Spending money")."""
+
+    plan: Plan
+    estimate: Estimate  # of the paid creates in the run's scope
+    balance: int | None  # the account's credits, None when they could not be read
+    sandbox: bool
+    api: str  # "the sandbox", or the real API's base URL
+
+
+@dataclass(frozen=True)
+class Spending:
+    """What a run that sent paid creates spent, as far as the balance tells."""
+
+    estimate: Estimate
+    before: int | None  # the balance as the run began
+    after: int | None  # ... and as it ended
+    limit: float | None  # --max-credits
+    committed: float  # the estimated credits of the paid creates it sent
+
+    @property
+    def spent(self) -> int | None:
+        if self.before is None or self.after is None:
+            return None
+        return self.before - self.after
+
+
+@dataclass(frozen=True)
 class RunResult:
     """What :meth:`Campaign.run` ended with."""
 
@@ -64,6 +96,7 @@ class RunResult:
     scope: set[str] | None  # the item ids the run could touch; None: all
     report: Path  # report.csv
     review: Path  # report.html beside it
+    spending: Spending | None = None  # None: the run sent no paid create
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -73,6 +106,8 @@ class RunResult:
             return ExitStatus.TERMINATED
         if self.outcome.interrupted:
             return ExitStatus.INTERRUPTED
+        if self.outcome.held:  # work asked for (made again, perhaps) was not sent
+            return ExitStatus.ITEMS_FAILED
         in_scope = (r for r in self.records if self.scope is None or r.item in self.scope)
         finished = all(r.status is Status.DONE for r in in_scope)
         return ExitStatus.OK if finished else ExitStatus.ITEMS_FAILED
@@ -147,6 +182,15 @@ class Campaign:
         network, writes nothing. ``recreate``: item-id globs of done items to make
         again (``NoMatch`` if none match)."""
         return self._plan(self.recorded(planning=True), resubmit_uncertain, recreate)
+
+    def estimate(self, plan: Plan, *, api: str, scope: set[str] | None = None) -> Estimate:
+        """The credits ``plan``'s paid creates (those in ``scope``) are expected to take on
+        ``api`` (``sandbox`` or the real API's base URL): the table's figures, or what runs
+        from this folder measured on that API (SPEC §4)."""
+        measured = spend.read_measured(self.manifest.root / STATE_FOLDER, api)
+        return estimate(
+            self.graph, plan, plan.prior, measured, media_seconds=audio_seconds, scope=scope
+        )
 
     def _plan(
         self, recorded: Recorded, resubmit_uncertain: bool, recreate: Sequence[str] | str
@@ -298,6 +342,8 @@ class Campaign:
         base_url: str | None = None,
         env: Mapping[str, str] | None = None,
         on_progress: ProgressCallback | None = None,
+        max_credits: float | None = None,
+        before_paying: Callable[[Quote], bool] | None = None,
     ) -> RunResult:
         """Carry the plan out against the API, then write the reports.
 
@@ -310,6 +356,11 @@ class Campaign:
         The token and base URL come from ``env`` (default ``os.environ``): ``HIFLY_TOKEN``,
         ``HIFLY_BASE_URL``. A Ctrl-C during the run is not raised: the result
         says ``interrupted``.
+
+        A run that will send paid creates first reads the balance and calls
+        ``before_paying`` with a :class:`Quote`; when it answers False nothing is sent
+        and ``RunDeclined`` is raised. ``max_credits``: no paid create is sent once the
+        estimated credits of those sent would pass it; the items held back stay pending.
         """
         started = time.time()  # (for the review page's run span)
         env = os.environ if env is None else env
@@ -337,6 +388,15 @@ class Campaign:
                 plan = self._plan(recorded, resubmit_uncertain, recreate)
                 statuses = {item: r.status for item, r in records.items()}
                 scope = select(self.graph, plan, statuses, only=only, retry_failed=retry_failed)
+                api = "sandbox" if sandbox else client.transport.base_url
+                quote = self._quote(client, plan, scope, sandbox, api)
+                if quote is not None and before_paying is not None and not before_paying(quote):
+                    raise RunDeclined()
+                limit = (
+                    CreditLimit(max_credits, quote.estimate.items if quote else {})
+                    if max_credits is not None
+                    else None
+                )
                 runner = Scheduler(
                     self.graph,
                     plan,
@@ -346,12 +406,48 @@ class Campaign:
                     scope=scope,
                     on_progress=on_progress,
                     records=dict(records),
+                    credit_limit=limit,
                 )
                 save = functools.partial(self._save_lock, store, before, lock_file, world_lost)
                 outcome, known = self._carry_out(runner, store, save, scope, started)
+            spending = self._spent(client, quote, limit, api, before, known)
             final = csv_report.report_records(self.graph, known, scope)
             report, review = self.write_reports(final, run_started=started)
-        return RunResult(outcome, final, scope, report, review)
+        return RunResult(outcome, final, scope, report, review, spending)
+
+    def _quote(
+        self, client: HiflyClient, plan: Plan, scope: set[str] | None, sandbox: bool, api: str
+    ) -> Quote | None:
+        """What the run will spend, with the balance; None when it sends no paid create."""
+        quoted = self.estimate(plan, api=api, scope=scope)
+        if not quoted.items:
+            return None
+        where = "the sandbox" if sandbox else api
+        return Quote(plan, quoted, spend.balance(client.credit), sandbox, where)
+
+    def _spent(
+        self,
+        client: HiflyClient,
+        quote: Quote | None,
+        limit: CreditLimit | None,
+        api: str,
+        before: Mapping[str, Record],
+        after: Mapping[str, Record],
+    ) -> Spending | None:
+        """What the run spent (the balance's drop), kept as a measure when every paid create
+        it sent finished done, so that later estimates use it."""
+        if quote is None:
+            return None
+        after_balance = spend.balance(client.credit) if quote.balance is not None else None
+        committed = limit.committed if limit is not None else quote.estimate.credits
+        spending = Spending(
+            quote.estimate, quote.balance, after_balance, limit.limit if limit else None, committed
+        )
+        if spending.spent is not None:
+            measured = spend.measure(self.graph, before, after, spending.spent)
+            if measured is not None:
+                spend.add_measured(self.manifest.root / STATE_FOLDER, api, measured)
+        return spending
 
     def _carry_out(
         self,

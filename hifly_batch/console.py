@@ -45,6 +45,22 @@ def _discard(stream: TextIO) -> None:
     os.close(devnull)
 
 
+def interactive() -> bool:
+    """Whether a person can answer a question: stdin and stderr are terminals."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def confirm(question: str) -> bool:
+    """Ask on stderr and read the answer from stdin: True only for ``y`` or ``yes`` (any
+    case); an empty answer or the end of input is no."""
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if not answer.endswith("\n"):
+        sys.stderr.write("\n")  # the end of input: end the question's line
+    return answer.strip().lower() in ("y", "yes")
+
+
 def info(text: str) -> None:
     """A progress message for stderr, silenced by ``--quiet``."""
     if not _quiet:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from hifly_batch.core.graph import Graph, Item, ItemKind, Ref
@@ -78,6 +78,7 @@ class Plan:
 
     steps: tuple[Step, ...]
     removed: tuple[str, ...] = ()
+    prior: Mapping[str, PriorState] = field(default_factory=dict)  # what it was made from
 
     def listing(self) -> tuple[Step, ...]:
         """Steps for display: changed items first, each group in dependency order."""
@@ -124,7 +125,7 @@ def make_plan(
             step = _decide(graph, item, state, decided, resubmit_uncertain)
             step = _output_lost(step, state, output_whole)
         decided[item.id] = _blocked(step, decided)
-    return Plan(tuple(decided.values()), tuple(sorted(set(prior) - set(decided))))
+    return Plan(tuple(decided.values()), tuple(sorted(set(prior) - set(decided))), prior)
 
 
 def _decide(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hifly_batch.api.client import HiflyClient
-from hifly_batch.apispec import INSUFFICIENT_CREDITS
+from hifly_batch.apispec import INSUFFICIENT_CREDITS, PAID_ENDPOINTS
 from hifly_batch.core.graph import Graph, Item
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Action, Plan
@@ -33,6 +33,7 @@ from hifly_batch.runner import events, jobs
 from hifly_batch.runner.creates import CREATE_KINDS
 from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.polling import PollPlanner
+from hifly_batch.runner.spend import CreditLimit
 from hifly_batch.runner.state import Record, StateStore, new_record
 from hifly_batch.runner.workers import WorkerPool
 
@@ -73,6 +74,7 @@ class Outcome:
     interrupted: bool = False  # by Ctrl-C or SIGTERM
     out_of_credits: bool = False
     terminated: bool = False  # by SIGTERM
+    held: tuple[str, ...] = ()  # items whose paid create --max-credits held back
 
 
 @dataclass
@@ -118,6 +120,7 @@ class Scheduler:
     on_progress: Callable[[dict[str, int], int], None] | None = None
     clock: Callable[[], float] = time.monotonic
     records: dict[str, Record] = field(default_factory=dict)
+    credit_limit: CreditLimit | None = None  # run --max-credits
     # How the loop waits for events. A seam for tests: they pass one that moves a fake
     # ``clock`` on by the timeout instead of sleeping, so simulated minutes take no time.
     receive: Callable[[queue.SimpleQueue[list[events.Event]], float | None], list[events.Event]] = (
@@ -183,8 +186,9 @@ class Scheduler:
         finally:
             self.stopping.set()
             self.pool.shutdown(wait=not self.interrupted)
+        held = tuple(self.credit_limit.held) if self.credit_limit is not None else ()
         return Outcome(
-            self.counts.as_dict(), self.interrupted, self.out_of_credits, self.terminated
+            self.counts.as_dict(), self.interrupted, self.out_of_credits, self.terminated, held
         )
 
     def interrupt(self, terminated: bool = False) -> None:
@@ -303,11 +307,20 @@ class Scheduler:
             if is_create and (self.in_flight >= self.limit or now < self.quiet_until):
                 break
             self.ready.popleft()
+            if not self._admitted(item):
+                continue
             if is_create:
                 self.creating.add(item.id)
             deps = {d: self.records[d] for d in item.deps}
             self._start_job(jobs.submit, item, self.records[item.id], deps)
         self._report()
+
+    def _admitted(self, item: Item) -> bool:
+        """Whether ``--max-credits`` lets this item's create go; one held back stays
+        pending, for the next run (SPEC §4)."""
+        if self.credit_limit is None or item.kind.endpoint not in PAID_ENDPOINTS:
+            return True
+        return self.credit_limit.admit(item.id)
 
     def _start_job(self, job: Callable[..., None], item: Item, *args: object) -> None:
         self.jobs_out += 1
