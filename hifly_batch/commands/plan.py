@@ -23,10 +23,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         parents=[common],
         help="show what a run would do, without doing it",
         description=(
-            "Validate the manifest and list what a run would change (create, recreate, edit, "
-            "retry, download, move, resume) and what needs attention (uncertain, blocked, "
-            "removed), changed items first; the rows of one entry that share an action are "
-            "one line. Then a totals line, or 'No changes.'. No network."
+            "Validate the manifest and list what a run would change (create, recreate, edit,\n"
+            "retry, download, move, resume) and what needs attention (uncertain, blocked,\n"
+            "removed), changed items first; more than five rows of one entry with one action\n"
+            "take one line. Then a totals line, or 'No changes.'. --all lists every item.\n"
+            "No network."
         ),
         epilog=(
             "examples:\n  hifly-batch plan campaign.yaml\n  hifly-batch plan --all campaign.yaml\n"
