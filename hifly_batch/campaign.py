@@ -388,7 +388,9 @@ class Campaign:
                 plan = self._plan(recorded, resubmit_uncertain, recreate)
                 statuses = {item: r.status for item, r in records.items()}
                 scope = select(self.graph, plan, statuses, only=only, retry_failed=retry_failed)
-                api = "sandbox" if sandbox else client.transport.base_url
+                # (a sandbox known only by its answers' header is keyed by its address,
+                # as `plan`, which sends nothing, knows it)
+                api = "sandbox" if self.sandbox else client.transport.base_url
                 quote = self._quote(client, plan, scope, sandbox, api)
                 if quote is not None and before_paying is not None and not before_paying(quote):
                     raise RunDeclined()

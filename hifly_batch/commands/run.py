@@ -8,11 +8,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hifly_batch import console
+from hifly_batch.api.connect import base_url_from
 from hifly_batch.campaign import Campaign, Quote, RunResult, Spending
 from hifly_batch.core.planning import Plan
 from hifly_batch.errors import ExitStatus
 from hifly_batch.manifest.diagnostics import ManifestInvalid
-from hifly_batch.reports.plan_view import render_text
+from hifly_batch.reports.plan_view import Target, estimate_lines, render_text
 from hifly_batch.reports.progress import ProgressBar, summary_table
 
 
@@ -96,7 +97,7 @@ def _credits(text: str) -> float:
 
 
 def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    if args.dry_run:  # as `plan` does, faults included
+    if args.dry_run:  # as `plan` prints it by default, faults included
         try:
             campaign = Campaign.load(args.manifest, state=args.state, sandbox=args.sandbox)
         except ManifestInvalid as exc:
@@ -105,7 +106,9 @@ def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         plan = campaign.plan(
             resubmit_uncertain=args.resubmit_uncertain, recreate=tuple(args.recreate or ())
         )
-        console.out(render_text(args.manifest, plan))
+        target = Target(True) if args.sandbox else Target(False, base_url_from(args.base_url, env))
+        lines = estimate_lines(campaign.estimate(plan, api=target.api))
+        console.out(render_text(args.manifest, plan, target, extra_lines=lines))
         return 0
     campaign = Campaign.load(args.manifest, state=args.state, sandbox=args.sandbox)
     bar = ProgressBar(not args.no_progress and args.quiet == 0)

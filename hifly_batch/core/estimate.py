@@ -134,6 +134,7 @@ class Estimate:
             },
             "basis": self.basis,
             "measured_runs": self.runs,
+            "items": {item: round(credits, 2) for item, credits in self.items.items()},
         }
 
 
