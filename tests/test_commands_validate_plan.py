@@ -42,10 +42,11 @@ def test_plan_text_lists_changes_then_totals_and_all_adds_counts(tmp_path: Path)
     lines = result.out.splitlines()
     assert lines[0] == f"plan for {QUICKSTART} against the HiFly API at https://hfw-api.hifly.cc"
     assert lines[1].split()[:3] == ["create", "assets.founder_clip", "upload"]
-    assert lines[-2:] == ["", "Plan: 9 to create."]
+    assert lines[-3:-1] == ["", "Plan: 9 to create."]
+    assert lines[-1].startswith("Estimated cost: ~")  # 3 videos and an audio
     every = run(plan, QUICKSTART, every=True, state=str(tmp_path / "state.db")).out.splitlines()
     assert every[:10] == lines[:10] and every[-1] == lines[-1]
-    assert every[-3].split() == ["total", "9"]
+    assert every[-4].split() == ["total", "9"]
     assert any(line.split()[:2] == ["videos", "3"] for line in every)
 
 
@@ -78,7 +79,8 @@ def test_plan_json_and_prior_state(tmp_path: Path) -> None:
     assert document["target"] == {"sandbox": False, "base_url": "https://hfw-api.hifly.cc"}
     text = run(plan, path, sandbox=False).out.splitlines()
     assert text[1].split()[:2] == ["recreate", "videos.welcome[c1]"]
-    assert text[2:] == ["", "Plan: 1 to recreate, 8 unchanged."]  # the unchanged are not listed
+    assert text[2:4] == ["", "Plan: 1 to recreate, 8 unchanged."]  # the unchanged are not listed
+    assert text[4].startswith("Estimated cost: ~2 credits (1 video_by_tts ~2)")
 
 
 def test_plan_errors_exit_2_or_3_and_1_with_detailed_exitcode(tmp_path: Path) -> None:
@@ -247,7 +249,8 @@ def test_a_244_row_campaign_plans_in_a_screenful(sandbox: Sandbox, tmp_path: Pat
     assert fresh.code == 2 and len(lines) < 20, fresh.out + fresh.err
     assert lines[0] == f"plan for {manifest} against the HiFly API at {sandbox.base_url}"
     assert lines[5] == "  create    videos.welcome[c0001 … c0244]  video_by_tts    244 rows"
-    assert lines[-1] == "Plan: 248 to create."
+    assert lines[-2] == "Plan: 248 to create."
+    assert lines[-1].startswith("Estimated cost: ~1,182 credits (244 video_by_tts ~1,182)")
     args = parser.parse_args(["plan", "--json", manifest])
     document = json.loads(run(args.handler, args, {}).out)
     actions = {item["id"]: item["action"] for item in document["items"]}
@@ -272,4 +275,4 @@ def test_a_244_row_campaign_plans_in_a_screenful(sandbox: Sandbox, tmp_path: Pat
     )
     removed = [f"  removed   videos.welcome[c02{n}]  (outputs kept)" for n in range(41, 45)]
     assert lines[2:6] == removed
-    assert lines[-1] == "Plan: 240 to recreate, 4 unchanged, 4 removed (outputs kept)."
+    assert lines[-2] == "Plan: 240 to recreate, 4 unchanged, 4 removed (outputs kept)."

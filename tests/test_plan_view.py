@@ -128,10 +128,10 @@ def test_totals_line(steps: list[Step], removed: tuple[str, ...], said: str) -> 
     assert totals_line(Plan(tuple(steps), removed)) == said
 
 
-def test_extra_lines_go_before_the_totals_and_extra_keys_into_the_json() -> None:
+def test_extra_lines_go_after_the_totals_and_extra_keys_into_the_json() -> None:
     plan = Plan(tuple(rows(244, Action.SKIP)), ("videos.welcome[c999]",))
     text = render_text(MANIFEST, plan, REAL, extra_lines=["Estimate: 0 credits"])
-    assert text.splitlines()[-2:] == ["Estimate: 0 credits", totals_line(plan)]
+    assert text.splitlines()[-2:] == [totals_line(plan), "Estimate: 0 credits"]
     document = json.loads(render_json(MANIFEST, plan, REAL, extra={"estimate": {"total": 0}}))
     assert document["target"] == {"sandbox": False, "base_url": "https://hfw-api.hifly.cc"}
     assert document["changes"] is False and document["estimate"] == {"total": 0}

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from hifly_batch.campaign import Campaign as Loaded
 from hifly_batch.core.estimate import Measured
 from hifly_batch.core.graph import build_graph
 from hifly_batch.core.lifecycle import Status
@@ -117,9 +116,8 @@ def test_max_credits_holds_paid_creates_back_and_the_rerun_continues(
     tmp_path: Path, service: Sandbox
 ) -> None:
     campaign = Campaign(tmp_path / "c", rows=5).write()
-    loaded = Loaded.load(campaign.manifest)
-    prices = loaded.estimate(loaded.plan(), api=service.base_url).items
-    video = prices["videos.welcome[c0001]"]
+    planned = cli("plan", "--json", str(campaign.manifest), sandbox=service)
+    video = json.loads(planned.stdout)["estimate"]["items"]["videos.welcome[c0001]"]
     limit = 2.5 * video  # room for two videos, not three
 
     held = cli(
@@ -155,19 +153,23 @@ def test_the_estimate_after_a_measured_run_is_within_ten_percent_of_the_next(
     is not. (A sandbox known by its answers' header: its runs are rehearsals.)"""
     first = Campaign(tmp_path, rows=6).write()
     assert cli("run", "--no-progress", str(first.manifest), sandbox=sandbox).code == 0
-    measured = read_measured(tmp_path / ".hifly", "sandbox")
+    measured = read_measured(tmp_path / ".hifly", sandbox.base_url)
     assert measured is not None and measured.runs == 1 and measured.credits == 60
 
     second = tmp_path / "second.yaml"
     second.write_text(first.manifest.read_text().replace("name: campaign", "name: second"))
-    loaded = Loaded.load(second, sandbox=True)
-    quoted = loaded.estimate(loaded.plan(), api="sandbox")
-    assert quoted.basis == "measured"
+    planned = cli("plan", str(second), sandbox=sandbox)
+    assert (
+        "Estimated cost: ~60 credits (6 video_by_tts ~60); an estimate from the spend "
+        in planned.stdout
+    )
+    quoted = json.loads(cli("plan", "--json", str(second), sandbox=sandbox).stdout)["estimate"]
+    assert quoted["basis"] == "measured" and len(quoted["items"]) == 6
     before = sandbox.credits()
     assert cli("run", "--no-progress", str(second), sandbox=sandbox).code == 0
     spent = before - sandbox.credits()
     assert spent == 60
-    assert abs(quoted.credits - spent) <= 0.10 * spent, (quoted.credits, spent)
+    assert abs(quoted["credits"] - spent) <= 0.10 * spent, (quoted, spent)
 
 
 def test_a_run_is_measured_only_when_every_paid_create_it_sent_finished(tmp_path: Path) -> None:

@@ -72,12 +72,12 @@ def render_text(
 ) -> str:
     """The plan as lines: a header naming ``target``, the listing (changes and what needs
     attention, grouped; ``every``: each item on its own line, then counts per section and
-    action), ``extra_lines``, then the totals line."""
+    action), the totals line, then ``extra_lines``."""
     lines = [f"plan for {manifest} against {target.describe()}"]
     lines += _every_line(result) if every else _changes_lines(result)
     if every:
         lines += ["", *_counts_table(result)]
-    lines += ["", *extra_lines, totals_line(result)]
+    lines += ["", totals_line(result), *extra_lines]
     return "\n".join(lines)
 
 
