@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hifly_batch.api.client import HiflyClient
-from hifly_batch.api.connect import api_client, unreachable
+from hifly_batch.api.connect import TOKEN_VARIABLE, api_client, unreachable
 from hifly_batch.api.errors import HttpStatusError, TransportError
 from hifly_batch.core.estimate import Estimate, estimate
 from hifly_batch.core.graph import Graph, build_graph
@@ -40,7 +40,7 @@ from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.manifest.media import audio_seconds
 from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
-from hifly_batch.runner import lockfile, spend
+from hifly_batch.runner import lockfile, run_log, spend
 from hifly_batch.runner.errors import StateError
 from hifly_batch.runner.lock import campaign_lock, run_lock
 from hifly_batch.runner.outputs import OutputFolder
@@ -55,7 +55,8 @@ LOCK_SAVE_SECONDS = 5.0  # during a run; it is also written at its end
 LOCK_SAVE_SHARE = 20  # ... and never more often than every 20 times one write's time
 
 ProgressCallback = Callable[[dict[str, int], int], None]
-"""Called as items change: counts of done/failed/running/queued, and the total."""
+"""Called as items change: the counts of done, failed, uncertain, blocked, running and
+queued items (they add up to the total), and the total."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class RunResult:
     report: Path  # report.csv
     review: Path  # report.html beside it
     spending: Spending | None = None  # None: the run sent no paid create
+    log: Path | None = None  # the run's log (.hifly/logs/); None: it could not be written
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -369,11 +371,14 @@ class Campaign:
             raise UsageError(f"concurrency {concurrency}: must be 1 or more")
         sandbox_dir = self.sandbox_dir if self.sandbox else None
         world_lost = self._world_lost()
+        folder, token = self.manifest.root / STATE_FOLDER, env.get(TOKEN_VARIABLE, "")
         with (
+            run_log.recording(folder, self.manifest.name, token) as log_file,
             run_lock(self.state_path) if self.state_url is None else contextlib.nullcontext(),
             api_client(env, base_url=base_url, sandbox_dir=sandbox_dir) as client,
         ):
             sandbox = self.sandbox or _is_sandbox(client)
+            log.debug("the API at %s%s", client.transport.base_url, " (a sandbox)" * sandbox)
             lock_file = self.lock_path(sandbox=sandbox)
             state_folder = self.manifest.root / STATE_FOLDER
             with (
@@ -415,7 +420,7 @@ class Campaign:
             spending = self._spent(client, quote, limit, api, before, known)
             final = csv_report.report_records(self.graph, known, scope)
             report, review = self.write_reports(final, run_started=started)
-        return RunResult(outcome, final, scope, report, review, spending)
+        return RunResult(outcome, final, scope, report, review, spending, log_file)
 
     def _quote(
         self, client: HiflyClient, plan: Plan, scope: set[str] | None, sandbox: bool, api: str

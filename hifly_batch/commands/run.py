@@ -112,21 +112,22 @@ def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return 0
     campaign = Campaign.load(args.manifest, state=args.state, sandbox=args.sandbox)
     bar = ProgressBar(not args.no_progress and args.quiet == 0)
-    try:
-        result = campaign.run(
-            only=tuple(args.only or ()),
-            retry_failed=args.retry_failed,
-            concurrency=args.concurrency,
-            resubmit_uncertain=args.resubmit_uncertain,
-            recreate=tuple(args.recreate or ()),
-            base_url=args.base_url,
-            env=env,
-            on_progress=bar.update,
-            max_credits=args.max_credits,
-            before_paying=functools.partial(_before_paying, ask=not args.yes),
-        )
-    finally:
-        bar.close()
+    with console.above_bar(bar.enabled):
+        try:
+            result = campaign.run(
+                only=tuple(args.only or ()),
+                retry_failed=args.retry_failed,
+                concurrency=args.concurrency,
+                resubmit_uncertain=args.resubmit_uncertain,
+                recreate=tuple(args.recreate or ()),
+                base_url=args.base_url,
+                env=env,
+                on_progress=bar.update,
+                max_credits=args.max_credits,
+                before_paying=functools.partial(_before_paying, ask=not args.yes),
+            )
+        finally:
+            bar.close()
     return _show(result)
 
 
@@ -168,6 +169,8 @@ def _show(result: RunResult) -> int:
     console.out(summary_table(result.records))
     console.out(f"report: {result.report}")
     console.out(f"review: {result.review}")
+    if result.exit_status is not ExitStatus.OK and result.log is not None:
+        console.out(f"log: {result.log}")  # what to attach to a report of the problem
     if result.outcome.interrupted:
         how = "stopped by SIGTERM" if result.outcome.terminated else "interrupted"
         console.err(f"hifly-batch: {how}; progress is saved, run again to resume")
