@@ -94,6 +94,7 @@ def test_no_bar_when_stderr_is_a_pipe_but_a_summary_on_stdout(
     campaign = Campaign(tmp_path / "c", rows=2).write()
     result = cli("run", str(campaign.manifest), sandbox=sandbox)
     assert result.code == 0 and "done=" not in result.stderr and "done," not in result.stderr
+    assert "log:" not in result.stdout  # a run that did everything names no log
     assert result.stdout.splitlines()[0].split() == ["section", "done"]
 
 

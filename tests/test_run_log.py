@@ -18,7 +18,7 @@ from tests.conftest import SECRET_TOKEN
 UNIT_SECRET = "hf-unit-0123456789abcdef"
 
 
-def test_every_run_logs_at_debug_without_the_token_keeping_the_last_20(
+def test_a_run_logs_at_debug_without_the_token_keeping_the_last_20_and_a_failed_one_says_where(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     campaign = Campaign(tmp_path / "c", rows=2).write()
@@ -28,27 +28,23 @@ def test_every_run_logs_at_debug_without_the_token_keeping_the_last_20(
     others = [logs / "campaign-extra-20200101T000000Z.log", logs / "notes.txt"]
     for path in old + others:
         path.write_text("old\n")
-
     sandbox.set_faults(Faults(task_fail=1.0))  # every task fails: the run fails
-    failed = cli("run", str(campaign.manifest), sandbox=sandbox)
-    sandbox.set_faults(Faults())
-    passed = cli("run", str(campaign.manifest), sandbox=sandbox)
 
-    assert (failed.code, passed.code) == (1, 0), failed.stderr + passed.stderr
-    named = failed.stdout.splitlines()[-1]
+    result = cli("run", str(campaign.manifest), sandbox=sandbox)  # the 22nd run
+
+    assert result.code == 1, result.stderr
+    named = result.stdout.splitlines()[-1]
     assert named.startswith("log: ")  # after the report's paths
-    first = Path(named.removeprefix("log: "))
-    assert "log:" not in passed.stdout  # a run that did everything names no log
-    kept = run_log.campaign_logs(logs, "campaign")
-    assert len(kept) == 20 and kept[:18] == old[3:] and kept[18] == first
+    path = Path(named.removeprefix("log: "))
+    assert run_log.campaign_logs(logs, "campaign") == [*old[2:], path]  # the last 20
     assert all(p.exists() for p in others)  # another campaign's logs, and other files, stay
-    text, second = first.read_text(encoding="utf-8"), kept[19].read_text(encoding="utf-8")
-    assert stat.S_IMODE(first.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    text = path.read_text(encoding="utf-8")
     assert " DEBUG " in text and "Bearer ***" in text  # every HTTP call, with its headers
-    assert "avatars.founder: failed, code " in text and ": blocked" in text
-    assert "videos.welcome[c0002]: done" in second and "run ended: 6 done" in second
-    assert SECRET_TOKEN not in text + second
-    assert " DEBUG " not in failed.stderr + passed.stderr  # the terminal's level is its own
+    assert "assets.founder_clip: done" in text and "avatars.founder: failed, code " in text
+    assert "videos.welcome[c0002]: blocked" in text and "run ended: 2 done, 2 failed" in text
+    assert SECRET_TOKEN not in text
+    assert " DEBUG " not in result.stderr  # the terminal's level is its own
 
 
 @pytest.fixture
