@@ -50,6 +50,7 @@ from hifly_batch.runner.scheduler import (
     RunSettings,
     Scheduler,
 )
+from hifly_batch.runner.spend import CreditLimit
 from hifly_batch.runner.state import Record, prior_states
 from hifly_batch.runner.state_file import FileState
 from tests.manifest_helpers import campaign
@@ -317,6 +318,7 @@ def simulate(
     scope: set[str] | None = None,
     interrupt_when: Callable[[Scheduler], bool] | None = None,
     raise_interrupt: bool = False,
+    credit_limit: CreditLimit | None = None,
     **settings: Any,
 ) -> Run:
     """Run the plan of ``graph`` (of ``scope``: all of it by default) against ``service``;
@@ -343,6 +345,7 @@ def simulate(
             on_progress=lambda counts, total: progress.append((counts, total)),
             clock=service.clock,
             receive=wait,
+            credit_limit=credit_limit,
         )
         wait.runner = runner
         outcome = runner.run()
@@ -760,8 +763,13 @@ def _first_video_lost(service: FakeHifly, name: str) -> Exception | None:
             {"concurrency": 2},
             {"done": 4, "queued": 5},
         ),
+        (
+            lambda: FakeHifly(),
+            {"credit_limit": CreditLimit(2.0, dict.fromkeys(VIDEOS, 1.0))},
+            {"done": 6, "queued": 3},  # two videos paid for, three held back
+        ),
     ],
-    ids=["done", "blocked", "uncertain", "out-of-credits"],
+    ids=["done", "blocked", "uncertain", "out-of-credits", "max-credits"],
 )
 def test_the_progress_counts_add_up_to_the_total_at_every_call(
     graph: Graph,
