@@ -38,6 +38,14 @@ class UsageError(HiflyBatchError):
     exit_status = ExitStatus.INVALID
 
 
+class RunDeclined(HiflyBatchError):
+    """The user answered no to spending credits: nothing was sent (exit 1, as Terraform's
+    apply answered no)."""
+
+    def __init__(self) -> None:
+        super().__init__("run cancelled: nothing was sent, and no credits were spent")
+
+
 class ConfigError(HiflyBatchError):
     """Missing token, unusable base URL and the like."""
 

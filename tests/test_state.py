@@ -277,7 +277,7 @@ def test_the_cli_plans_runs_and_reports_on_a_version_1_state(tmp_path: Path) -> 
     state = manifest.parent / ".hifly" / "quickstart.sandbox.state.db"
     shutil.copyfile(V1_FIXTURE, state)
 
-    plan = cli("--sandbox", "plan", str(manifest))
+    plan = cli("--sandbox", "plan", "--all", str(manifest))
     assert plan.code == 0, plan.stderr
     steps = {line.split()[1]: line.split()[0] for line in plan.stdout.splitlines()[1:10]}
     works = [C002, "videos.welcome[c001]", "videos.welcome[c003]", "audios.greeting"]
