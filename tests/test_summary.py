@@ -345,7 +345,7 @@ def test_a_failed_run_names_every_failure_and_the_next_command_and_a_no_op_says_
 
     sandbox.set_faults(Faults(task_fail=1.0))
     failed = run()
-    assert failed.code == 1 and failed.stderr == ""
+    assert failed.code == 1, failed.stderr
     out = failed.stdout
     assert "code 2015: avatar clone failed (数字人克隆失败), 1 item\n" in out
     assert "code 2013: could not fetch the audio (获取音频资源失败), 1 item\n" in out
