@@ -36,10 +36,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def progress(counts: dict[str, int], total: int) -> None:
         """Called as items change: a line each time another item settles."""
-        settled = counts["done"] + counts["failed"]
+        settled = total - counts["running"] - counts["queued"]  # the six counts add up
         if settled not in shown:
             shown.add(settled)
-            print(f"  {settled}/{total} settled: {counts['done']} done, {counts['failed']} failed")
+            others = ", ".join(f"{counts[k]} {k}" for k in ("failed", "uncertain", "blocked"))
+            print(f"  {settled}/{total} settled: {counts['done']} done, {others}")
 
     campaign = Campaign.load(work / "manifests" / args.manifest, sandbox=True)
     plan = campaign.plan()

@@ -23,25 +23,29 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from hifly_batch.api.client import HiflyClient
-from hifly_batch.api.connect import api_client, unreachable
+from hifly_batch.api.connect import TOKEN_VARIABLE, api_client, unreachable
 from hifly_batch.api.errors import HttpStatusError, TransportError
+from hifly_batch.core.estimate import Estimate, estimate
 from hifly_batch.core.graph import Graph, build_graph
 from hifly_batch.core.lifecycle import Status
-from hifly_batch.core.planning import Plan, make_plan
+from hifly_batch.core.planning import Action, Plan, make_plan
 from hifly_batch.core.scope import matching, select
-from hifly_batch.errors import ConfigError, ExitStatus, HiflyBatchError, UsageError
+from hifly_batch.errors import ConfigError, ExitStatus, HiflyBatchError, RunDeclined, UsageError
 from hifly_batch.files import FileWriteError
 from hifly_batch.manifest.loader import load_campaign
+from hifly_batch.manifest.media import audio_seconds
 from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
-from hifly_batch.runner import lockfile
+from hifly_batch.runner import lockfile, run_log, spend
 from hifly_batch.runner.errors import RehearsalOnly, StateError
 from hifly_batch.runner.lock import campaign_lock, run_lock
 from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.scheduler import Outcome, RunSettings, Scheduler
+from hifly_batch.runner.spend import CreditLimit
 from hifly_batch.runner.state import Record, StateStore, open_state, prior_states
 from hifly_batch.runner.state_postgres import is_database, shown
 
@@ -52,7 +56,37 @@ LOCK_SAVE_SECONDS = 5.0  # during a run; it is also written at its end
 LOCK_SAVE_SHARE = 20  # ... and never more often than every 20 times one write's time
 
 ProgressCallback = Callable[[dict[str, int], int], None]
-"""Called as items change: counts of done/failed/running/queued, and the total."""
+"""Called as items change: the counts of done, failed, uncertain, blocked, running and
+queued items (they add up to the total), and the total."""
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a run is about to spend, shown (and, on a terminal, asked about) before it
+    sends anything (SPEC §4 "Spending money")."""
+
+    plan: Plan
+    estimate: Estimate  # of the paid creates in the run's scope
+    balance: int | None  # the account's credits, None when they could not be read
+    sandbox: bool
+    api: str  # "the sandbox", or the real API's base URL
+
+
+@dataclass(frozen=True)
+class Spending:
+    """What a run that sent paid creates spent, as far as the balance tells."""
+
+    estimate: Estimate
+    before: int | None  # the balance as the run began
+    after: int | None  # ... and as it ended
+    limit: float | None  # --max-credits
+    committed: float  # the estimated credits of the paid creates it sent
+
+    @property
+    def spent(self) -> int | None:
+        if self.before is None or self.after is None:
+            return None
+        return self.before - self.after
 
 
 @dataclass(frozen=True)
@@ -64,6 +98,9 @@ class RunResult:
     scope: set[str] | None  # the item ids the run could touch; None: all
     report: Path  # report.csv
     review: Path  # report.html beside it
+    spending: Spending | None = None  # None: the run sent no paid create
+    log: Path | None = None  # the run's log (.hifly/logs/); None: it could not be written
+    idle: bool = False  # nothing in scope needed doing: every item was done and unchanged
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -73,6 +110,8 @@ class RunResult:
             return ExitStatus.TERMINATED
         if self.outcome.interrupted:
             return ExitStatus.INTERRUPTED
+        if self.outcome.held:  # work asked for (made again, perhaps) was not sent
+            return ExitStatus.ITEMS_FAILED
         in_scope = (r for r in self.records if self.scope is None or r.item in self.scope)
         finished = all(r.status is Status.DONE for r in in_scope)
         return ExitStatus.OK if finished else ExitStatus.ITEMS_FAILED
@@ -155,6 +194,15 @@ class Campaign:
         network, writes nothing. ``recreate``: item-id globs of done items to make
         again (``NoMatch`` if none match)."""
         return self._plan(self.recorded(planning=True), resubmit_uncertain, recreate)
+
+    def estimate(self, plan: Plan, *, api: str, scope: set[str] | None = None) -> Estimate:
+        """The credits ``plan``'s paid creates (those in ``scope``) are expected to take on
+        ``api`` (``sandbox`` or the real API's base URL): the table's figures, or what runs
+        from this folder measured on that API (SPEC §4)."""
+        measured = spend.read_measured(self.manifest.root / STATE_FOLDER, api)
+        return estimate(
+            self.graph, plan, plan.prior, measured, media_seconds=audio_seconds, scope=scope
+        )
 
     def _plan(
         self, recorded: Recorded, resubmit_uncertain: bool, recreate: Sequence[str] | str
@@ -286,19 +334,28 @@ class Campaign:
         path: Path | None = None,
         *,
         sandbox: bool | None = None,
+        run_started: float | None = None,
     ) -> tuple[Path, Path]:
         """report.csv (at ``path``, default in the outputs folder) and report.html beside
         it; returns both paths. ``records`` default to what the state has; ``sandbox``
-        (whether they are a rehearsal's, so which outputs folder) to what it says."""
+        (whether they are a rehearsal's, so which outputs folder) to what it says;
+        ``run_started`` (epoch seconds): when the run writing them began, for the page to
+        show its span."""
         if records is None:
             recorded = self.recorded()
             records, sandbox = self.records(recorded), recorded.sandbox
         output_dir = self.outputs(sandbox=self.sandbox if sandbox is None else sandbox)
         csv_path = path or output_dir / "report.csv"
-        csv_report.write(records, csv_path)
+        csv_report.write(records, self.graph.by_id, csv_path)
         page = review_page.review_path(csv_path)
         review_page.write(
-            records, self.graph.by_id, page, output_dir=output_dir, title=self.manifest.name
+            records,
+            self.graph.by_id,
+            page,
+            output_dir=output_dir,
+            title=self.manifest.name,
+            run_started=None if run_started is None else _local_time(run_started),
+            skipped=self.graph.skipped,
         )
         return csv_path, page
 
@@ -315,6 +372,8 @@ class Campaign:
         base_url: str | None = None,
         env: Mapping[str, str] | None = None,
         on_progress: ProgressCallback | None = None,
+        max_credits: float | None = None,
+        before_paying: Callable[[Quote], bool] | None = None,
     ) -> RunResult:
         """Carry the plan out against the API, then write the reports.
 
@@ -327,18 +386,27 @@ class Campaign:
         The token and base URL come from ``env`` (default ``os.environ``): ``HIFLY_TOKEN``,
         ``HIFLY_BASE_URL``. A Ctrl-C during the run is not raised: the result
         says ``interrupted``.
+
+        A run that will send paid creates first reads the balance and calls
+        ``before_paying`` with a :class:`Quote`; when it answers False nothing is sent
+        and ``RunDeclined`` is raised. ``max_credits``: no paid create is sent once the
+        estimated credits of those sent would pass it; the items held back stay pending.
         """
+        started = time.time()  # (for the review page's run span)
         env = os.environ if env is None else env
         only = (only,) if isinstance(only, str) else tuple(only)
         if concurrency is not None and concurrency < 1:
             raise UsageError(f"concurrency {concurrency}: must be 1 or more")
         sandbox_dir = self.sandbox_dir if self.sandbox else None
         world_lost = self._world_lost()
+        folder, token = self.manifest.root / STATE_FOLDER, env.get(TOKEN_VARIABLE, "")
         with (
+            run_log.recording(folder, self.manifest.name, token) as log_file,
             run_lock(self.state_path) if self.state_url is None else contextlib.nullcontext(),
             api_client(env, base_url=base_url, sandbox_dir=sandbox_dir) as client,
         ):
             sandbox = self.sandbox or _is_sandbox(client)
+            log.debug("the API at %s%s", client.transport.base_url, " (a sandbox)" * sandbox)
             lock_file = self.lock_path(sandbox=sandbox)
             state_folder = self.manifest.root / STATE_FOLDER
             with (
@@ -353,6 +421,17 @@ class Campaign:
                 plan = self._plan(recorded, resubmit_uncertain, recreate)
                 statuses = {item: r.status for item, r in records.items()}
                 scope = select(self.graph, plan, statuses, only=only, retry_failed=retry_failed)
+                # (a sandbox known only by its answers' header is keyed by its address,
+                # as `plan`, which sends nothing, knows it)
+                api = "sandbox" if self.sandbox else client.transport.base_url
+                quote = self._quote(client, plan, scope, sandbox, api)
+                if quote is not None and before_paying is not None and not before_paying(quote):
+                    raise RunDeclined()
+                limit = (
+                    CreditLimit(max_credits, quote.estimate.items if quote else {})
+                    if max_credits is not None
+                    else None
+                )
                 runner = Scheduler(
                     self.graph,
                     plan,
@@ -365,12 +444,49 @@ class Campaign:
                     scope=scope,
                     on_progress=on_progress,
                     records=dict(records),
+                    credit_limit=limit,
                 )
                 save = functools.partial(self._save_lock, store, before, lock_file, world_lost)
-                outcome, known = self._carry_out(runner, store, save, scope, sandbox)
+                outcome, known = self._carry_out(runner, store, save, scope, started, sandbox)
+            spending = self._spent(client, quote, limit, api, before, known)
             final = csv_report.report_records(self.graph, known, scope)
-            report, review = self.write_reports(final, sandbox=sandbox)
-        return RunResult(outcome, final, scope, report, review)
+            report, review = self.write_reports(final, run_started=started, sandbox=sandbox)
+        idle = not outcome.interrupted and _all_skipped(plan, scope)
+        return RunResult(outcome, final, scope, report, review, spending, log_file, idle)
+
+    def _quote(
+        self, client: HiflyClient, plan: Plan, scope: set[str] | None, sandbox: bool, api: str
+    ) -> Quote | None:
+        """What the run will spend, with the balance; None when it sends no paid create."""
+        quoted = self.estimate(plan, api=api, scope=scope)
+        if not quoted.items:
+            return None
+        where = "the sandbox" if sandbox else api
+        return Quote(plan, quoted, spend.balance(client.credit), sandbox, where)
+
+    def _spent(
+        self,
+        client: HiflyClient,
+        quote: Quote | None,
+        limit: CreditLimit | None,
+        api: str,
+        before: Mapping[str, Record],
+        after: Mapping[str, Record],
+    ) -> Spending | None:
+        """What the run spent (the balance's drop), kept as a measure when every paid create
+        it sent finished done, so that later estimates use it."""
+        if quote is None:
+            return None
+        after_balance = spend.balance(client.credit) if quote.balance is not None else None
+        committed = limit.committed if limit is not None else quote.estimate.credits
+        spending = Spending(
+            quote.estimate, quote.balance, after_balance, limit.limit if limit else None, committed
+        )
+        if spending.spent is not None:
+            measured = spend.measure(self.graph, before, after, spending.spent)
+            if measured is not None:
+                spend.add_measured(self.manifest.root / STATE_FOLDER, api, measured)
+        return spending
 
     def _carry_out(
         self,
@@ -378,11 +494,13 @@ class Campaign:
         store: StateStore,
         save: Callable[[], dict[str, Record]],
         scope: set[str] | None,
+        started: float,
         sandbox: bool,
     ) -> tuple[Outcome, dict[str, Record]]:
         """Run the scheduler, writing the lock file meanwhile and at the end; returns the
         outcome and the records as a run reads them. A run ended by an error saves what
-        it can (and, ended by a fault, writes the report) before the error goes on."""
+        it can (and, ended by a fault, writes the report) before the error goes on.
+        ``started``: when the run began (epoch seconds)."""
         try:
             with _saving_meanwhile(save):
                 outcome = runner.run()
@@ -393,8 +511,8 @@ class Campaign:
                 known = save()
             if isinstance(stop, HiflyBatchError):  # ended by a fault: say how far it got
                 with contextlib.suppress(FileWriteError):
-                    rows = csv_report.report_records(self.graph, known, scope)
-                    self.write_reports(rows, sandbox=sandbox)
+                    final = csv_report.report_records(self.graph, known, scope)
+                    self.write_reports(final, run_started=started, sandbox=sandbox)
             raise
         return outcome, save()
 
@@ -426,6 +544,18 @@ def default_state(manifest: Manifest, *, sandbox: bool) -> Path:
     rehearsals."""
     kind = REHEARSAL if sandbox else ""
     return manifest.root / STATE_FOLDER / f"{manifest.name}{kind}.state.db"
+
+
+def _all_skipped(plan: Plan, scope: set[str] | None) -> bool:
+    """Whether the plan skips every item in ``scope`` (None: every item): nothing to send,
+    poll, download, move or edit."""
+    in_scope = (s for s in plan.steps if scope is None or s.item.id in scope)
+    return all(step.action is Action.SKIP for step in in_scope)
+
+
+def _local_time(seconds: float) -> datetime:
+    """Epoch seconds as an aware datetime in this machine's time zone."""
+    return datetime.fromtimestamp(seconds).astimezone()
 
 
 def _is_sandbox(client: HiflyClient) -> bool:

@@ -1,17 +1,22 @@
 """All terminal writing: results to stdout, diagnostics and logs to stderr.
 
 Streams are looked up at call time so tests that capture ``sys.stdout`` and
-``sys.stderr`` see everything.
+``sys.stderr`` see everything. While a progress bar shows (:func:`above_bar`), lines
+and log records are written above it, never through it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from typing import TextIO
 
 _quiet = False
+_bar_shown = False
+LOGGER = "hifly_batch"
 
 
 def out(text: str) -> None:
@@ -28,10 +33,39 @@ def _write(stream: TextIO, text: str) -> None:
     """Write a line; a reader that went away (``| head -1``) ends the output, not the
     command: what it was doing goes on, and it exits as it would have."""
     try:
-        stream.write(text + "\n")
-        stream.flush()
+        with _above_the_bar(stream):
+            stream.write(text + "\n")
+            stream.flush()
     except BrokenPipeError:
         _discard(stream)
+
+
+def _above_the_bar(stream: TextIO) -> contextlib.AbstractContextManager[object]:
+    """While a bar shows on the terminal: clear it, let the line be written, draw it again."""
+    if not _bar_shown:
+        return contextlib.nullcontext()
+    from tqdm import tqdm  # (imported already: a bar shows)
+
+    return tqdm.external_write_mode(file=stream)
+
+
+@contextlib.contextmanager
+def above_bar(shown: bool = True) -> Iterator[None]:
+    """While the body runs a progress bar may show on stderr (``shown``): lines written
+    here and the ``hifly_batch`` log records that reach the terminal go above it, through
+    tqdm, so that the bar stays whole on its own line."""
+    global _bar_shown
+    if not shown:
+        yield
+        return
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    _bar_shown = True
+    try:
+        with logging_redirect_tqdm(loggers=[logging.getLogger(LOGGER)]):
+            yield
+    finally:
+        _bar_shown = False
 
 
 def _discard(stream: TextIO) -> None:
@@ -43,6 +77,22 @@ def _discard(stream: TextIO) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, fd)
     os.close(devnull)
+
+
+def interactive() -> bool:
+    """Whether a person can answer a question: stdin and stderr are terminals."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def confirm(question: str) -> bool:
+    """Ask on stderr and read the answer from stdin: True only for ``y`` or ``yes`` (any
+    case); an empty answer or the end of input is no."""
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if not answer.endswith("\n"):
+        sys.stderr.write("\n")  # the end of input: end the question's line
+    return answer.strip().lower() in ("y", "yes")
 
 
 def info(text: str) -> None:
@@ -60,6 +110,6 @@ def configure(verbosity: int) -> None:
     )
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("hifly_batch")
+    root = logging.getLogger(LOGGER)
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -6,7 +6,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from hifly_batch.cli import build_parser
+from hifly_batch.cli import build_parser, main
 from hifly_batch.commands.plan import plan
 from hifly_batch.commands.validate import validate
 from hifly_batch.core.graph import build_graph
@@ -14,6 +14,8 @@ from hifly_batch.core.lifecycle import Status
 from hifly_batch.manifest.loader import load_campaign
 from hifly_batch.runner.state import Record
 from hifly_batch.runner.state_file import FileState
+from hifly_batch.sandbox import Sandbox
+from tests.campaigns import Campaign, cli
 from tests.manifest_helpers import BASE, INVALID, REPO, campaign, run
 
 QUICKSTART = REPO / "manifests" / "quickstart.yaml"
@@ -34,14 +36,18 @@ def test_validate_many_reports_each() -> None:
     assert f"{bad}: 1 error" in result.err
 
 
-def test_plan_text_lists_dependency_order_and_counts(tmp_path: Path) -> None:
+def test_plan_text_lists_changes_then_totals_and_all_adds_counts(tmp_path: Path) -> None:
     result = run(plan, QUICKSTART, state=str(tmp_path / "state.db"))
     assert result.code == 0
     lines = result.out.splitlines()
-    assert lines[0] == f"plan for {QUICKSTART}: 9 items"
+    assert lines[0] == f"plan for {QUICKSTART} against the HiFly API at https://hfw-api.hifly.cc"
     assert lines[1].split()[:3] == ["create", "assets.founder_clip", "upload"]
-    assert lines[-1].split() == ["total", "9"]
-    assert any(line.split()[:2] == ["videos", "3"] for line in lines)
+    assert lines[-3:-1] == ["", "Plan: 9 to create."]
+    assert lines[-1].startswith("Estimated cost: ~")  # 3 videos and an audio
+    every = run(plan, QUICKSTART, every=True, state=str(tmp_path / "state.db")).out.splitlines()
+    assert every[:10] == lines[:10] and every[-1] == lines[-1]
+    assert every[-4].split() == ["total", "9"]
+    assert any(line.split()[:2] == ["videos", "3"] for line in every)
 
 
 def test_plan_json_and_prior_state(tmp_path: Path) -> None:
@@ -69,14 +75,39 @@ def test_plan_json_and_prior_state(tmp_path: Path) -> None:
     assert document["totals"] == {"skip": 8, "recreate": 1}
     assert document["counts"]["videos"] == {"recreate": 1, "skip": 2}
     assert [i["id"] for i in document["items"]][:2] == ["assets.clip", "assets.sample"]
-    text = run(plan, path).out.splitlines()
+    assert document["changes"] is True
+    assert document["target"] == {"sandbox": False, "base_url": "https://hfw-api.hifly.cc"}
+    text = run(plan, path, sandbox=False).out.splitlines()
     assert text[1].split()[:2] == ["recreate", "videos.welcome[c1]"]
+    assert text[2:4] == ["", "Plan: 1 to recreate, 8 unchanged."]  # the unchanged are not listed
+    assert text[4].startswith("Estimated cost: ~2 credits (1 video_by_tts ~2)")
 
 
-def test_plan_invalid_manifest_exits_2() -> None:
+def test_plan_errors_exit_2_or_3_and_1_with_detailed_exitcode(tmp_path: Path) -> None:
     result = run(plan, INVALID / "voice_cycle.yaml")
     assert result.code == 2
     assert "cycle: voices.cloned → audios.speech → voices.cloned" in result.err
+    assert run(plan, INVALID / "voice_cycle.yaml", detailed_exitcode=True).code == 1
+    state = str(tmp_path / "s.db")
+    bad_url = ["plan", "--state", state, "--base-url", "ftp://host", str(QUICKSTART)]
+    for flags, code in (([], 3), (["--detailed-exitcode"], 1)):
+        result = run(main, [*bad_url, *flags], {})
+        assert result.code == code and "'ftp://host' is not an http(s) URL" in result.err
+
+
+def test_plan_names_its_target_and_run_dry_run_prints_the_same(tmp_path: Path) -> None:
+    parser, state = build_parser(), str(tmp_path / "s.db")
+    url = "http://127.0.0.1:9"
+    for given, env, said in (
+        (["--sandbox"], {"HIFLY_BASE_URL": url}, "the sandbox (--sandbox)"),
+        (["--base-url", url], {"HIFLY_BASE_URL": "https://elsewhere"}, f"the HiFly API at {url}"),
+        ([], {"HIFLY_BASE_URL": url}, f"the HiFly API at {url}"),
+    ):
+        args = parser.parse_args(["plan", "--state", state, *given, str(QUICKSTART)])
+        shown = run(args.handler, args, env).out
+        assert shown.splitlines()[0] == f"plan for {QUICKSTART} against {said}"
+        args = parser.parse_args(["run", "--dry-run", "--state", state, *given, str(QUICKSTART)])
+        assert run(args.handler, args, env).out == shown
 
 
 def test_commands_register_with_the_cli_contract(tmp_path: Path) -> None:
@@ -204,3 +235,44 @@ def test_a_value_yaml_reads_as_another_type_says_to_quote_it(tmp_path: Path) -> 
         in said
     )
     assert 'audios.promo.text: expected a string; YAML reads 0123 as int 83: write "0123"' in said
+
+
+def test_a_244_row_campaign_plans_in_a_screenful(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Fresh, after a full run, after a template edit with rows removed: each plan is short,
+    and --detailed-exitcode says whether there are changes."""
+    campaign = Campaign(tmp_path / "c", rows=244, concurrency=10).write()
+    manifest = str(campaign.manifest)
+    parser, env = build_parser(), {"HIFLY_BASE_URL": sandbox.base_url}
+    args = parser.parse_args(["plan", "--detailed-exitcode", manifest])  # (in-process: quicker)
+    fresh = run(args.handler, args, env)
+    lines = fresh.out.splitlines()
+    assert fresh.code == 2 and len(lines) < 20, fresh.out + fresh.err
+    assert lines[0] == f"plan for {manifest} against the HiFly API at {sandbox.base_url}"
+    assert lines[5] == "  create    videos.welcome[c0001 … c0244]  video_by_tts    244 rows"
+    assert lines[-2] == "Plan: 248 to create."
+    assert lines[-1].startswith("Estimated cost: ~1,182 credits (244 video_by_tts ~1,182)")
+    args = parser.parse_args(["plan", "--json", manifest])
+    document = json.loads(run(args.handler, args, {}).out)
+    actions = {item["id"]: item["action"] for item in document["items"]}
+    assert len(actions) == 248 and set(actions.values()) == {"create"}
+    assert actions["videos.welcome[c0244]"] == actions["avatars.founder"] == "create"
+    assert document["changes"] is True and document["target"]["sandbox"] is False
+
+    assert cli("run", "--no-progress", manifest, sandbox=sandbox).code == 0
+    unchanged = cli("plan", "--detailed-exitcode", manifest, sandbox=sandbox)
+    assert unchanged.code == 0, unchanged.stdout + unchanged.stderr
+    said = unchanged.stdout.splitlines()
+    assert said[1:] == ["", "No changes. 248 items are done and unchanged."]
+
+    campaign.template = "新版：" + campaign.template
+    campaign.rows = 240
+    campaign.write()
+    edited = cli("plan", "--detailed-exitcode", manifest, sandbox=sandbox)
+    lines = edited.stdout.splitlines()
+    assert edited.code == 2 and len(lines) < 20, edited.stdout + edited.stderr
+    assert lines[1] == (
+        "  recreate  videos.welcome[c0001 … c0240]  video_by_tts    240 rows  (text changed)"
+    )
+    removed = [f"  removed   videos.welcome[c02{n}]  (outputs kept)" for n in range(41, 45)]
+    assert lines[2:6] == removed
+    assert lines[-2] == "Plan: 240 to recreate, 4 unchanged, 4 removed (outputs kept)."

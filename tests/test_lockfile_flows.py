@@ -96,7 +96,7 @@ def status_of(root: Path) -> dict[str, dict[str, Any]]:
 
 def plan_actions(root: Path) -> dict[str, str]:
     """The printed plan's action for each item, read from its text form."""
-    result = cli("plan", str(root / "campaign.yaml"))
+    result = cli("plan", "--all", str(root / "campaign.yaml"))
     assert result.code == 0, result.stderr
     found = re.findall(r"^\s+(\w+)\s+((?:assets|avatars|voices|videos)\.\S+)", result.stdout, re.M)
     return {item: action for action, item in found}

@@ -83,6 +83,11 @@ audios:
         ("d", 4, "你好 d 4"),
     ]
     assert [w.output for w in loaded.works] == ["audios/hello/a.mp3", "audios/hello/d.mp3"]
+    # The rows left out make no work; they are kept, named from the manifest's folder.
+    assert [(s.item_id, str(s.source)) for s in loaded.skipped] == [
+        ("audios.hello[b]", "inline.yaml:6:9"),
+        ("audios.hello[c]", "inline.yaml:7:9"),
+    ]
 
 
 def test_duplicate_keys_name_both_rows(tmp_path: Path) -> None:

@@ -1,11 +1,14 @@
-"""The review page: pure rendering (escaping, relative media links, summary), and the page
-a real run writes, loaded from disk in a headless Chromium."""
+"""The review page: pure rendering (escaping, relative media links, summary, dates, the
+status filter, rows left out by ``when``), and the page a real run writes, loaded from
+disk in a headless Chromium."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -14,6 +17,8 @@ import pytest
 
 from hifly_batch.core.graph import Item, ItemKind
 from hifly_batch.core.lifecycle import Status
+from hifly_batch.manifest.diagnostics import Location
+from hifly_batch.manifest.model import SkippedRow
 from hifly_batch.reports import review_page as review
 from hifly_batch.runner.state import Record
 from hifly_batch.sandbox import Sandbox
@@ -46,22 +51,42 @@ class Card:
     status: str
     text: list[str] = field(default_factory=list)
     media: list[dict[str, str]] = field(default_factory=list)
+    hidden: bool = False
+    section: str = ""
 
 
 class PageParser(HTMLParser):
-    """Cards (``<article data-item>``) with their text and players; summary counts."""
+    """Cards (``<article data-item>``) with their text and players, in page order; summary
+    counts; the rows left out by ``when`` (``<li data-item>``), the filter's buttons, and
+    what is hidden."""
 
     def __init__(self) -> None:
         super().__init__()
         self.cards: dict[str, Card] = {}
         self.counts: dict[str, int] = {}
+        self.left_out: dict[str, bool] = {}  # item id -> hidden
+        self.buttons: dict[str, str] = {}  # filter -> aria-pressed
+        self.hidden_sections: set[str] = set()
+        self.nav_hidden: bool | None = None
         self._card: Card | None = None
         self._count: str | None = None
+        self._section = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {k: v or "" for k, v in attrs}
+        if tag == "section":
+            self._section = values["data-section"]
+            if "hidden" in values:
+                self.hidden_sections.add(self._section)
+        elif tag == "nav":
+            self.nav_hidden = "hidden" in values
+        elif tag == "button":
+            self.buttons[values["data-filter"]] = values["aria-pressed"]
+        elif tag == "li" and "data-item" in values:
+            self.left_out[values["data-item"]] = "hidden" in values
         if tag == "article":
-            self._card = Card(values["data-item"], values["data-status"])
+            self._card = Card(values["data-item"], values["data-status"], hidden="hidden" in values)
+            self._card.section = self._section
             self.cards[self._card.item] = self._card
         elif tag in ("video", "audio") and self._card is not None:
             self._card.media.append({"tag": tag, **values})
@@ -184,7 +209,7 @@ def test_players_for_downloaded_works_only_with_encoded_relative_links() -> None
 def test_script_error_and_key_are_shown_and_escaped() -> None:
     records, items = sample()
     html = review.render(records, items, title=HOSTILE)
-    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<script>alert" not in html and "&lt;script&gt;" in html
     cards = parse(html).cards
     assert HOSTILE in "".join(cards["videos.welcome[c 1#?]"].text)
     assert "c 1#?" in "".join(cards["videos.welcome[c 1#?]"].text)
@@ -194,8 +219,104 @@ def test_script_error_and_key_are_shown_and_escaped() -> None:
 
 def test_page_needs_nothing_from_the_network() -> None:
     records, items = sample()
-    html = review.render(records, items, title="t")
-    assert "http://" not in html and "https://" not in html and "<script" not in html
+    html = review.render(records, items, title="t", skipped=LEFT_OUT)
+    assert "http://" not in html and "https://" not in html and "<link" not in html
+    assert html.count("<script") == 1 and "<script>" in html  # the filter's, inline
+
+
+def test_failed_uncertain_and_blocked_cards_come_first_in_their_section() -> None:
+    records, items = sample()
+    records.append(make_record("videos.unsure", ItemKind.VIDEO_BY_TTS, Status.SUBMITTING))
+    cards = parse(review.render(records, items, title="t")).cards.values()
+    videos = [(c.item, c.status) for c in cards if c.section == "videos"]
+    assert videos == [
+        ("videos.broken", "failed"),
+        ("videos.unsure", "uncertain"),
+        ("videos.later", "blocked"),
+        ("videos.welcome[c 1#?]", "done"),
+    ]
+    assert [c.section for c in cards] == ["videos"] * 4 + ["audios", "avatars"]
+
+
+LEFT_OUT = (
+    SkippedRow("videos", "welcome", "c004", Location("data/customers.csv", 5, 1)),
+    SkippedRow("videos", "welcome", HOSTILE, Location("data/customers.csv", 6, 1)),
+    SkippedRow("audios", "promo", None, None),
+)
+
+
+def test_rows_left_out_by_when_are_listed_apart_not_as_cards() -> None:
+    records, items = sample()
+    html = review.render(records, items, title="t", skipped=LEFT_OUT)
+    page = parse(html)
+    assert list(page.left_out) == [
+        "videos.welcome[c004]",
+        f"videos.welcome[{HOSTILE}]",
+        "audios.promo",
+    ]
+    assert not set(page.left_out) & set(page.cards)
+    assert "c004 (data/customers.csv:5) — videos.welcome: when was false" in html
+    assert "audios.promo — when was false" in html
+    assert HOSTILE not in html and html.count("<script") == 1
+    assert "filtered out by when" not in review.render(records, items, title="t")
+
+
+def test_filter_offers_each_status_present_and_shows_everything_without_scripts() -> None:
+    records, items = sample()
+    page = parse(review.render(records, items, title="t", skipped=LEFT_OUT))
+    assert page.buttons == {
+        "all": "true",
+        "failed": "false",
+        "blocked": "false",
+        "done": "false",
+        "when-false": "false",
+    }
+    # Hidden until the script shows it; nothing else is hidden in the page as written.
+    assert page.nav_hidden is True
+    assert not page.hidden_sections and not any(c.hidden for c in page.cards.values())
+    assert not any(page.left_out.values())
+    labels = re.findall(r"<button[^>]*>([^<]*)</button>", review.filter_control(records))
+    assert labels == ["all (5)", "failed (1)", "blocked (1)", "done (3)"]
+
+
+CHINA = timezone(timedelta(hours=8))
+
+
+@pytest.mark.parametrize(
+    ("started", "shown"),
+    [
+        (
+            datetime(2025, 6, 1, 14, 0, 1, tzinfo=CHINA),
+            "Written <time datetime='2025-06-01T14:03:07+08:00'>2025-06-01 14:03:07 UTC+08:00"
+            "</time> · run <time datetime='2025-06-01T14:00:01+08:00'>2025-06-01 14:00:01 "
+            "UTC+08:00</time> – <time datetime='2025-06-01T14:03:07+08:00'>14:03:07</time> "
+            "(3 min 6 s)",
+        ),
+        (
+            datetime(2025, 5, 31, 23, 0, 0, tzinfo=CHINA),
+            "run <time datetime='2025-05-31T23:00:00+08:00'>2025-05-31 23:00:00 UTC+08:00"
+            "</time> – <time datetime='2025-06-01T14:03:07+08:00'>2025-06-01 14:03:07 "
+            "UTC+08:00</time> (15 h 3 min)",
+        ),
+        # Not written by a run (the report command): the recorded work's span, 1000-1010 s.
+        (
+            None,
+            "work recorded <time datetime='1970-01-01T08:16:40+08:00'>1970-01-01 08:16:40 "
+            "UTC+08:00</time> – <time datetime='1970-01-01T08:16:50+08:00'>08:16:50</time> "
+            "(10 s)",
+        ),
+    ],
+)
+def test_page_says_when_it_was_written_and_the_runs_span(
+    started: datetime | None, shown: str
+) -> None:
+    records, items = sample()
+    written = datetime(2025, 6, 1, 14, 3, 7, tzinfo=CHINA)
+    html = review.render(records, items, title="t", written=written, run_started=started)
+    assert shown in html
+    elapsed = re.search(r"<li class='elapsed'><b>([^<]+)</b>", html)
+    assert elapsed is not None and elapsed.group(1) == shown.rsplit("(", 1)[1].rstrip(")")
+    assert "class='dates'" not in review.render(records, items, title="t")
 
 
 def test_write_links_media_from_wherever_the_page_is(tmp_path: Path) -> None:
@@ -232,8 +353,9 @@ assets:
 data:
   customers:
     rows:
-      - {id: "c 1#a", name: 张伟}
-      - {id: c2, name: Alice}
+      - {id: "c 1#a", name: 张伟, opt_in: "yes"}
+      - {id: c2, name: Alice, opt_in: "yes"}
+      - {id: c3, name: Bob, opt_in: "no"}
     key: "{{ row.id }}"
 avatars:
   founder: {video: clip}
@@ -243,6 +365,7 @@ voices:
 videos:
   welcome:
     for_each: customers
+    when: "{{ row.opt_in }}"
     avatar: founder
     voice: announcer
     text: "{{ row.name }}您好，欢迎您。"
@@ -261,11 +384,20 @@ document.querySelectorAll('video,audio').forEach(m => {
 });
 </script>"""
 
+# Added to a copy of the page by the test only: notes the cards the address's filter
+# shows, then the reviewer's click on "failed".
+CLICK_FAILED = """<script>
+var shown = document.querySelectorAll('article:not([hidden])');
+document.body.setAttribute('data-first', Array.from(shown, a => a.dataset.item).join('|'));
+document.querySelector("nav.filter button[data-filter='failed']").click();
+</script>"""
 
-def chromium(page: Path, profile: Path, *args: str) -> str:
+
+def chromium(page: Path, profile: Path, *args: str, fragment: str = "") -> str:
     # Chromium puts a Unix socket in TMPDIR, whose path must stay short (108 bytes).
+    url = page.as_uri() + fragment
     proc = subprocess.run(
-        [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()],
+        [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, url],
         capture_output=True,
         text=True,
         timeout=120,
@@ -288,7 +420,7 @@ def run_page(sandbox: Sandbox, tmp_path: Path) -> Path:
 
 
 @needs_chromium
-def test_browser_shows_players_that_load_and_the_failed_items_error(
+def test_browser_shows_players_that_load_the_failed_items_error_and_filters(
     run_page: Path, tmp_path: Path
 ) -> None:
     probe = run_page.with_name("probe.html")  # same folder, so the same relative links
@@ -305,6 +437,21 @@ def test_browser_shows_players_that_load_and_the_failed_items_error(
     assert "error 14" in "".join(lost.text) and "找不到资源" in "".join(lost.text)
     assert page.counts["failed"] == 1 and page.counts["total"] == len(page.cards)
     assert "张伟您好，欢迎您。" in "".join(page.cards["videos.welcome[c 1#a]"].text)
+    assert page.nav_hidden is False and page.buttons["all"] == "true"
+    assert not page.hidden_sections and page.left_out == {"videos.welcome[c3]": False}
+    # The page opens on the filter its address names; the reviewer then asks for the failed
+    # items only.
+    clicked = run_page.with_name("clicked.html")
+    clicked.write_text(
+        run_page.read_text("utf-8").replace("</body>", CLICK_FAILED + "</body>"), "utf-8"
+    )
+    dom = chromium(clicked, tmp_path / "profile", "--dump-dom", fragment="#when-false")
+    assert re.search(r"<body data-first=\"\"", dom)  # the address's filter: no card shown
+    page = parse(dom)
+    assert page.buttons["failed"] == "true" and page.buttons["all"] == "false"
+    assert [c.item for c in page.cards.values() if not c.hidden] == ["videos.lost"]
+    assert page.left_out == {"videos.welcome[c3]": True}
+    assert page.hidden_sections == {"assets", "avatars", "voices", "audios", "when-false"}
 
 
 @needs_chromium
@@ -346,7 +493,10 @@ def test_report_command_writes_the_page_beside_its_csv(run_page: Path, tmp_path:
     result = cli("report", str(tmp_path / "review.yaml"), "-o", str(target))
     assert result.code == 0, result.stderr
     assert result.stdout.split() == [str(target), str(target.with_suffix(".html"))]
-    page = parse(target.with_suffix(".html").read_text("utf-8"))
+    html = target.with_suffix(".html").read_text("utf-8")
+    assert "c3 (review.yaml:11) — videos.welcome: when was false" in html
+    assert "work recorded <time" in html  # (no run: the span of the recorded work)
+    page = parse(html)
     sources = [m["src"] for card in page.cards.values() for m in card.media]
     assert len(sources) == 3
     for src in sources:

@@ -94,7 +94,7 @@ def test_editing_the_template_recreates_exactly_its_items(
     before = creates(sandbox)
     campaign.template = "{{ row.name }}，新年快乐！这是一段新的问候语，感谢您一直以来的支持。"
     campaign.write()
-    plan = cli("plan", str(campaign.manifest), sandbox=sandbox).stdout
+    plan = cli("plan", "--all", str(campaign.manifest), sandbox=sandbox).stdout
     recreated = [line for line in plan.splitlines() if line.startswith("  recreate")]
     assert len(recreated) == 6 and all("text changed" in line for line in recreated)
     assert run(campaign, sandbox).code == 0
@@ -410,8 +410,8 @@ def _wait_for(condition, timeout: float = 30.0) -> None:  # type: ignore[no-unty
 def test_a_rehearsal_keeps_its_own_state(tmp_path: Path) -> None:
     campaign = Campaign(tmp_path / "c", rows=2).write()
     assert cli("run", "--sandbox", "--no-progress", str(campaign.manifest)).code == 0
-    rehearsed = cli("plan", "--sandbox", str(campaign.manifest)).stdout
-    real = cli("plan", str(campaign.manifest)).stdout
+    rehearsed = cli("plan", "--all", "--sandbox", str(campaign.manifest)).stdout
+    real = cli("plan", "--all", str(campaign.manifest)).stdout
 
     def actions(plan: str) -> list[str]:
         return [line.split()[0] for line in plan.splitlines() if line.startswith("  ")]

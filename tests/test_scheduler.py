@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from hifly_batch.api.client import AvatarTask, HiflyClient, VoiceTask, WorkTask
+from hifly_batch.api.errors import SubmissionUncertain
 from hifly_batch.api.transport import ApiError, Delivery, RateLimited, TransportError
 from hifly_batch.apispec import (
     AUDIO_FETCH_FAILED,
@@ -49,6 +50,7 @@ from hifly_batch.runner.scheduler import (
     RunSettings,
     Scheduler,
 )
+from hifly_batch.runner.spend import CreditLimit
 from hifly_batch.runner.state import Record, prior_states
 from hifly_batch.runner.state_file import FileState
 from tests.manifest_helpers import campaign
@@ -305,6 +307,7 @@ class Run:
     outcome: Outcome
     records: dict[str, Record]
     limits: list[int]  # the runner's concurrency limit at each wait of its loop
+    progress: list[tuple[dict[str, int], int]]  # each call of on_progress: counts, total
 
 
 def simulate(
@@ -315,6 +318,7 @@ def simulate(
     scope: set[str] | None = None,
     interrupt_when: Callable[[Scheduler], bool] | None = None,
     raise_interrupt: bool = False,
+    credit_limit: CreditLimit | None = None,
     **settings: Any,
 ) -> Run:
     """Run the plan of ``graph`` (of ``scope``: all of it by default) against ``service``;
@@ -329,6 +333,7 @@ def simulate(
         **settings,
     }
     client: HiflyClient = service  # type: ignore[assignment]  # the same methods, faked
+    progress: list[tuple[dict[str, int], int]] = []
     with FileState(folder / "state.db") as store:
         runner = Scheduler(
             graph,
@@ -337,13 +342,15 @@ def simulate(
             client,
             RunSettings(folder / "out", **options),
             scope=scope,
+            on_progress=lambda counts, total: progress.append((counts, total)),
             clock=service.clock,
             receive=wait,
+            credit_limit=credit_limit,
         )
         wait.runner = runner
         outcome = runner.run()
         records = store.records()
-    return Run(outcome, records, wait.limits)
+    return Run(outcome, records, wait.limits, progress)
 
 
 def statuses(run: Run, ids: tuple[str, ...]) -> set[Status]:
@@ -374,7 +381,9 @@ def test_each_item_is_made_only_from_inputs_already_done(graph: Graph, tmp_path:
     service = FakeHifly()
     run = simulate(graph, tmp_path, service)
 
-    assert run.outcome == Outcome({"done": 9, "failed": 0, "running": 0, "queued": 0})
+    assert run.outcome == Outcome(
+        {"done": 9, "failed": 0, "uncertain": 0, "blocked": 0, "running": 0, "queued": 0}
+    )
     assert statuses(run, tuple(run.records)) == {Status.DONE}
     [(clip, _)] = service.log("upload", "founder.mp4")
     [(sample, _)] = service.log("upload", "voice.wav")
@@ -492,7 +501,8 @@ def test_a_task_that_never_finishes_times_out_and_blocks_its_users(
     assert statuses(run, VIDEOS) == {Status.BLOCKED}
     assert not any(service.log("create", name) for name in video_names(graph))
     assert run.records[VOICE].status is Status.DONE
-    assert (run.outcome.counts["done"], run.outcome.counts["failed"]) == (3, 6)
+    counts = run.outcome.counts
+    assert (counts["done"], counts["failed"], counts["blocked"]) == (3, 1, 5)
 
 
 def test_a_failed_task_fails_its_item_and_blocks_only_its_users(
@@ -510,7 +520,8 @@ def test_a_failed_task_fails_its_item_and_blocks_only_its_users(
     voice_failed = max(n for n, _ in service.log("poll", "cloned"))
     avatar_done = max(n for n, _ in service.log("poll", "avatar/create_by_video"))
     assert voice_failed < avatar_done and run.records[AVATAR].status is Status.DONE
-    assert (run.outcome.counts["done"], run.outcome.counts["failed"]) == (3, 6)
+    counts = run.outcome.counts
+    assert (counts["done"], counts["failed"], counts["blocked"]) == (3, 1, 5)
 
 
 @pytest.mark.parametrize(("failures", "status"), [(5, Status.DONE), (8, Status.FAILED)])
@@ -725,3 +736,57 @@ def test_an_interrupt_waits_for_answers_to_creates_sent_and_sends_no_queued_one(
             assert (record.status, record.task_id) == (Status.RUNNING, sent[name])
         else:
             assert (record.status, record.attempts) == (Status.PENDING, 0)
+
+
+def _first_video_lost(service: FakeHifly, name: str) -> Exception | None:
+    """The first video's create may have been made: its answer is lost."""
+    earlier = any(c.subject.startswith("欢迎") for _, c in service.log("create"))
+    if name.startswith("欢迎") and not earlier:
+        return SubmissionUncertain("video/create_by_tts", Delivery.UNANSWERED, "lost")
+    return None
+
+
+@pytest.mark.parametrize(
+    ("service", "settings", "final"),
+    [
+        (lambda: FakeHifly(), {}, {"done": 9}),
+        (
+            lambda: FakeHifly(failing=frozenset({"cloned"})),
+            {},
+            {"done": 3, "failed": 1, "blocked": 5},
+        ),
+        (lambda: FakeHifly(on_create=_first_video_lost), {}, {"done": 8, "uncertain": 1}),
+        (
+            lambda: FakeHifly(
+                on_create=refusing(INSUFFICIENT_CREDITS, when=lambda s, n: n.startswith("欢迎"))
+            ),
+            {"concurrency": 2},
+            {"done": 4, "queued": 5},
+        ),
+        (
+            lambda: FakeHifly(),
+            {"credit_limit": CreditLimit(2.0, dict.fromkeys(VIDEOS, 1.0))},
+            {"done": 6, "queued": 3},  # two videos paid for, three held back
+        ),
+    ],
+    ids=["done", "blocked", "uncertain", "out-of-credits", "max-credits"],
+)
+def test_the_progress_counts_add_up_to_the_total_at_every_call(
+    graph: Graph,
+    tmp_path: Path,
+    service: Callable[[], FakeHifly],
+    settings: dict[str, Any],
+    final: dict[str, int],
+) -> None:
+    run = simulate(graph, tmp_path, service(), **settings)
+
+    assert run.progress, "on_progress was never called"
+    for counts, total in run.progress:
+        assert list(counts) == ["done", "failed", "uncertain", "blocked", "running", "queued"]
+        assert sum(counts.values()) == total == 9 and min(counts.values()) >= 0, counts
+    settled = [
+        sum(c[k] for k in ("done", "failed", "uncertain", "blocked")) for c, _ in run.progress
+    ]
+    assert settled == sorted(settled)  # the bar never goes back
+    expected = dict.fromkeys(["done", "failed", "uncertain", "blocked", "running", "queued"], 0)
+    assert run.progress[-1][0] == run.outcome.counts == {**expected, **final}

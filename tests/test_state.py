@@ -277,7 +277,7 @@ def test_the_cli_plans_runs_and_reports_on_a_version_1_state(tmp_path: Path) -> 
     state = manifest.parent / ".hifly" / "quickstart.sandbox.state.db"
     shutil.copyfile(V1_FIXTURE, state)
 
-    plan = cli("--sandbox", "plan", str(manifest))
+    plan = cli("--sandbox", "plan", "--all", str(manifest))
     assert plan.code == 0, plan.stderr
     steps = {line.split()[1]: line.split()[0] for line in plan.stdout.splitlines()[1:10]}
     works = [C002, "videos.welcome[c001]", "videos.welcome[c003]", "audios.greeting"]
@@ -285,7 +285,7 @@ def test_the_cli_plans_runs_and_reports_on_a_version_1_state(tmp_path: Path) -> 
     assert set(steps.values()) == {"skip"}
     assert "task 1000000000000004 finished; its output is downloaded, not re-created" in plan.stdout
     before = status_json(manifest)
-    assert before[C002]["work_exists"] is True and before[C002]["state"] == "failed"
+    assert before[C002]["work_exists"] is True and before[C002]["status"] == "failed"
     assert before["voices.founder_voice"]["settings"] == FOUNDER_VOICE_SETTINGS
     assert "field_digests" not in before[C002]
     assert file_version(state) == "1"  # plan and status only read
@@ -294,7 +294,7 @@ def test_the_cli_plans_runs_and_reports_on_a_version_1_state(tmp_path: Path) -> 
     assert result.code == 0, result.stdout + result.stderr
     assert file_version(state) == "2"
     after = status_json(manifest)
-    assert {item["state"] for item in after.values()} == {"done"}
+    assert {item["status"] for item in after.values()} == {"done"}
     assert (after[C002]["task_id"], after[C002]["attempts"]) == ("1000000000000004", 1)
     assert not any(item["work_exists"] for item in after.values())
     assert (

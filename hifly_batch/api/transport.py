@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import NewConnectionError
@@ -35,6 +36,7 @@ from hifly_batch.apispec import (
     SANDBOX_HEADER,
     Endpoint,
 )
+from hifly_batch.errors import plain_fault
 
 log = logging.getLogger("hifly_batch.http")
 
@@ -67,10 +69,12 @@ def classify(exc: requests.RequestException) -> Delivery:
 
 
 def describe(exc: requests.RequestException) -> str:
-    """A short reason: ``[Errno 111] Connection refused`` rather than a page of repr."""
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    text = str(reason or exc)
-    return text.rsplit(": ", 1)[-1] if text else type(exc).__name__
+    """The failure in plain words (``connection refused by 127.0.0.1:8080``, ``could not
+    resolve hfw-api.hifly.cc (DNS)``, ``timed out after 30 s waiting for an answer``) rather
+    than a page of repr; never a URL's query."""
+    text = f"{type(exc).__name__}: {exc}"
+    plain = plain_fault(text)
+    return type(exc).__name__ if plain == text and not str(exc) else plain
 
 
 def is_retryable_status(status: int) -> bool:
@@ -221,7 +225,9 @@ class Transport:
                 follow_redirects=False,  # a redirected create must not turn into a GET elsewhere
             )
         except requests.RequestException as exc:
-            detail = f"{describe(exc)} ({self.base_url})"
+            detail = describe(exc)
+            if (urlsplit(self.base_url).hostname or self.base_url) not in detail:  # where, once
+                detail += f" ({self.base_url})"
             raise TransportError(endpoint.short, classify(exc), detail) from None
         if log.isEnabledFor(logging.DEBUG):
             elapsed = (time.monotonic() - started) * 1000

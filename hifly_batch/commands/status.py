@@ -10,6 +10,9 @@ from pathlib import Path
 
 from hifly_batch import console
 from hifly_batch.campaign import Campaign
+from hifly_batch.core.planning import Action
+from hifly_batch.reports import summary
+from hifly_batch.reports.csv_report import _timestamp as iso_time
 from hifly_batch.reports.csv_report import report_status
 from hifly_batch.reports.progress import summary_table
 from hifly_batch.runner.state import Record
@@ -35,50 +38,104 @@ def register(
 
 
 def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    return status(args.manifest, state=args.state, as_json=args.json, sandbox=args.sandbox)
+    commands = summary.Commands.of(
+        args.manifest,
+        sandbox=args.sandbox,
+        state=args.state,
+        base_url=getattr(args, "base_url", None),
+        env_state=env.get("HIFLY_STATE"),
+    )
+    return status(
+        args.manifest, state=args.state, as_json=args.json, sandbox=args.sandbox, commands=commands
+    )
 
 
 def status(
-    manifest: Path, *, state: str | None = None, as_json: bool = False, sandbox: bool = False
+    manifest: Path,
+    *,
+    state: str | None = None,
+    as_json: bool = False,
+    sandbox: bool = False,
+    commands: summary.Commands | None = None,
 ) -> int:
     """Print the items' states; 0 whatever they are (the state was readable).
 
-    Items known only from the lock file (made on another machine, or before the
-    local state was lost) are marked with the lock file's name."""
+    The table has a header row and one row per item, then what did not finish (by cause,
+    with the commands that deal with it) or, when every item is done and the manifest
+    unchanged, "Nothing to do". Items known only from the lock file (made on another
+    machine, or before the local state was lost) are marked with the lock file's name."""
     campaign = Campaign.load(manifest, state=state, sandbox=sandbox)
     recorded = campaign.recorded()
     records = campaign.records(recorded)
     source = {item: recorded.lock_file.name for item in recorded.from_lock}
     if as_json:
-        rows = [_as_json(r, source.get(r.item, "state")) for r in records]
+        rows = [as_json_row(r, source.get(r.item, "state")) for r in records]
         console.out(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    console.out(table(records, source))
+    console.out("")
+    commands = commands or summary.Commands(str(manifest))
+    deps = {item.id: item.deps for item in campaign.graph}
+    unfinished = summary.unfinished(records, deps, commands)
+    if unfinished:
+        console.out("\n".join([*unfinished, "", summary_table(records)]))
+    elif all(step.action is Action.SKIP for step in campaign.plan().steps):
+        console.out(summary.nothing_to_do(records, None))
     else:
-        console.out(_table(records, source))
-        console.out("")
-        console.out(summary_table(records))
-        if source:
-            console.out(
-                f"{len(source)} item(s) known from {recorded.lock_file.name} only "
-                "(made on another machine, or before this machine's state was lost)"
-            )
+        console.out(
+            f"All {len(records)} items are done, but the manifest changed since: "
+            f"`{commands.plan()}` shows what a run would do."
+        )
+    if source:
+        console.out(
+            f"{len(source)} item(s) known from {recorded.lock_file.name} only "
+            "(made on another machine, or before this machine's state was lost)"
+        )
     return 0
 
 
-def _as_json(record: Record, source: str) -> dict[str, object]:
+def as_json_row(record: Record, source: str) -> dict[str, object]:
+    """One item for ``status --json``: the record's fields, its status in the report's
+    words, times as ISO 8601 in UTC (as report.csv has them), the error readable, and
+    ``error_meaning`` / ``error_meaning_zh`` where there is a documented code."""
     data = dataclasses.asdict(record)
-    data["status"] = report_status(record.status)
-    data["state"] = record.status.value
-    data["source"] = source  # "state", or the lock file's name
     data.pop("field_digests")  # the plan's own bookkeeping: which request fields changed
+    data["status"] = report_status(record.status)
+    data["started_at"] = iso_time(record.started_at)
+    data["finished_at"] = iso_time(record.finished_at)
+    if record.error_message:
+        data["error_message"] = summary.readable(record.error_message)
+    known = summary.meaning(record.error_code)
+    if known:
+        data["error_meaning"], data["error_meaning_zh"] = known
+    data["source"] = source  # "state", or the lock file's name
     return data
 
 
-def _table(records: list[Record], source: Mapping[str, str]) -> str:
-    width = max((len(r.item) for r in records), default=4)
-    lines = []
-    for r in records:
-        error = f"  {r.error_code or ''} {r.error_message or ''}".rstrip()
-        origin = f"  (from {source[r.item]})" if r.item in source else ""
-        line = f"{r.item:<{width}}  {r.status.value:<10} {r.task_id or '-':<18}{error}{origin}"
-        lines.append(line.rstrip())
-    return "\n".join(lines)
+def table(records: list[Record], source: Mapping[str, str]) -> str:
+    """A header row, then one aligned row per item; the error last, as long as it is."""
+    rows = [COLUMNS] + [_row(r, source) for r in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
+    lines = [
+        "  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]])
+        for row in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+COLUMNS = ("item", "status", "task_id", "resource_id", "output", "attempts", "error")
+
+
+def _row(record: Record, source: Mapping[str, str]) -> tuple[str, ...]:
+    error = summary.error_text(record)
+    if record.item in source:
+        error = f"{error}  (from {source[record.item]})".lstrip()
+    return (
+        record.item,
+        report_status(record.status),
+        record.task_id or "-",
+        record.resource_id or "-",
+        record.output or "-",
+        str(record.attempts),
+        error,
+    )

@@ -29,6 +29,7 @@ from hifly_batch.manifest.model import (
     Avatar,
     AvatarSource,
     Campaign,
+    SkippedRow,
     Voice,
     VoiceSource,
     Work,
@@ -114,10 +115,12 @@ class Item:
 
 @dataclass(frozen=True)
 class Graph:
-    """Items in dependency order (every item after all of its deps)."""
+    """Items in dependency order (every item after all of its deps). ``skipped``: the
+    rows that ``when`` filtered out, which make no item; reports name them."""
 
     items: tuple[Item, ...]
     by_id: Mapping[str, Item]
+    skipped: tuple[SkippedRow, ...] = ()
 
     def __iter__(self) -> Iterator[Item]:
         return iter(self.items)
@@ -147,7 +150,7 @@ def build_graph(campaign: Campaign) -> Graph:
     built: dict[str, Item] = {}
     for item_id in order:
         built[item_id] = _finish(specs.specs[item_id], built)
-    return Graph(tuple(built.values()), MappingProxyType(built))
+    return Graph(tuple(built.values()), MappingProxyType(built), campaign.skipped)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from hifly_batch.core.graph import Graph, Item, ItemKind, Ref
@@ -60,6 +60,13 @@ class Action(str, enum.Enum):
 
 
 CHANGED = frozenset({Action.RECREATE, Action.EDIT})
+# What a run would change: ``plan --detailed-exitcode`` exits 2 when any item has one.
+CHANGES = frozenset(
+    {Action.CREATE, Action.RECREATE, Action.EDIT, Action.RETRY, Action.DOWNLOAD, Action.MOVE,
+     Action.RESUME}
+)  # fmt: skip
+# What a run does nothing for, but the user should see: listed by ``plan`` with the changes.
+ATTENTION = frozenset({Action.UNCERTAIN, Action.BLOCKED, Action.REMOVED})
 _WILL_SUBMIT = frozenset({Action.CREATE, Action.RECREATE, Action.RETRY})
 _STOPS_DEPENDENTS = frozenset({Action.UNCERTAIN, Action.BLOCKED})
 
@@ -78,11 +85,17 @@ class Plan:
 
     steps: tuple[Step, ...]
     removed: tuple[str, ...] = ()
+    prior: Mapping[str, PriorState] = field(default_factory=dict)  # what it was made from
 
     def listing(self) -> tuple[Step, ...]:
         """Steps for display: changed items first, each group in dependency order."""
         changed = tuple(s for s in self.steps if s.action in CHANGED)
         return changed + tuple(s for s in self.steps if s.action not in CHANGED)
+
+    @property
+    def changes(self) -> bool:
+        """Whether a run would change anything (an item whose action is in :data:`CHANGES`)."""
+        return any(step.action in CHANGES for step in self.steps)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """section -> action -> number of items (actions with none are left out)."""
@@ -124,7 +137,7 @@ def make_plan(
             step = _decide(graph, item, state, decided, resubmit_uncertain)
             step = _output_lost(step, state, output_whole)
         decided[item.id] = _blocked(step, decided)
-    return Plan(tuple(decided.values()), tuple(sorted(set(prior) - set(decided))))
+    return Plan(tuple(decided.values()), tuple(sorted(set(prior) - set(decided))), prior)
 
 
 def _decide(

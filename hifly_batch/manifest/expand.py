@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from hifly_batch.apispec import TEXT_MAX_CHARS, TITLE_MAX_CHARS
 from hifly_batch.manifest.build import did_you_mean
 from hifly_batch.manifest.diagnostics import Collector, Location, item_path
-from hifly_batch.manifest.model import Field, Manifest, MediaKind, Row, Work, WorkSpec
+from hifly_batch.manifest.model import (
+    Field,
+    Manifest,
+    MediaKind,
+    Row,
+    SkippedRow,
+    Work,
+    WorkSpec,
+)
 from hifly_batch.manifest.templates import (
     Template,
     TemplateFault,
@@ -52,6 +62,7 @@ class Expander:
         self.base = base_context(vars=manifest.vars, campaign=manifest.name)
         self._files: dict[Path, Template | TemplateFault] = {}
         self._reported: set[tuple[str, Path]] = set()
+        self.skipped: list[SkippedRow] = []  # rows ``when`` filtered out, for reports
 
     def expand_all(self) -> list[Work]:
         works: list[Work] = []
@@ -76,6 +87,7 @@ class Expander:
             try:
                 when = templates.get("when")
                 if when is not None and not self._wanted(spec, when, row, context):
+                    self.skipped.append(self._skipped(spec, row))
                     continue
                 work = self._work(spec, templates, row, context)
             except _RowFault:
@@ -93,6 +105,18 @@ class Expander:
             self._row_error(spec, "when", row, spec.fields["when"].location, f"when {problem}")
             raise _RowFault
         return is_truthy(rendered)
+
+    def _skipped(self, spec: WorkSpec, row: Row | None) -> SkippedRow:
+        """The record of a row ``when`` filtered out; its data file is named relative to
+        the manifest's folder, as the manifest names it, wherever the manifest was
+        named from."""
+        if row is None:
+            return SkippedRow(spec.section, spec.name, None, None)
+        where = row.location
+        base = Path(self.manifest.file).parent
+        with contextlib.suppress(ValueError):  # (a file outside it keeps its name)
+            where = replace(where, file=Path(where.file).relative_to(base).as_posix())
+        return SkippedRow(spec.section, spec.name, row.key, where)
 
     def _context(self, row: Row | None) -> dict[str, Any]:
         if row is None:

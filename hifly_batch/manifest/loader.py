@@ -55,13 +55,14 @@ def load_campaign(path: Path, shown: str | None = None) -> Campaign:
     refused_names = frozenset(p[1] for p in refused if len(p) == 2 and isinstance(p[1], str))
     with budget.campaign():  # (keys, then every field of every row)
         manifest = _build_manifest(doc, path.absolute(), errors, refused)
-        works = Expander(manifest, errors, refused_names).expand_all()
+        expander = Expander(manifest, errors, refused_names)
+        works = expander.expand_all()
     works = _pair_audio(manifest, works, errors)
     _check_voice_samples(manifest, works, errors)
     _check_outputs(manifest, works, errors)
     hashes = check_uses(_uses(manifest, works), errors)
     errors.raise_if_any()
-    return Campaign(manifest, tuple(works), MappingProxyType(hashes))
+    return Campaign(manifest, tuple(works), MappingProxyType(hashes), tuple(expander.skipped))
 
 
 def _said(diagnostic: Diagnostic, doc: YamlDocument) -> bool:

@@ -195,6 +195,23 @@ class Work:
 
 
 @dataclass(frozen=True)
+class SkippedRow:
+    """A row that an entry's ``when`` filtered out: it makes no item (SPEC §3), and is
+    kept only so that reports can name it."""
+
+    section: str  # "videos" or "audios"
+    name: str
+    key: str | None  # None: an entry without for_each
+    source: Location | None  # the data row, its file relative to the manifest's folder
+
+    @property
+    def item_id(self) -> str:
+        """The id the row's item would have had."""
+        base = f"{self.section}.{self.name}"
+        return base if self.key is None else f"{base}[{self.key}]"
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A whole validated manifest."""
 
@@ -226,3 +243,4 @@ class Campaign:
     manifest: Manifest
     works: tuple[Work, ...]
     file_hashes: Mapping[str, str]  # asset name -> sha256 of the bytes, for used local files
+    skipped: tuple[SkippedRow, ...] = ()  # rows that ``when`` filtered out, in manifest order

@@ -1,7 +1,12 @@
 """The CSV report (SPEC §6): one row per item, written from the state file.
 
 UTF-8 with a BOM so spreadsheet programs show Chinese correctly; cells a
-spreadsheet would evaluate as a formula get a leading ``'``.
+spreadsheet would evaluate as a formula get a leading ``'``. Besides the state's
+columns, each row says what the item's create request says: its rendered title
+and script (``title``, ``text``), taken from the graph item.
+
+Rows that a ``when`` filtered out make no item, so they have no row here (one
+row per item, SPEC §6); the review page lists them.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hifly_batch.core.graph import Graph
+from hifly_batch.core.graph import Graph, Item
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.files import write_atomically
 from hifly_batch.runner.state import Record, new_record
@@ -21,7 +26,7 @@ from hifly_batch.runner.state import Record, new_record
 COLUMNS = (
     "item", "kind", "section", "key", "status", "task_id", "resource_id", "output",
     "duration_s", "attempts", "error_code", "error_message", "started_at", "finished_at",
-    "fingerprint",
+    "fingerprint", "title", "text",
 )  # fmt: skip
 
 # The report speaks of where items ended, not of the runner's inner steps.
@@ -55,8 +60,9 @@ def report_status(status: Status) -> str:
     return REPORT_STATUS[status]
 
 
-def row(record: Record) -> list[str]:
-    """One report row; every cell a string, safe to open in a spreadsheet."""
+def row(record: Record, item: Item | None = None) -> list[str]:
+    """One report row; every cell a string, safe to open in a spreadsheet. ``item``: the
+    record's graph item, for its title and text (none: both empty)."""
     values = {
         "item": record.item,
         "kind": record.kind,
@@ -73,8 +79,17 @@ def row(record: Record) -> list[str]:
         "started_at": _timestamp(record.started_at),
         "finished_at": _timestamp(record.finished_at),
         "fingerprint": record.fingerprint,
+        "title": item_title(item),
+        "text": item.text if item is not None else None,
     }
     return [escape_cell("" if values[c] is None else str(values[c])) for c in COLUMNS]
+
+
+def item_title(item: Item | None) -> str | None:
+    """The title the item's create request sends (a work's, an avatar's or a cloned
+    voice's; a public voice's is the title it is found by); None where there is none."""
+    title = item.request.get("title") if item is not None else None
+    return title if isinstance(title, str) else None
 
 
 def escape_cell(text: str) -> str:
@@ -82,19 +97,20 @@ def escape_cell(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def render(records: Iterable[Record]) -> str:
-    """The whole CSV text, header first, rows in the order given."""
+def render(records: Iterable[Record], items: Mapping[str, Item]) -> str:
+    """The whole CSV text, header first, rows in the order given; ``items``: graph items
+    by id (a record without one has an empty title and text)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(COLUMNS)
-    writer.writerows(row(r) for r in records)
+    writer.writerows(row(r, items.get(r.item)) for r in records)
     return buffer.getvalue()
 
 
-def write(records: Iterable[Record], path: Path) -> None:
+def write(records: Iterable[Record], items: Mapping[str, Item], path: Path) -> None:
     """Write the report atomically: a reader never sees half a file (``FileWriteError``
     when it cannot be written)."""
-    write_atomically(path, render(records), encoding="utf-8-sig")
+    write_atomically(path, render(records, items), encoding="utf-8-sig")
 
 
 def _number(value: float | None) -> str | None:

@@ -150,7 +150,7 @@ def _create(ctx: JobContext, item: Item, record: Record, request: dict[str, Any]
     try:
         task_id = send_create(ctx.client, item.kind, request)
     except SubmissionUncertain as exc:
-        message = f"may have been submitted, answer lost ({exc.detail})"
+        message = f"may have been submitted, answer lost: {exc.detail}"
         uncertain = ctx.store.update(record, status=Status.UNCERTAIN, error_message=message)
         ctx.post(Finished(item.id, uncertain))
         return

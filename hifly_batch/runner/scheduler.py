@@ -13,17 +13,18 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import logging
 import queue
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hifly_batch.api.client import HiflyClient
-from hifly_batch.apispec import INSUFFICIENT_CREDITS
+from hifly_batch.apispec import INSUFFICIENT_CREDITS, PAID_ENDPOINTS
 from hifly_batch.core.graph import Graph, Item
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Action, Plan
@@ -33,6 +34,7 @@ from hifly_batch.runner import events, jobs
 from hifly_batch.runner.creates import CREATE_KINDS
 from hifly_batch.runner.outputs import OutputFolder
 from hifly_batch.runner.polling import PollPlanner
+from hifly_batch.runner.spend import CreditLimit
 from hifly_batch.runner.state import Record, StateStore, new_record
 from hifly_batch.runner.workers import WorkerPool
 
@@ -41,6 +43,8 @@ BACKOFF_MAX = 30.0
 RETRY_DELAY = 2.0  # before a transient failure's next attempt (doubles per attempt)
 FREE_RESENDS = 3  # per attempt: a create provably not made is sent up to 4 times
 CREATE_GRACE = 30.0  # on interrupt, how long to wait for answers to creates already sent
+SETTLED = ("done", "failed", "uncertain", "blocked")  # what a run can make of an item
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class Outcome:
     interrupted: bool = False  # by Ctrl-C or SIGTERM
     out_of_credits: bool = False
     terminated: bool = False  # by SIGTERM
+    held: tuple[str, ...] = ()  # items whose paid create --max-credits held back
 
 
 @dataclass
@@ -91,13 +96,42 @@ class _Task:
 
 @dataclass
 class _Counts:
-    done: int = 0
-    failed: int = 0
-    running: int = 0
-    queued: int = 0
+    """Where each item of the run stands, so that the numbers always add up to the total:
+    settled (``SETTLED``: what this run made of it), queued (not started: waiting for its
+    inputs, for a free slot, or for a backoff to end) and running (the rest: being sent,
+    generating, polled or downloaded)."""
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    settled: dict[str, str] = field(default_factory=dict)  # item id -> one of SETTLED
+    tally: Counter[str] = field(default_factory=Counter)  # of settled's values
+    unready: set[str] = field(default_factory=set)  # waiting for inputs not yet done
+
+    def settle(self, item_id: str, status: Status) -> None:
+        """Count ``item_id`` as settled with ``status``; an item settled again moves from
+        its old count to the new one, never counted twice."""
+        previous = self.settled.get(item_id)
+        if previous is not None:
+            self.tally[previous] -= 1
+        name = _SETTLED_AS.get(status, "failed")
+        self.settled[item_id] = name
+        self.tally[name] += 1
+        self.unready.discard(item_id)
+
+    def as_dict(self, total: int, queued: int) -> dict[str, int]:
+        """``done, failed, uncertain, blocked, running, queued``, adding up to ``total``;
+        ``queued``: items ready or backing off (those waiting for inputs are added)."""
+        counts = {name: self.tally[name] for name in SETTLED}
+        waiting = queued + len(self.unready)
+        running = total - sum(counts.values()) - waiting
+        return {**counts, "running": running, "queued": waiting}
+
+
+# What an item settled with counts as; any other status (failed) as failed.
+_SETTLED_AS = {
+    Status.DONE: "done",
+    Status.UNCERTAIN: "uncertain",
+    Status.SUBMITTING: "uncertain",  # its create's answer was never recorded
+    Status.BLOCKED: "blocked",
+}
 
 
 def _receive(
@@ -118,6 +152,7 @@ class Scheduler:
     on_progress: Callable[[dict[str, int], int], None] | None = None
     clock: Callable[[], float] = time.monotonic
     records: dict[str, Record] = field(default_factory=dict)
+    credit_limit: CreditLimit | None = None  # run --max-credits
     # How the loop waits for events. A seam for tests: they pass one that moves a fake
     # ``clock`` on by the timeout instead of sleeping, so simulated minutes take no time.
     receive: Callable[[queue.SimpleQueue[list[events.Event]], float | None], list[events.Event]] = (
@@ -183,9 +218,10 @@ class Scheduler:
         finally:
             self.stopping.set()
             self.pool.shutdown(wait=not self.interrupted)
-        return Outcome(
-            self.counts.as_dict(), self.interrupted, self.out_of_credits, self.terminated
-        )
+        held = tuple(self.credit_limit.held) if self.credit_limit is not None else ()
+        counts = self._report()
+        log.debug("run ended: %s of %d items", _listed(counts), self.total)
+        return Outcome(counts, self.interrupted, self.out_of_credits, self.terminated, held)
 
     def interrupt(self, terminated: bool = False) -> None:
         """Stop as Ctrl-C does (SIGTERM: ``terminated``): nothing new is sent, and the
@@ -250,6 +286,7 @@ class Scheduler:
         for step in self.plan.steps:
             if self.scope is None or step.item.id in self.scope:
                 self._begin(step.item, step.action)
+        log.debug("run started: %d items", self.total)
         self._report()
 
     def _begin(self, item: Item, action: Action) -> None:
@@ -257,7 +294,7 @@ class Scheduler:
         for dep in item.deps:
             self.dependents[dep].append(item.id)
         if action is Action.SKIP:
-            self.counts.done += 1  # the plan found its output whole
+            self.counts.settle(item.id, Status.DONE)  # the plan found its output whole
             return
         if action is Action.MOVE:  # stays done: its users need not wait
             self._start_job(jobs.move_output, item, record)
@@ -287,6 +324,8 @@ class Scheduler:
             self.waiting[item.id] = unmet
             if not unmet:
                 self.ready.append(item.id)
+            else:
+                self.counts.unready.add(item.id)
 
     # Dispatching ----------------------------------------------------------------
 
@@ -303,11 +342,20 @@ class Scheduler:
             if is_create and (self.in_flight >= self.limit or now < self.quiet_until):
                 break
             self.ready.popleft()
+            if not self._admitted(item):
+                continue
             if is_create:
                 self.creating.add(item.id)
             deps = {d: self.records[d] for d in item.deps}
             self._start_job(jobs.submit, item, self.records[item.id], deps)
         self._report()
+
+    def _admitted(self, item: Item) -> bool:
+        """Whether ``--max-credits`` lets this item's create go; one held back stays
+        pending, for the next run (SPEC §4)."""
+        if self.credit_limit is None or item.kind.endpoint not in PAID_ENDPOINTS:
+            return True
+        return self.credit_limit.admit(item.id)
 
     def _start_job(self, job: Callable[..., None], item: Item, *args: object) -> None:
         self.jobs_out += 1
@@ -453,16 +501,17 @@ class Scheduler:
     def _settle(self, item_id: str, record: Record) -> None:
         """An item reached its status for this run: count it and wake or block its users."""
         self.records[item_id] = record
+        self.counts.settle(item_id, record.status)
+        log.debug("%s: %s%s", item_id, record.status.value, _why(record))
         if record.status is Status.DONE:
-            self.counts.done += 1
             for user in self.dependents[item_id]:
                 unmet = self.waiting.get(user)
                 if unmet is not None and item_id in unmet:
                     unmet.discard(item_id)
                     if not unmet:
                         self.ready.append(user)
+                        self.counts.unready.discard(user)
         else:
-            self.counts.failed += 1
             for user in self.dependents[item_id]:
                 if user in self.waiting and self.records[user].status is not Status.BLOCKED:
                     self.waiting.pop(user)
@@ -474,12 +523,25 @@ class Scheduler:
         item = self.graph.by_id[record.item]
         return self.store.update(record, status=Status.BLOCKED, fingerprint=item.fingerprint)
 
-    def _report(self) -> None:
-        if self.on_progress is None:
-            return
-        self.counts.running = self.in_flight
-        self.counts.queued = len(self.ready) + len(self.later)
-        self.on_progress(self.counts.as_dict(), self.total)
+    def _report(self) -> dict[str, int]:
+        """The counts now (see ``_Counts``), given to ``on_progress``."""
+        held = set(self.credit_limit.held) if self.credit_limit is not None else set()
+        counts = self.counts.as_dict(self.total, len(self.ready) + len(self.later) + len(held))
+        if self.on_progress is not None:
+            self.on_progress(counts, self.total)
+        return counts
+
+
+def _why(record: Record) -> str:
+    """What an item's record says of its failure, for the log: ``, code 1002: …``."""
+    if record.status is Status.DONE or not (record.error_code or record.error_message):
+        return ""
+    code = f"code {record.error_code}: " if record.error_code else ""
+    return f", {code}{record.error_message or ''}"
+
+
+def _listed(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {name}" for name, n in counts.items())
 
 
 _HANDLERS: dict[type, Callable[[Scheduler, events.Event], None]] = {
