@@ -80,7 +80,8 @@ def test_unreachable_api_is_a_configuration_error_saying_where(command: str) -> 
     assert proc.returncode == 3, proc.stderr
     assert (
         proc.stderr.startswith(
-            "hifly-batch: error: cannot reach the HiFly API at http://127.0.0.1:9 (["
+            "hifly-batch: error: cannot reach the HiFly API at http://127.0.0.1:9 "
+            "(connection refused); check the network"
         )
         and proc.stderr.count("127.0.0.1:9") == 1
     )

@@ -46,6 +46,9 @@ def token_from(env: Mapping[str, str]) -> str:
 def unreachable(base_url: str, exc: TransportError) -> ConfigError:
     """The configuration fault of an API that gave no answer at all (exit 3)."""
     reason = exc.detail.removesuffix(f" ({base_url})")  # the URL is said once
+    netloc = urlsplit(base_url).netloc
+    for said in (f" by {netloc}", f" to {netloc}"):  # ``connection refused by 127.0.0.1:9``
+        reason = reason.replace(said, "")
     return ConfigError(
         f"cannot reach the HiFly API at {base_url} ({reason}); check the network, and "
         "--base-url / HIFLY_BASE_URL. Nothing was sent"
