@@ -98,10 +98,14 @@ videos:
 {self.extra_yaml}"""
 
 
-def child_env() -> dict[str, str]:
+def child_env(sandbox: Sandbox | None = None) -> dict[str, str]:
     """The environment of a CLI run: this process's, without HIFLY_* settings but
-    ``HIFLY_STATE``, which only a test sets (the ``store`` fixture: a database)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("HIFLY_") or k == "HIFLY_STATE"}
+    ``HIFLY_STATE``, which only a test sets (the ``store`` fixture: a database); pointed at
+    ``sandbox`` when one is given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIFLY_") or k == "HIFLY_STATE"}
+    if sandbox is not None:
+        env["HIFLY_BASE_URL"], env["HIFLY_TOKEN"] = sandbox.base_url, sandbox.token
+    return env
 
 
 def reader_shell(folder: Path) -> dict[str, str]:
@@ -136,9 +140,7 @@ def cli(
     *args: str, sandbox: Sandbox | None = None, cwd: Path | None = None, timeout: float = 120
 ) -> Result:
     """Run ``python -m hifly_batch ARGS`` pointed at ``sandbox``; returns code and output."""
-    env = child_env()
-    if sandbox is not None:
-        env["HIFLY_BASE_URL"], env["HIFLY_TOKEN"] = sandbox.base_url, sandbox.token
+    env = child_env(sandbox)
     proc = subprocess.run(
         [sys.executable, "-m", "hifly_batch", *args],
         capture_output=True,
@@ -153,8 +155,7 @@ def cli(
 
 
 def popen(*args: str, sandbox: Sandbox) -> subprocess.Popen[str]:
-    env = child_env()
-    env["HIFLY_BASE_URL"], env["HIFLY_TOKEN"] = sandbox.base_url, sandbox.token
+    env = child_env(sandbox)
     return subprocess.Popen(
         [sys.executable, "-m", "hifly_batch", *args],
         stdout=subprocess.PIPE,

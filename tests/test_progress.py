@@ -37,7 +37,7 @@ def screens_of_a_run(args: list[str], sandbox: Sandbox) -> tuple[list[list[str]]
     stdout."""
     leader, follower = os.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-    env = {**child_env(), "HIFLY_BASE_URL": sandbox.base_url, "HIFLY_TOKEN": sandbox.token}
+    env = child_env(sandbox)
     proc = subprocess.Popen(
         [sys.executable, "-m", "hifly_batch", *args],
         stdout=subprocess.PIPE,

@@ -45,8 +45,7 @@ def run_on_terminal(args: list[str], service: Sandbox, answer: bytes | None) -> 
     """Run the CLI with a pseudo-terminal as stdin, stdout and stderr; type ``answer``
     once the question shows (None: expect no question). Returns the exit code and the
     screen's text."""
-    env = child_env()
-    env["HIFLY_BASE_URL"], env["HIFLY_TOKEN"] = service.base_url, service.token
+    env = child_env(service)
     main, child = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hifly_batch", *args],
