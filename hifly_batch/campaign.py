@@ -199,7 +199,7 @@ class Campaign:
         """The credits ``plan``'s paid creates (those in ``scope``) are expected to take on
         ``api`` (``sandbox`` or the real API's base URL): the table's figures, or what runs
         from this folder measured on that API (SPEC §4)."""
-        measured = spend.read_measured(self.manifest.root / STATE_FOLDER, api)
+        measured = spend.read_measured(self.manifest.root / STATE_FOLDER, api, self.manifest.name)
         return estimate(
             self.graph, plan, plan.prior, measured, media_seconds=audio_seconds, scope=scope
         )
@@ -485,7 +485,8 @@ class Campaign:
         if spending.spent is not None:
             measured = spend.measure(self.graph, before, after, spending.spent)
             if measured is not None:
-                spend.add_measured(self.manifest.root / STATE_FOLDER, api, measured)
+                folder = self.manifest.root / STATE_FOLDER
+                spend.add_measured(folder, api, self.manifest.name, measured)
         return spending
 
     def _carry_out(

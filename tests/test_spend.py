@@ -152,7 +152,7 @@ def test_the_estimate_after_a_measured_run_is_within_ten_percent_of_the_next(
     is not. (A sandbox known by its answers' header: its runs are rehearsals.)"""
     first = Campaign(tmp_path, rows=6).write()
     assert cli("run", "--no-progress", str(first.manifest), sandbox=sandbox).code == 0
-    measured = read_measured(tmp_path / ".hifly", sandbox.base_url)
+    measured = read_measured(tmp_path / ".hifly", sandbox.base_url, "campaign")
     assert measured is not None and measured.runs == 1 and measured.credits == 60
 
     second = tmp_path / "second.yaml"
@@ -192,23 +192,31 @@ def test_a_run_is_measured_only_when_every_paid_create_it_sent_finished(tmp_path
     assert measure(graph, before, unchanged, spent=0) is None  # sent nothing paid
     failed = {**after, b: record(b, Status.FAILED, "t2", None)}
     assert measure(graph, before, failed, spent=20) is None  # charged, made nothing known
+    lost = {**after, b: record(b, Status.UNCERTAIN, None, None)}
+    assert measure(graph, before, lost, spent=20) is None  # its create may have been paid
+    refetched = {**after, "x": before[a]} | {a: record(a, Status.DONE, "old", 5.5)}
+    assert measure(graph, before, refetched, spent=10) is not None  # a fetch sends no create
     assert measure(graph, before, after, spent=-5) is None  # the account was topped up
 
 
-def test_the_measured_spend_file_adds_runs_per_api_and_survives_damage(tmp_path: Path) -> None:
+def test_the_measured_spend_file_adds_runs_per_api_and_campaign_and_survives_damage(
+    tmp_path: Path,
+) -> None:
     folder = tmp_path / ".hifly"
-    assert read_measured(folder, "sandbox") is None
-    add_measured(folder, "sandbox", Measured(1, 10, 5, 4, 2))
-    add_measured(folder, "sandbox", Measured(1, 30, 15, 6, 3))
-    add_measured(folder, "https://hfw-api.hifly.cc", Measured(1, 1, 1, 1, 1))
-    assert read_measured(folder, "sandbox") == Measured(2, 40, 20, 10, 5)
-    assert read_measured(folder, "https://hfw-api.hifly.cc") == Measured(1, 1, 1, 1, 1)
+    assert read_measured(folder, "sandbox", "a") is None
+    add_measured(folder, "sandbox", "a", Measured(1, 10, 5, 4, 2))
+    add_measured(folder, "sandbox", "a", Measured(1, 30, 15, 6, 3))
+    add_measured(folder, "sandbox", "b", Measured(1, 5, 5, 1, 1))
+    add_measured(folder, "https://hfw-api.hifly.cc", "a", Measured(1, 1, 1, 1, 1))
+    assert read_measured(folder, "sandbox", "a") == Measured(2, 40, 20, 10, 5)  # its own
+    assert read_measured(folder, "sandbox", "c") == Measured(3, 45, 25, 11, 6)  # the folder's
+    assert read_measured(folder, "https://hfw-api.hifly.cc", "b") == Measured(1, 1, 1, 1, 1)
     document = json.loads((folder / "spend.json").read_text())
     assert document["format"] == 1
     (folder / "spend.json").write_text("{not json")
-    assert read_measured(folder, "sandbox") is None  # the table applies again
-    add_measured(folder, "sandbox", Measured(1, 10, 5, 4, 2))  # and a new file starts
-    assert read_measured(folder, "sandbox") == Measured(1, 10, 5, 4, 2)
+    assert read_measured(folder, "sandbox", "a") is None  # the table applies again
+    add_measured(folder, "sandbox", "a", Measured(1, 10, 5, 4, 2))  # and a new file starts
+    assert read_measured(folder, "sandbox", "a") == Measured(1, 10, 5, 4, 2)
 
 
 def test_a_credit_limit_stops_at_the_first_create_that_would_pass_it() -> None:

@@ -3,8 +3,9 @@
 The measure (SPEC §4): a run that sends paid creates reads the balance before and
 after; when every paid create it sent finished done, the drop, with the works'
 real durations, is added to ``.hifly/spend.json`` beside the manifest, one record
-per API (``sandbox``, or the real API's base URL). Every campaign of the folder
-shares it, as they share the account. A file that cannot be read is ignored (the
+per API (``sandbox``, or the real API's base URL) and campaign. A campaign's
+estimate uses its own runs' measure, else what every campaign of the folder measured
+(they share the account). A file that cannot be read is ignored (the
 table applies again); one that cannot be written is only logged: an estimate is
 never worth stopping a run for.
 """
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from hifly_batch.core.estimate import (
+    PER_ITEM,
     TABLE,
     Measured,
     speech_seconds,
@@ -35,33 +37,46 @@ FORMAT = 1
 log = logging.getLogger(__name__)
 
 
-def read_measured(folder: Path, api: str) -> Measured | None:
-    """The measured record of ``api`` in ``folder/spend.json``, or None (none yet, or a
-    file that cannot be read)."""
-    entry = _read(folder / SPEND_FILE).get(api)
-    if not isinstance(entry, dict):
-        return None
-    try:
-        values = {f.name: entry[f.name] for f in fields(Measured)}
-        measured = Measured(**values)
-    except (KeyError, TypeError):
-        return None
-    numbers = all(isinstance(v, int | float) and v >= 0 for v in values.values())
-    return measured if numbers else None
+def read_measured(folder: Path, api: str, campaign: str | None = None) -> Measured | None:
+    """What runs on ``api`` from ``folder`` measured: ``campaign``'s own runs where it has
+    any (the same works cost the same again), else every campaign's; None when there is
+    no measure yet, or ``spend.json`` cannot be read."""
+    entry = _mapping(_read(folder / SPEND_FILE).get(api))
+    own = _mapping(entry.get("campaigns")).get(campaign) if campaign is not None else None
+    return _measured(own) or _measured(entry.get("all"))
 
 
-def add_measured(folder: Path, api: str, run: Measured) -> None:
-    """Add one run's measure to ``api``'s record (logged, not raised, when it cannot be
-    written)."""
+def add_measured(folder: Path, api: str, campaign: str, run: Measured) -> None:
+    """Add one run of ``campaign`` to what ``api`` measured, its own and every campaign's
+    (logged, not raised, when it cannot be written)."""
     path = folder / SPEND_FILE
     document = _read(path)
-    total = (read_measured(folder, api) or Measured()).plus(run)
-    document[api] = asdict(total)
+    entry = _mapping(document.get(api))
+    campaigns = _mapping(entry.get("campaigns"))
+    own = (_measured(campaigns.get(campaign)) or Measured()).plus(run)
+    pool = (_measured(entry.get("all")) or Measured()).plus(run)
+    document[api] = {"all": asdict(pool), "campaigns": {**campaigns, campaign: asdict(own)}}
     text = json.dumps({"format": FORMAT, "apis": document}, indent=2, sort_keys=True)
     try:
         write_atomically(path, text + "\n")
     except FileWriteError as exc:
         log.warning("the measured spend was not kept: %s", exc)
+
+
+def _mapping(value: object) -> dict[str, object]:
+    return value if isinstance(value, dict) else {}
+
+
+def _measured(entry: object) -> Measured | None:
+    """A record of ``spend.json`` as a :class:`Measured`; None if it is not one."""
+    if not isinstance(entry, dict):
+        return None
+    try:
+        values = {f.name: entry[f.name] for f in fields(Measured)}
+    except KeyError:
+        return None
+    numbers = all(isinstance(v, int | float) and v >= 0 for v in values.values())
+    return Measured(**values) if numbers else None
 
 
 def _read(path: Path) -> dict[str, object]:
@@ -85,28 +100,46 @@ def measure(
     spent: float,
 ) -> Measured | None:
     """One run's measure: ``spent`` (the balance's drop) against the works its paid
-    creates made. None when the run sent no paid create, or one whose work did not
-    finish done within the run (its cost would be counted without its seconds)."""
-    made = [
-        (graph[item_id].kind, record, graph[item_id].text)
+    creates made. None when the run changed no paid item, or left one it changed other
+    than done with a new task (failed, uncertain, interrupted: what it cost cannot be told
+    from what it made), or when the balance grew (credits were added meanwhile)."""
+    changed = [
+        (graph[item_id], record)
         for item_id, record in after.items()
         if item_id in graph.by_id
         and graph[item_id].kind in TABLE
-        and record.task_id is not None
-        and record.task_id != getattr(before.get(item_id), "task_id", None)
+        and record != before.get(item_id)
+        and not _refetched(record, before.get(item_id))
     ]
-    if not made or spent < 0:
+    if not changed or spent < 0:
         return None
-    if any(r.status is not Status.DONE or r.duration_s is None for _, r, _ in made):
+    made = [(item, record) for item, record in changed if _made_now(item.kind, record, before)]
+    if len(made) < len(changed):
         return None
-    spoken = [(r, text) for kind, r, text in made if kind in _SPOKEN and text]
+    spoken = [(record, item.text) for item, record in made if item.kind in _SPOKEN and item.text]
     return Measured(
         runs=1,
         credits=float(spent),
-        table_credits=sum(table_credits(kind, r.duration_s) for kind, r, _ in made),
-        seconds=sum(r.duration_s or 0.0 for r, _ in spoken),
+        table_credits=sum(table_credits(item.kind, record.duration_s) for item, record in made),
+        seconds=sum(record.duration_s or 0.0 for record, _ in spoken),
         estimated_seconds=sum(speech_seconds(text) for _, text in spoken),
     )
+
+
+def _refetched(record: Record, earlier: Record | None) -> bool:
+    """Only an earlier task's output was fetched again: no create was sent."""
+    same_task = earlier is not None and record.task_id == earlier.task_id
+    return same_task and record.task_id is not None
+
+
+def _made_now(kind: ItemKind, record: Record, before: Mapping[str, Record]) -> bool:
+    """Done by a task this run made (an image avatar has no duration: it is priced per
+    avatar)."""
+    new_task = record.task_id is not None and record.task_id != getattr(
+        before.get(record.item), "task_id", None
+    )
+    timed = record.duration_s is not None or kind in PER_ITEM
+    return record.status is Status.DONE and new_task and timed
 
 
 _SPOKEN = frozenset({ItemKind.VIDEO_BY_TTS, ItemKind.AUDIO_BY_TTS})
