@@ -132,11 +132,19 @@ def test_max_credits_holds_paid_creates_back_and_the_rerun_continues(
     assert f"--max-credits {limit:,.0f}: no paid create was sent past the limit" in held.stderr
     assert "this run spent 20 credits (balance 100,000 → 99,980)" in held.stderr
     assert "3 item(s) were held back" in held.stderr
+    assert "3 items held back by --max-credits (not sent, not paid for):" in held.stdout
+    assert f"  hifly-batch run {campaign.manifest}\n" in held.stdout
     assert creates(service)[VIDEO_CREATE] == 2
 
     rerun = cli("run", "--no-progress", str(campaign.manifest), sandbox=service)
     assert rerun.code == 0, rerun.stderr
     assert creates(service)[VIDEO_CREATE] == 5  # the other three, none twice
+
+    # Made again, held back: the command that continues repeats the --recreate.
+    limit_args = ("--max-credits", f"{limit:.2f}", "--recreate", "videos.*")
+    again = cli("run", "--no-progress", str(campaign.manifest), *limit_args, sandbox=service)
+    assert again.code == 1 and "items held back by --max-credits" in again.stdout  # (measured now)
+    assert f"hifly-batch run --recreate 'videos.*' {campaign.manifest}" in again.stdout
 
     bad = cli("run", str(campaign.manifest), "--max-credits", "lots", sandbox=service)
     assert bad.code == 2 and "not a number of credits" in bad.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Callable
+from dataclasses import replace
 from http.client import RemoteDisconnected
 from pathlib import Path
 
@@ -293,6 +294,33 @@ def test_pending_items_are_counted_with_what_the_service_last_said() -> None:
     assert command == "  hifly-batch run c.yaml"
     done = [record("voices.v", Status.DONE), record("videos.w[000]", Status.SKIPPED)]
     assert summary.unfinished(done, DEPS, COMMANDS) == []
+
+
+def test_a_task_that_ended_failed_without_a_code_is_explained_in_both_languages() -> None:
+    failed = replace(
+        record("videos.w[000]", Status.FAILED, None, "作品生成失败: 合成服务异常"), task_id="9"
+    )
+    assert str(summary.cause_of(failed)) == (
+        "task failed: the service could not make it (its task ended failed) (任务失败)"
+    )
+    assert summary.error_text(failed) == "task failed: 作品生成失败: 合成服务异常"
+    fetch = replace(failed, work_exists=True, error_message="output could not be saved")
+    assert summary.cause_of(fetch).label == "other errors"  # the task made its work
+
+
+def test_items_held_back_by_max_credits_are_named_apart_with_the_command_that_continues() -> None:
+    blocked_before = record("videos.w[001]", Status.BLOCKED)  # (its record is a run older)
+    done_before = record("videos.w[002]", Status.DONE)  # made again with --recreate
+    records = [record("voices.v", Status.DONE), blocked_before, done_before]
+    held = ("videos.w[001]", "videos.w[002]")
+    lines = summary.unfinished(records, DEPS, COMMANDS, None, held, ("--recreate", "videos.*"))
+    assert lines == [
+        "2 items held back by --max-credits (not sent, not paid for):",
+        "  videos.w[001], videos.w[002]",
+        "To continue (with a higher --max-credits, or without it, and the same",
+        "--recreate):",
+        "  hifly-batch run --recreate 'videos.*' c.yaml --state s.db",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,10 @@ from pathlib import Path
 from hifly_batch import console
 from hifly_batch.api.connect import base_url_from
 from hifly_batch.campaign import Campaign, Quote, RunResult, Spending
-from hifly_batch.core.planning import Plan
 from hifly_batch.errors import ExitStatus
 from hifly_batch.manifest.diagnostics import ManifestInvalid
 from hifly_batch.reports import summary
-from hifly_batch.reports.plan_view import Target, estimate_lines, render_text
+from hifly_batch.reports.plan_view import Target, estimate_lines, render_text, totals_line
 from hifly_batch.reports.progress import ProgressBar, summary_table
 
 
@@ -138,7 +137,9 @@ def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         base_url=getattr(args, "base_url", None),
         env_state=env.get("HIFLY_STATE"),
     )
-    return _show(result, commands, {item.id: item.deps for item in campaign.graph})
+    again = [flag for pattern in args.recreate or () for flag in ("--recreate", pattern)]
+    deps = {item.id: item.deps for item in campaign.graph}
+    return _show(result, commands, deps, again)
 
 
 def _before_paying(quote: Quote, *, ask: bool) -> bool:
@@ -155,7 +156,7 @@ def _before_paying(quote: Quote, *, ask: bool) -> bool:
     if not ask or quote.sandbox or not console.interactive():
         console.info("\n".join(lines))
         return True
-    console.err("\n".join([spending_summary(quote.plan), *lines]))
+    console.err("\n".join([totals_line(quote.plan), *lines]))
     return console.confirm(f"Spend about {quote.estimate.credits:,.0f} credits? [y/N] ")
 
 
@@ -163,12 +164,12 @@ def _balance(credits: int | None) -> str:
     return "unknown (it could not be read)" if credits is None else f"{credits:,} credits"
 
 
-def spending_summary(plan: Plan) -> str:
-    """The plan's totals in one line: ``plan: 3 create, 1 recreate, 240 skip``."""
-    return "plan: " + ", ".join(f"{n} {action}" for action, n in plan.totals().items())
-
-
-def _show(result: RunResult, commands: summary.Commands, deps: Mapping[str, Sequence[str]]) -> int:
+def _show(
+    result: RunResult,
+    commands: summary.Commands,
+    deps: Mapping[str, Sequence[str]],
+    again: Sequence[str] = (),
+) -> int:
     """Print the end of a run on stdout: what did not finish, by cause, with the commands
     that deal with it, then the counts and the reports' paths; one line when there was
     nothing to do. Why the run stopped early goes to stderr."""
@@ -183,7 +184,8 @@ def _show(result: RunResult, commands: summary.Commands, deps: Mapping[str, Sequ
     if result.idle:
         console.out(summary.nothing_to_do(result.records, result.scope))
         return int(result.exit_status)
-    unfinished = summary.unfinished(result.records, deps, commands, result.scope)
+    held = result.outcome.held
+    unfinished = summary.unfinished(result.records, deps, commands, result.scope, held, again)
     if unfinished:
         console.out("\n".join([*unfinished, ""]))
     console.out(summary_table(result.records))
@@ -193,7 +195,8 @@ def _show(result: RunResult, commands: summary.Commands, deps: Mapping[str, Sequ
         console.out(f"log: {result.log}")  # what to attach to a report of the problem
     if result.outcome.interrupted:
         how = "stopped by SIGTERM" if result.outcome.terminated else "interrupted"
-        console.err(f"hifly-batch: {how}; progress is saved, run again to resume")
+        same = " with the same --recreate" if again else ""
+        console.err(f"hifly-batch: {how}; progress is saved, run again{same} to resume")
     return int(result.exit_status)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hifly_batch import console
 from hifly_batch.campaign import Campaign
+from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Action
 from hifly_batch.reports import summary
 from hifly_batch.reports.csv_report import _timestamp as iso_time
@@ -105,9 +106,10 @@ def as_json_row(record: Record, source: str) -> dict[str, object]:
     data["finished_at"] = iso_time(record.finished_at)
     if record.error_message:
         data["error_message"] = summary.readable(record.error_message)
-    known = summary.meaning(record.error_code)
-    if known:
-        data["error_meaning"], data["error_meaning_zh"] = known
+    failing = record.status is Status.FAILED or record.error_code is not None
+    cause = summary.cause_of(record) if failing else None
+    if cause is not None and cause.en:
+        data["error_meaning"], data["error_meaning_zh"] = cause.en, cause.zh
     data["source"] = source  # "state", or the lock file's name
     return data
 

@@ -28,6 +28,8 @@ FAULT_KINDS: dict[str, tuple[str, str]] = {
     "server error": ("the service answered with an HTTP error", "服务返回 HTTP 错误"),
     "rate limited": ("the service asked to wait (HTTP 429)", "请求过于频繁"),
     "bad answer": ("the service's answer could not be read", "服务的应答无法读取"),
+    # A task the service ended in status 4 (失败) without a documented code.
+    "task failed": ("the service could not make it (its task ended failed)", "任务失败"),
 }
 DELIVERIES = ("not sent", "sent, no answer", "answered with a server error")  # api Delivery
 _TRANSPORT = re.compile(
@@ -105,6 +107,8 @@ def cause_of(record: Record) -> Cause:
         en, zh = meaning(code) or ("", "")
         return Cause(str(code), en, zh, code)
     detail = _transport_detail(record.error_message or "")
+    if detail is None and record.task_id is not None and not record.work_exists:
+        return Cause("task failed", *FAULT_KINDS["task failed"])  # (status 4, no code)
     if detail is None:
         return Cause("other errors")
     kind = fault_kind(detail)
@@ -183,13 +187,18 @@ def unfinished(
     deps: Mapping[str, Sequence[str]],
     commands: Commands,
     scope: set[str] | None = None,
+    held: Sequence[str] = (),
+    again: Sequence[str] = (),
 ) -> list[str]:
     """The lines naming every item in ``scope`` (None: all) that did not finish, by status
     and then by cause, each group with what to do; ``[]`` when every one is done or
-    skipped. ``deps``: each item's direct inputs, to say what a blocked item waits for."""
+    skipped. ``deps``: each item's direct inputs, to say what a blocked item waits for.
+    ``held``: items whose create ``--max-credits`` held back (whatever their record says:
+    one made again keeps its earlier work's record); ``again``: the options a run that
+    continues must repeat (``--recreate PATTERN``)."""
     by_status: dict[str, list[Record]] = {}
     for record in records:
-        if scope is None or record.item in scope:
+        if (scope is None or record.item in scope) and record.item not in held:
             by_status.setdefault(report_status(record.status), []).append(record)
     statuses = {r.item: report_status(r.status) for r in records}
     lines: list[str] = []
@@ -200,7 +209,9 @@ def unfinished(
     if "blocked" in by_status:
         lines += _blocked(by_status["blocked"], deps, statuses)
     if "pending" in by_status:
-        lines += _pending(by_status["pending"], commands)
+        lines += _pending(by_status["pending"], commands, again)
+    if held:
+        lines += _held(held, commands, again)
     return lines[1:] if lines else []  # (each part begins with a blank line)
 
 
@@ -260,13 +271,22 @@ def _blocked(
     return lines
 
 
-def _pending(records: Sequence[Record], commands: Commands) -> list[str]:
+def _held(held: Sequence[str], commands: Commands, again: Sequence[str]) -> list[str]:
+    text = f"{_items(len(held))} held back by --max-credits (not sent, not paid for):"
+    lines = ["", *_para(text), *_wrapped(held, "  ")]
+    more = "with a higher --max-credits, or without it" + (
+        ", and the same --recreate" if again else ""
+    )
+    return [*lines, *_para(f"To continue ({more}):"), f"  {commands.run(*again)}"]
+
+
+def _pending(records: Sequence[Record], commands: Commands, again: Sequence[str] = ()) -> list[str]:
     """A count, not a list: nothing went wrong with these, they were not reached (the run
     was stopped, or the service said wait, as 1002 does until credits are added)."""
     said = {str(cause_of(r)) for r in records if r.error_code is not None}
     why = f", the service last answered {'; '.join(sorted(said))}" if said else ""
     text = f"{_items(len(records))} not made yet (pending){why}; a run makes them:"
-    return ["", *_para(text), f"  {commands.run()}"]
+    return ["", *_para(text), f"  {commands.run(*again)}"]
 
 
 def _by_cause(records: Sequence[Record]) -> list[str]:
