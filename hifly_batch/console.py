@@ -80,19 +80,38 @@ def _discard(stream: TextIO) -> None:
 
 
 def interactive() -> bool:
-    """Whether a person can answer a question: stdin and stderr are terminals."""
-    return sys.stdin.isatty() and sys.stderr.isatty()
+    """Whether a person can answer a question: stdin is a terminal (stderr may go to a
+    log file: the question then goes to the terminal itself, see :func:`confirm`)."""
+    return sys.stdin.isatty()
 
 
-def confirm(question: str) -> bool:
-    """Ask on stderr and read the answer from stdin: True only for ``y`` or ``yes`` (any
-    case); an empty answer or the end of input is no."""
-    sys.stderr.write(question)
-    sys.stderr.flush()
-    answer = sys.stdin.readline()
-    if not answer.endswith("\n"):
-        sys.stderr.write("\n")  # the end of input: end the question's line
+def confirm(context: str, question: str) -> bool:
+    """Show ``context`` and ask ``question`` where the person is: on stderr when it is a
+    terminal, else on the terminal itself (``/dev/tty``, as ``2>run.log`` leaves it), and
+    read the answer from stdin. True only for ``y`` or ``yes`` (any case); an empty answer
+    or the end of input is no."""
+    with _terminal() as screen:
+        screen.write(f"{context}\n{question}")
+        screen.flush()
+        answer = sys.stdin.readline()
+        if not answer.endswith("\n"):
+            screen.write("\n")  # the end of input: end the question's line
+            screen.flush()
     return answer.strip().lower() in ("y", "yes")
+
+
+@contextlib.contextmanager
+def _terminal() -> Iterator[TextIO]:
+    if sys.stderr.isatty():
+        yield sys.stderr
+        return
+    try:
+        tty = open("/dev/tty", "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+    except OSError:  # no terminal of its own: stderr is where a question can go
+        yield sys.stderr
+        return
+    with tty:
+        yield tty
 
 
 def info(text: str) -> None:

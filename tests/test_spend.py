@@ -3,13 +3,16 @@ spend that replaces the table, through the CLI against a sandbox taken for the s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import pty
 import select
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,20 +44,30 @@ def service(tmp_path: Path) -> Iterator[Sandbox]:
 # On a terminal --------------------------------------------------------------------
 
 
-def run_on_terminal(args: list[str], service: Sandbox, answer: bytes | None) -> tuple[int, str]:
-    """Run the CLI with a pseudo-terminal as stdin, stdout and stderr; type ``answer``
-    once the question shows (None: expect no question). Returns the exit code and the
-    screen's text."""
+def run_on_terminal(
+    args: list[str], service: Sandbox, answer: bytes | None, stderr: Path | None = None
+) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as its terminal (stdin, stdout, and stderr unless
+    it goes to the file ``stderr``); type ``answer`` once the question shows (None: expect
+    no question). Returns the exit code and the screen's text."""
     env = child_env(service)
     main, child = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hifly_batch", *args],
-        stdin=child,
-        stdout=child,
-        stderr=child,
-        env=env,
-        close_fds=True,
-    )
+
+    def own_terminal() -> None:  # (in the child, a session leader: see start_new_session)
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    with contextlib.ExitStack() as files:
+        log = files.enter_context(stderr.open("w")) if stderr else child
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hifly_batch", *args],
+            stdin=child,
+            stdout=child,
+            stderr=log,
+            env=env,
+            close_fds=True,
+            start_new_session=True,
+            preexec_fn=own_terminal,
+        )
     os.close(child)
     screen = b""
     deadline = time.monotonic() + 60
@@ -99,6 +112,11 @@ def test_a_real_run_on_a_terminal_shows_the_cost_and_asks_first(
     assert "balance: 100,000 credits on " + service.base_url in screen
     assert "run cancelled: nothing was sent" in screen
     assert creates(service) == {} and service.credits() == 100_000
+
+    log = tmp_path / "run.log"  # stderr to a file: the question still reaches the terminal
+    code, screen = run_on_terminal(run, service, b"\n", stderr=log)
+    assert code == 1 and "estimated cost: ~" in screen and "run cancelled" in log.read_text()
+    assert creates(service) == {}
 
     code, screen = run_on_terminal(run, service, b"y\n")
     assert code == 0, screen

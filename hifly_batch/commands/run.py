@@ -156,8 +156,8 @@ def _before_paying(quote: Quote, *, ask: bool) -> bool:
     if not ask or quote.sandbox or not console.interactive():
         console.info("\n".join(lines))
         return True
-    console.err("\n".join([totals_line(quote.plan), *lines]))
-    return console.confirm(f"Spend about {quote.estimate.credits:,.0f} credits? [y/N] ")
+    context = "\n".join([totals_line(quote.plan), *lines])
+    return console.confirm(context, f"Spend about {quote.estimate.credits:,.0f} credits? [y/N] ")
 
 
 def _balance(credits: int | None) -> str:
