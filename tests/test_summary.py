@@ -407,8 +407,8 @@ def test_a_failed_run_names_every_failure_and_the_next_command_and_a_no_op_says_
     campaign.write()
     shown = cli("status", "--state", state, str(campaign.manifest)).stdout.splitlines()
     assert shown[-1] == (
-        "All 7 items are done, but the manifest changed since: "
-        f"`hifly-batch plan {campaign.manifest} --state {state}` shows what a run would do."
+        "All 7 items are done, but a run still has work to do (a change since, or outputs "
+        f"to fetch): `hifly-batch plan {campaign.manifest} --state {state}` shows what."
     )
 
 

@@ -84,8 +84,8 @@ def status(
         console.out(summary.nothing_to_do(records, None))
     else:
         console.out(
-            f"All {len(records)} items are done, but the manifest changed since: "
-            f"`{commands.plan()}` shows what a run would do."
+            f"All {len(records)} items are done, but a run still has work to do (a change "
+            f"since, or outputs to fetch): `{commands.plan()}` shows what."
         )
     if source:
         console.out(
