@@ -41,6 +41,7 @@ from hifly_batch.manifest.media import audio_seconds
 from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
 from hifly_batch.runner import lockfile, run_log, spend
+from hifly_batch.runner.callbacks import CallbackReceiver
 from hifly_batch.runner.errors import RehearsalOnly, StateError
 from hifly_batch.runner.lock import campaign_lock, run_lock
 from hifly_batch.runner.outputs import OutputFolder
@@ -374,6 +375,7 @@ class Campaign:
         on_progress: ProgressCallback | None = None,
         max_credits: float | None = None,
         before_paying: Callable[[Quote], bool] | None = None,
+        callbacks: tuple[str, int] | None = None,
     ) -> RunResult:
         """Carry the plan out against the API, then write the reports.
 
@@ -391,6 +393,9 @@ class Campaign:
         ``before_paying`` with a :class:`Quote`; when it answers False nothing is sent
         and ``RunDeclined`` is raised. ``max_credits``: no paid create is sent once the
         estimated credits of those sent would pass it; the items held back stay pending.
+        ``callbacks``: (host, port) to listen on for the service's task callbacks while
+        the run lasts (``ConfigError`` when it cannot be bound); each is a hint to query
+        its task at once.
         """
         started = time.time()  # (for the review page's run span)
         env = os.environ if env is None else env
@@ -445,9 +450,11 @@ class Campaign:
                     on_progress=on_progress,
                     records=dict(records),
                     credit_limit=limit,
+                    callbacks=callbacks is not None,
                 )
                 save = functools.partial(self._save_lock, store, before, lock_file, world_lost)
-                outcome, known = self._carry_out(runner, store, save, scope, started, sandbox)
+                with _receiving(callbacks, runner.hint):
+                    outcome, known = self._carry_out(runner, store, save, scope, started, sandbox)
             spending = self._spent(client, quote, limit, api, before, known)
             final = csv_report.report_records(self.graph, known, scope)
             report, review = self.write_reports(final, run_started=started, sandbox=sandbox)
@@ -570,6 +577,15 @@ def _is_sandbox(client: HiflyClient) -> bool:
         ) from None
     except TransportError as exc:  # no answer at all, after the transport's retries
         raise unreachable(client.transport.base_url, exc) from None
+
+
+def _receiving(
+    address: tuple[str, int] | None, on_task: Callable[[str], None]
+) -> contextlib.AbstractContextManager[object]:
+    """The callback receiver on ``address`` for the run, or nothing without one."""
+    if address is None:
+        return contextlib.nullcontext()
+    return CallbackReceiver(*address, on_task)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from hifly_batch.manifest.diagnostics import ManifestInvalid
 from hifly_batch.reports import summary
 from hifly_batch.reports.plan_view import Target, estimate_lines, render_text, totals_line
 from hifly_batch.reports.progress import ProgressBar, summary_table
+from hifly_batch.runner.callbacks import parse_address
 
 
 def register(
@@ -74,6 +75,13 @@ def register(
         help="send no paid create once this run's estimated spend would pass N credits",
     )
     parser.add_argument(
+        "--callbacks",
+        type=_address,
+        metavar="HOST:PORT",
+        help="also listen there for the service's task callbacks, and query each task "
+        "when its callback comes (the account's callback URL must reach it)",
+    )
+    parser.add_argument(
         "--yes",
         action="store_true",
         help="do not ask before spending credits (without a terminal nobody is asked)",
@@ -86,6 +94,13 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
     return value
+
+
+def _address(text: str) -> tuple[str, int]:
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _credits(text: str) -> float:
@@ -126,6 +141,7 @@ def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 env=env,
                 on_progress=bar.update,
                 max_credits=args.max_credits,
+                callbacks=args.callbacks,
                 before_paying=functools.partial(_before_paying, ask=not args.yes),
             )
         finally:

@@ -50,6 +50,14 @@ class Deferred(Event):
 
 
 @dataclass(frozen=True)
+class Hinted(Event):
+    """A callback named ``task_id`` (only a hint: the task is queried). It may be of no
+    task of this run, so its ``item_id`` is empty."""
+
+    task_id: str
+
+
+@dataclass(frozen=True)
 class PollFailed(Event):
     error: str
 

@@ -43,6 +43,10 @@ BACKOFF_MAX = 30.0
 RETRY_DELAY = 2.0  # before a transient failure's next attempt (doubles per attempt)
 FREE_RESENDS = 3  # per attempt: a create provably not made is sent up to 4 times
 CREATE_GRACE = 30.0  # on interrupt, how long to wait for answers to creates already sent
+# With callbacks, a task's first poll waits this much past when it is expected to finish
+# (seconds, or this share of the wait, the larger): a callback comes first, and makes it.
+CALLBACK_GRACE = 0.2
+CALLBACK_SHARE = 0.25
 SETTLED = ("done", "failed", "uncertain", "blocked")  # what a run can make of an item
 log = logging.getLogger(__name__)
 
@@ -153,6 +157,7 @@ class Scheduler:
     clock: Callable[[], float] = time.monotonic
     records: dict[str, Record] = field(default_factory=dict)
     credit_limit: CreditLimit | None = None  # run --max-credits
+    callbacks: bool = False  # run --callbacks: tasks are queried when the service says so
     # How the loop waits for events. A seam for tests: they pass one that moves a fake
     # ``clock`` on by the timeout instead of sleeping, so simulated minutes take no time.
     receive: Callable[[queue.SimpleQueue[list[events.Event]], float | None], list[events.Event]] = (
@@ -173,6 +178,9 @@ class Scheduler:
         self.ready: deque[str] = deque()
         self.later: list[tuple[float, int, str]] = []  # (due, seq, item): backed-off items
         self.polls: list[tuple[float, int, str]] = []
+        self.poll_seq: dict[str, int] = {}  # each task's current entry in ``polls``
+        self.polling: set[str] = set()  # items with a query on its way
+        self.recheck: set[str] = set()  # hinted while a query was on its way: ask again
         self.tasks: dict[str, _Task] = {}
         self.waiting: dict[str, set[str]] = {}
         self.dependents: dict[str, list[str]] = {i.id: [] for i in self.graph}
@@ -334,7 +342,10 @@ class Scheduler:
         while self.later and self.later[0][0] <= now:
             self.ready.appendleft(heapq.heappop(self.later)[2])
         while self.polls and self.polls[0][0] <= now:
-            _, _, item_id = heapq.heappop(self.polls)
+            _, seq, item_id = heapq.heappop(self.polls)
+            if self.poll_seq.get(item_id) != seq:
+                continue  # moved earlier by a callback, or its task has ended
+            self.polling.add(item_id)
             self._start_job(jobs.poll, self.graph[item_id], self.records[item_id])
         while self.ready and not self.no_new_submissions:
             item = self.graph[self.ready[0]]
@@ -380,19 +391,43 @@ class Scheduler:
             self.limit += 1  # the service took one: grow back toward the setting
         self._track(self.graph[event.item_id], event.record)
 
+    def hint(self, task_id: str) -> None:
+        """A callback named ``task_id``: query it now if it is a task of this run. Safe from
+        any thread (it only puts an event on the loop's queue)."""
+        self.events.put([events.Hinted("", task_id)])
+
     def _track(self, item: Item, record: Record) -> None:
         first, learned = self.planner.first_poll(item.kind.value)
+        if self.callbacks:  # the callback is expected first; the poll is for one lost
+            first += max(CALLBACK_GRACE, CALLBACK_SHARE * first)
         created = self.clock()
         self.tasks[item.id] = _Task(item.kind.value, created, first, learned, polled_at=first)
         self._poll_at(item.id, created + first)
 
     def _poll_at(self, item_id: str, due: float) -> None:
-        heapq.heappush(self.polls, (due, next(self.seq), item_id))
+        seq = next(self.seq)
+        self.poll_seq[item_id] = seq
+        heapq.heappush(self.polls, (due, seq, item_id))
+
+    def _on_hinted(self, event: events.Hinted) -> None:
+        found = (i for i in self.tasks if self.records[i].task_id == event.task_id)
+        item_id = next(found, None)
+        if item_id is None:
+            return  # not a task this run waits for (another campaign's, or a forgery)
+        if item_id in self.polling:
+            self.recheck.add(item_id)  # that query may have been sent just before the end
+        else:
+            self._poll_at(item_id, self.clock())
 
     def _on_still_running(self, event: events.StillRunning) -> None:
+        self.polling.discard(event.item_id)
         task = self.tasks[event.item_id]
         if self.clock() - task.created > self.settings.task_timeout:
             self._timed_out(event.item_id)
+            return
+        if event.item_id in self.recheck:
+            self.recheck.discard(event.item_id)
+            self._poll_at(event.item_id, self.clock())
             return
         task.last_running = task.polled_at
         nxt = self.planner.next_poll(task.kind, task.polled_at, task.previous_gap)
@@ -400,10 +435,12 @@ class Scheduler:
         self._poll_at(event.item_id, task.created + nxt)
 
     def _on_poll_failed(self, event: events.PollFailed) -> None:
+        self.polling.discard(event.item_id)
         self._poll_at(event.item_id, self.clock() + min(self.settings.poll_max, RETRY_DELAY))
 
     def _on_task_ended(self, event: events.TaskEnded) -> None:
         self.generating.discard(event.item_id)
+        self._forget_polls(event.item_id)
         task = self.tasks.pop(event.item_id)
         if task.learn:
             self.planner.observe(
@@ -413,7 +450,13 @@ class Scheduler:
                 finished_within=(task.last_running, task.polled_at),
             )
 
+    def _forget_polls(self, item_id: str) -> None:
+        self.polling.discard(item_id)
+        self.recheck.discard(item_id)
+        self.poll_seq.pop(item_id, None)
+
     def _timed_out(self, item_id: str) -> None:
+        self._forget_polls(item_id)
         self.tasks.pop(item_id)
         self.generating.discard(item_id)
         minutes = self.settings.task_timeout / 60
@@ -549,6 +592,7 @@ _HANDLERS: dict[type, Callable[[Scheduler, events.Event], None]] = {
     events.Submitted: Scheduler._on_submitted,  # type: ignore[dict-item]
     events.StillRunning: Scheduler._on_still_running,  # type: ignore[dict-item]
     events.PollFailed: Scheduler._on_poll_failed,  # type: ignore[dict-item]
+    events.Hinted: Scheduler._on_hinted,  # type: ignore[dict-item]
     events.TaskEnded: Scheduler._on_task_ended,  # type: ignore[dict-item]
     events.Deferred: Scheduler._on_deferred,  # type: ignore[dict-item]
     events.Finished: Scheduler._on_finished,  # type: ignore[dict-item]
