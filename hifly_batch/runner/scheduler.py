@@ -43,10 +43,6 @@ BACKOFF_MAX = 30.0
 RETRY_DELAY = 2.0  # before a transient failure's next attempt (doubles per attempt)
 FREE_RESENDS = 3  # per attempt: a create provably not made is sent up to 4 times
 CREATE_GRACE = 30.0  # on interrupt, how long to wait for answers to creates already sent
-# With callbacks, a task's first poll waits this much past when it is expected to finish
-# (seconds, or this share of the wait, the larger): a callback comes first, and makes it.
-CALLBACK_GRACE = 0.2
-CALLBACK_SHARE = 0.25
 SETTLED = ("done", "failed", "uncertain", "blocked")  # what a run can make of an item
 log = logging.getLogger(__name__)
 
@@ -398,10 +394,12 @@ class Scheduler:
 
     def _track(self, item: Item, record: Record) -> None:
         first, learned = self.planner.first_poll(item.kind.value)
-        if self.callbacks:  # the callback is expected first; the poll is for one lost
-            first += max(CALLBACK_GRACE, CALLBACK_SHARE * first)
+        if self.callbacks:  # a callback says when; polls at poll_max find one lost (SPEC §5)
+            first, learned = self.settings.poll_max, False
         created = self.clock()
-        self.tasks[item.id] = _Task(item.kind.value, created, first, learned, polled_at=first)
+        task = _Task(item.kind.value, created, first, learned, polled_at=first)
+        task.learn = not self.callbacks  # (a task queried on a hint says nothing of timing)
+        self.tasks[item.id] = task
         self._poll_at(item.id, created + first)
 
     def _poll_at(self, item_id: str, due: float) -> None:
@@ -431,6 +429,8 @@ class Scheduler:
             return
         task.last_running = task.polled_at
         nxt = self.planner.next_poll(task.kind, task.polled_at, task.previous_gap)
+        if self.callbacks:
+            nxt = task.polled_at + self.settings.poll_max
         task.previous_gap, task.polled_at = nxt - task.polled_at, nxt
         self._poll_at(event.item_id, task.created + nxt)
 

@@ -1,0 +1,225 @@
+"""``run --callbacks``: the service's task callbacks as hints, through the CLI against a
+sandbox that sends them, and the receiver against forged ones."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from hifly_batch.errors import ConfigError
+from hifly_batch.runner.callbacks import MAX_BODY, CallbackReceiver, parse_address, task_id_of
+from hifly_batch.sandbox import Sandbox
+from tests.campaigns import Campaign, cli, creates, popen, read_state
+from tests.conftest import FAST
+
+POLLS = ("poll_interval: 0.05s", "poll_max: 0.5s")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def slow_polling(campaign: Campaign, poll_max: str = "5s") -> Campaign:
+    """Polling alone would query a task of a second at 0.25 s and again and again; with
+    callbacks, polls are only at poll_max (5 s), for a callback that was lost."""
+    text = campaign.manifest.read_text(encoding="utf-8")
+    text = text.replace(POLLS[0], "poll_interval: 0.25s").replace(POLLS[1], f"poll_max: {poll_max}")
+    campaign.manifest.write_text(text, encoding="utf-8")
+    return campaign
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def calling_back(tmp_path: Path, port: int) -> Iterator[Sandbox]:
+    config = dataclasses.replace(
+        FAST, task_seconds=1.0, task_jitter=0.0, callback_url=f"http://127.0.0.1:{port}/hook"
+    )
+    with Sandbox(tmp_path / "world", config) as running:
+        yield running
+
+
+def queries(sandbox: Sandbox) -> int:
+    requests_seen = sandbox.counters().requests
+    return sum(n for name, n in requests_seen.items() if name.endswith("/task"))
+
+
+def test_callbacks_make_each_task_one_query_and_the_port_is_free_right_after(
+    tmp_path: Path, calling_back: Sandbox, port: int
+) -> None:
+    campaign = slow_polling(Campaign(tmp_path / "c", rows=4).write())
+    first = cli(
+        "run",
+        "--no-progress",
+        str(campaign.manifest),
+        "--callbacks",
+        f"127.0.0.1:{port}",
+        sandbox=calling_back,
+    )
+    assert first.code == 0, first.stderr
+    made = sum(creates(calling_back).values())  # avatar, voice and 4 videos
+    assert made == 6
+    # One query per task, and a few more at most (a callback that came while a query was
+    # on its way asks again); polling alone would take 2 or more each. And none waited
+    # for the poll at 5 s: each was seen done soon after its second of work.
+    assert queries(calling_back) <= made + 2, calling_back.counters().requests
+    records = read_state(campaign).values()
+    waits = [r.finished_at - r.started_at for r in records if r.task_id and r.finished_at]
+    assert len(waits) == made and max(waits) < 4.0, waits
+
+    # The receiver closed with the run: the same port is bound again at once.
+    again = cli(
+        "run",
+        "--no-progress",
+        str(campaign.manifest),
+        "--recreate",
+        "videos.*",
+        "--callbacks",
+        f"127.0.0.1:{port}",
+        sandbox=calling_back,
+    )
+    assert again.code == 0, again.stderr
+    assert creates(calling_back)["video/create_by_tts"] == 8
+
+
+def test_a_port_that_cannot_be_bound_is_a_configuration_error_before_anything_is_sent(
+    tmp_path: Path, calling_back: Sandbox, port: int
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=1).write()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        result = cli(
+            "run",
+            "--no-progress",
+            str(campaign.manifest),
+            "--callbacks",
+            f"127.0.0.1:{port}",
+            sandbox=calling_back,
+        )
+    assert result.code == 3 and "cannot listen there" in result.stderr, result.stderr
+    assert creates(calling_back) == {}
+    bad = cli("run", str(campaign.manifest), "--callbacks", "nowhere", sandbox=calling_back)
+    assert bad.code == 2 and "is not HOST:PORT" in bad.stderr
+
+
+def test_forged_callbacks_change_nothing(tmp_path: Path, port: int) -> None:
+    """A running task said done, another campaign's task, a huge body, garbage: each is
+    answered 200, and only a query decides."""
+    config = dataclasses.replace(FAST, task_seconds=1.5, task_jitter=0.0)
+    with Sandbox(tmp_path / "world", config) as sandbox:  # (it sends no callbacks)
+        campaign = slow_polling(Campaign(tmp_path / "c", rows=1).write(), poll_max="2s")
+        proc = popen(
+            "run",
+            "--no-progress",
+            str(campaign.manifest),
+            "--callbacks",
+            f"127.0.0.1:{port}",
+            sandbox=sandbox,
+        )
+        hook = f"http://127.0.0.1:{port}/"
+        task_id = _running_task(campaign, "avatars.founder")
+        before = queries(sandbox)
+        forged = {"task_id": task_id, "status": 3, "type": 2, "avatar": "av_forged", "code": 0}
+        for body in (
+            json.dumps(forged).encode(),  # says done; the query says running
+            json.dumps({**forged, "task_id": "9999999999999999"}).encode(),  # not this run's
+            b"{not json",
+            b"x" * (10 * 1024 * 1024),
+        ):
+            try:
+                answer = requests.post(hook, data=body, timeout=10)
+                assert answer.status_code == 200
+            except requests.ConnectionError:  # the huge body: answered, then cut short
+                assert len(body) > MAX_BODY
+        time.sleep(0.3)
+        assert queries(sandbox) - before <= 1  # the forged "done" cost one query, no more
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert creates(sandbox)["avatar/create_by_video"] == 1  # the avatar was not taken as made
+    assert read_state(campaign)["avatars.founder"].resource_id != "av_forged"
+
+
+def _running_task(campaign: Campaign, item: str) -> str:
+    """The item's task id, once the run has recorded it."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # (the state may not exist yet)
+            task_id = read_state(campaign)[item].task_id
+            if task_id:
+                return task_id
+        time.sleep(0.05)
+    raise AssertionError(f"{item} was never submitted")
+
+
+@pytest.mark.parametrize(
+    ("body", "task_id"),
+    [
+        (b'{"task_id": "123", "status": 3}', "123"),
+        (b'{"task_id": 123}', None),
+        (b'{"task_id": ""}', None),
+        (b"[1, 2]", None),
+        (b"\xff\xfe", None),
+        (b"", None),
+    ],
+)
+def test_only_a_json_object_naming_a_task_is_a_hint(body: bytes, task_id: str | None) -> None:
+    assert task_id_of(body) == task_id
+
+
+def test_the_receiver_answers_200_fast_and_passes_on_what_it_can_read() -> None:
+    seen: list[str] = []
+    done = threading.Event()
+
+    def on_task(task_id: str) -> None:
+        seen.append(task_id)
+        done.set()
+
+    with CallbackReceiver("127.0.0.1", 0, on_task) as receiver:
+        url = f"http://127.0.0.1:{receiver.port}/"
+        assert requests.post(url, data=b"{oops", timeout=5).status_code == 200
+        assert requests.post(url, json={"task_id": "42"}, timeout=5).status_code == 200
+        assert done.wait(5)
+        assert requests.get(url, timeout=5).status_code == 200
+    assert seen == ["42"]
+    with pytest.raises(requests.ConnectionError):
+        requests.post(url, json={"task_id": "43"}, timeout=5)  # closed with the run
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("127.0.0.1:8787", ("127.0.0.1", 8787)),
+        ("[::1]:80", ("::1", 80)),
+        ("0.0.0.0:1", ("0.0.0.0", 1)),
+    ],
+)
+def test_addresses(text: str, address: tuple[str, int]) -> None:
+    assert parse_address(text) == address
+
+
+@pytest.mark.parametrize("text", ["8787", ":8787", "host:", "host:0", "host:70000", "host:x"])
+def test_bad_addresses(text: str) -> None:
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_address(text)
+
+
+def test_a_bound_port_is_refused_by_name() -> None:
+    with CallbackReceiver("127.0.0.1", 0, lambda task: None) as first:
+        second = CallbackReceiver("127.0.0.1", first.port, lambda task: None)
+        with pytest.raises(ConfigError, match=f"--callbacks 127.0.0.1:{first.port}"):
+            second.__enter__()
