@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,15 +17,24 @@ from typing import Any
 import pytest
 import requests
 
+from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig, parse_faults
 from hifly_batch.sandbox.callbacks import CallbackSender, retry_interval
+from hifly_batch.sandbox.faults import decide_callback_drop
 from tests.sandbox_fixtures import Client, running
 
 
 class Receiver:
-    """Collects POSTed JSON; answers each with the next status from ``statuses`` (then 200)."""
+    """Collects POSTed JSON; answers each with the next status from ``statuses`` (then 200).
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    ``arrived`` keeps the time (time.time()) each delivered message came, by task id;
+    ``tries`` every POST's task id, answered or not.
+    """
+
+    def __init__(self, statuses: list[int] | None = None, port: int = 0) -> None:
         self.messages: list[dict[str, Any]] = []
+        self.arrived: dict[str, float] = {}
+        self.tries: list[str] = []
+        self.others: list[str] = []  # requests other than a POST
         self.attempts = 0
         self.statuses = list(statuses or [])
         self.lock = threading.Lock()
@@ -30,19 +43,30 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                message = json.loads(body)
                 with receiver.lock:
                     receiver.attempts += 1
+                    receiver.tries.append(message["task_id"])
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                     if status == 200:
-                        receiver.messages.append(json.loads(body))
+                        receiver.messages.append(message)
+                        receiver.arrived[message["task_id"]] = time.time()
                 self.send_response(status)
+                if 300 <= status < 400:  # a redirect to itself, never to be followed
+                    self.send_header("Location", self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                receiver.others.append(f"GET {self.path}")
+                self.send_response(405)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -66,8 +90,9 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
-def test_each_kind_of_task_calls_back(tmp_path: Path, receiver: Receiver) -> None:
-    with running(tmp_path, callback_url=receiver.url) as sandbox:
+def test_each_kind_of_task_calls_back_when_it_finishes(tmp_path: Path, receiver: Receiver) -> None:
+    # Nobody queries the tasks: each message leaves when its task finishes.
+    with running(tmp_path, callback_url=receiver.url, task_seconds=0.4) as sandbox:
         client = Client(sandbox)
         avatar_task = client.created("avatar/create_by_video", {"video_url": "https://x/a.mp4"})
         voice_task = client.created(
@@ -78,6 +103,9 @@ def test_each_kind_of_task_calls_back(tmp_path: Path, receiver: Receiver) -> Non
         )
         messages = {m["task_id"]: m for m in receiver.wait_for(3)}
         assert set(messages) == {avatar_task, voice_task, work}
+        for task_id in messages:
+            finish_at = sandbox.task(task_id).finish_at  # type: ignore[union-attr]
+            assert 0 <= receiver.arrived[task_id] - finish_at < 0.3, task_id
         avatar = messages[avatar_task]
         assert avatar == {
             "task_id": avatar_task,
@@ -108,8 +136,6 @@ def test_each_kind_of_task_calls_back(tmp_path: Path, receiver: Receiver) -> Non
 
 
 def test_failed_tasks_call_back_with_status_4(tmp_path: Path, receiver: Receiver) -> None:
-    from hifly_batch.sandbox import Faults
-
     with running(tmp_path, callback_url=receiver.url, faults=Faults(task_fail=1.0)) as sandbox:
         client = Client(sandbox)
         task = client.created("avatar/create_by_image", {"image_url": "https://x/a.png"})
@@ -118,17 +144,82 @@ def test_failed_tasks_call_back_with_status_4(tmp_path: Path, receiver: Receiver
     assert message["message"] and message["avatar"] == ""
 
 
-def test_a_non_200_answer_is_retried(tmp_path: Path) -> None:
-    receiver = Receiver(statuses=[500, 503])
+def test_a_non_200_answer_is_retried_until_a_200(tmp_path: Path) -> None:
+    receiver = Receiver(statuses=[500, 302, 404, 503])
     try:
         with running(tmp_path, callback_url=receiver.url, callback_retry_seconds=2.0) as sandbox:
             client = Client(sandbox)
             task = client.created("audio/create_by_tts", {"voice": "voice_pub_01", "text": "你"})
             [message] = receiver.wait_for(1)
+            time.sleep(0.3)  # time for a try too many
             assert message["task_id"] == task
-            assert receiver.attempts == 3
+            # A redirect is a failed try, not followed: every try is a POST to the hook.
+            assert receiver.tries == [task] * 5
+            assert receiver.others == []
     finally:
         receiver.close()
+
+
+def test_a_receiver_not_up_yet_gets_the_callback_within_the_window(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port where nothing listens yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/"
+    with running(tmp_path, callback_url=url, callback_retry_seconds=2.0) as sandbox:
+        task = Client(sandbox).created(
+            "audio/create_by_tts", {"voice": "voice_pub_01", "text": "你"}
+        )
+        time.sleep(0.5)  # the first tries meet a refused connection
+        receiver = Receiver(port=port)
+        try:
+            [message] = receiver.wait_for(1)
+            assert message["task_id"] == task
+            assert receiver.tries == [task]
+        finally:
+            receiver.close()
+
+
+def test_sandbox_serve_sends_callbacks_and_drops_them_at_the_rate(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    faults = Faults(callback_drop=0.3, seed=1)
+    data = tmp_path / "w"
+    serve = [sys.executable, "-m", "hifly_batch", "sandbox", "serve", "--data", str(data)]
+    options = ["--task-seconds", "0.05", "--task-jitter", "0"]
+    options += ["--callback-url", receiver.url, "--faults", "callback_drop=0.3,seed=1"]
+    proc = subprocess.Popen([*serve, *options], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline().strip() for _ in range(2)]
+        exports = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {exports['HIFLY_TOKEN']}"
+        url = f"{exports['HIFLY_BASE_URL']}/api/v2/hifly/avatar/create_by_image"
+        body = {"image_url": "https://example.com/a.png"}
+        tasks = [session.post(url, json=body, timeout=5).json()["task_id"] for _ in range(50)]
+        lost = {task for task in tasks if decide_callback_drop(faults, task)}
+        receiver.wait_for(50 - len(lost))
+        time.sleep(0.3)  # time for a stray try
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert 10 <= len(lost) <= 20  # about 30 % of 50
+    assert sorted(receiver.tries) == sorted(set(tasks) - lost)  # each once, none lost
+    assert Sandbox.read_counters(data).faults == {"callback_drop": len(lost)}
+    # A lost message stays lost: the next sandbox on the world, without faults, sends nothing.
+    with Sandbox(data, SandboxConfig(callback_url=receiver.url)):
+        time.sleep(0.3)
+    assert len(receiver.tries) == 50 - len(lost)
+
+
+@pytest.mark.parametrize(
+    ("spec", "rate"), [("callback_drop=0.3,seed=1", 0.3), ("seed=1", 0.0), ("callback_drop=1", 1.0)]
+)
+def test_callback_drop_is_a_fault_rate(spec: str, rate: float) -> None:
+    assert parse_faults(spec).callback_drop == rate
+    lost = [decide_callback_drop(parse_faults(spec), str(10**15 + n)) for n in range(200)]
+    assert abs(sum(lost) / 200 - rate) <= 0.1
 
 
 def test_retries_stop_after_the_window() -> None:

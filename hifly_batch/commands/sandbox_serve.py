@@ -41,7 +41,9 @@ def register(
             "examples:\n  hifly-batch sandbox serve\n"
             "  hifly-batch sandbox serve --faults http_500=0.1,drop=0.05,seed=7\n"
             "  hifly-batch sandbox serve --faults http_429=0.2,retry_after_seconds=0,"
-            "gateway_after_create=0.05"
+            "gateway_after_create=0.05\n"
+            "  hifly-batch sandbox serve --callback-url http://127.0.0.1:8900/ "
+            "--faults callback_drop=0.3,seed=1"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -71,14 +73,19 @@ def _serve_options(serve: argparse.ArgumentParser) -> None:
         "http_429 (answered with Retry-After: retry_after_seconds, default 1), drop, "
         "drop_after_create, gateway_after_create (the task is made, the client gets 502 "
         "or 504), put_fail (an upload PUT gets 500, nothing stored), slow (by "
-        "slow_seconds, default 2), malformed_json, task_fail, expired_url; and the seed "
-        "(see the examples)",
+        "slow_seconds, default 2), malformed_json, task_fail, expired_url, callback_drop (a "
+        "task's callback is lost, never sent); and the seed (see the examples)",
     )
     serve.add_argument("--credits", type=int, help="credit balance of a new world")
     serve.add_argument(
         "--max-generating", type=int, metavar="N", help="works generating at once (code 1001)"
     )
-    serve.add_argument("--callback-url", metavar="URL", help="POST task results here")
+    serve.add_argument(
+        "--callback-url",
+        metavar="URL",
+        help="POST each finished task's callback here (loopback only), e.g. a run's "
+        "--callbacks receiver; a non-200 answer or a refused connection is retried for 300 s",
+    )
 
 
 def _handle(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -1,8 +1,12 @@
 """Task-completion callbacks, sent as the service sends them (消息回调).
 
 One background thread keeps a heap of (due time, task) and sleeps until the
-next one is due; a non-200 answer is retried a few seconds apart until the
-retry window after the task's finish has passed.
+next one is due, so a message leaves when the task finishes on the sandbox's
+clock, whether or not anyone queries it. Anything but a 200 (another status,
+a refused connection, a timeout, a redirect) is retried a few seconds apart
+until the retry window after the task's finish has passed; then never again.
+A message the ``lost`` hook claims on its first try (the ``callback_drop``
+fault) is never sent at all.
 """
 
 from __future__ import annotations
@@ -25,8 +29,20 @@ _SEND_TIMEOUT = 5.0
 Post = Callable[[str, bytes], int]
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer other than 200: a failed try, never followed elsewhere."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+# No proxy from the environment and no redirects: the message goes straight to
+# the loopback URL it was given, and nowhere else.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+
+
 def post_json(url: str, body: bytes) -> int:
-    """POST a JSON body; the HTTP status, or 0 when nothing answered."""
+    """POST a JSON body; the HTTP status, or 0 when nothing answered (refused, timed out)."""
     request = urllib.request.Request(
         url,
         data=body,
@@ -34,7 +50,7 @@ def post_json(url: str, body: bytes) -> int:
         headers={"Content-Type": "application/json; charset=utf-8"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=_SEND_TIMEOUT) as answer:
+        with _OPENER.open(request, timeout=_SEND_TIMEOUT) as answer:
             return int(answer.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
@@ -47,8 +63,17 @@ def retry_interval(window: float) -> float:
     return min(3.0, max(0.05, window / 10))
 
 
+def _never_lost(task_id: str) -> bool:
+    return False
+
+
 class CallbackSender:
-    """Sends each finished task's message to ``url``; ``payload`` builds it by task id."""
+    """Sends each finished task's message to ``url``; ``payload`` builds it by task id.
+
+    ``delivered`` is told of each message answered 200; ``lost`` is asked once,
+    before a message's first try, whether the network loses it (True: not sent,
+    not retried).
+    """
 
     def __init__(
         self,
@@ -58,6 +83,7 @@ class CallbackSender:
         payload: Callable[[str], dict[str, Any] | None],
         delivered: Callable[[str], None],
         post: Post = post_json,
+        lost: Callable[[str], bool] = _never_lost,
     ) -> None:
         self.url = url
         self.retry_seconds = retry_seconds
@@ -65,7 +91,9 @@ class CallbackSender:
         self._payload = payload
         self._delivered = delivered
         self._post = post
-        self._heap: list[tuple[float, int, str, float]] = []
+        self._lost = lost
+        # (due time, order, task id, deadline, first try)
+        self._heap: list[tuple[float, int, str, float, bool]] = []
         self._order = itertools.count()
         self._wake = threading.Condition()
         self._stopped = False
@@ -85,35 +113,39 @@ class CallbackSender:
 
     def schedule(self, task_id: str, finish_at: float) -> None:
         """Send the task's message once ``finish_at`` has come."""
-        self._push(finish_at, task_id, finish_at + self.retry_seconds)
+        self._push(finish_at, task_id, finish_at + self.retry_seconds, first=True)
 
-    def _push(self, due: float, task_id: str, deadline: float) -> None:
+    def _push(self, due: float, task_id: str, deadline: float, *, first: bool) -> None:
         with self._wake:
-            heapq.heappush(self._heap, (due, next(self._order), task_id, deadline))
+            heapq.heappush(self._heap, (due, next(self._order), task_id, deadline, first))
             self._wake.notify_all()
 
-    def _next_due(self) -> tuple[str, float] | None:
-        """Wait for the earliest due entry and pop it; None once stopped."""
+    def _next_due(self) -> tuple[str, float, bool] | None:
+        """Wait for the earliest due entry and pop it: (task id, deadline, first try);
+        None once stopped."""
         with self._wake:
             while not self._stopped:
                 if self._heap and self._heap[0][0] <= self.clock():
-                    _, _, task_id, deadline = heapq.heappop(self._heap)
-                    return task_id, deadline
+                    _, _, task_id, deadline, first = heapq.heappop(self._heap)
+                    return task_id, deadline, first
                 nap = self._heap[0][0] - self.clock() if self._heap else _MAX_NAP
                 self._wake.wait(timeout=min(max(nap, 0.0), _MAX_NAP))
             return None
 
     def _run(self) -> None:
         while (item := self._next_due()) is not None:
-            task_id, deadline = item
+            task_id, deadline, first = item
             try:
-                self._send(task_id, deadline)
+                self._send(task_id, deadline, first)
             except Exception:
                 logger.exception("sandbox: callback for task %s failed", task_id)
 
-    def _send(self, task_id: str, deadline: float) -> None:
+    def _send(self, task_id: str, deadline: float, first: bool) -> None:
         payload = self._payload(task_id)
         if payload is None:
+            return
+        if first and self._lost(task_id):
+            logger.debug("sandbox: callback for task %s lost (callback_drop)", task_id)
             return
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         status = self._post(self.url, body)
@@ -124,6 +156,6 @@ class CallbackSender:
         retry_at = self.clock() + retry_interval(self.retry_seconds)
         if retry_at <= deadline:
             logger.debug("sandbox: callback for task %s got %s, retrying", task_id, status)
-            self._push(retry_at, task_id, deadline)
+            self._push(retry_at, task_id, deadline, first=False)
         else:
             logger.debug("sandbox: callback for task %s given up after %s", task_id, status)

@@ -22,6 +22,7 @@ RATE_FIELDS = (
     "http_429",
     "put_fail",
     "gateway_after_create",
+    "callback_drop",
 )
 # The settings of Faults that are a number of seconds (any finite number >= 0).
 SECONDS_FIELDS = ("slow_seconds", "retry_after_seconds")
@@ -47,6 +48,8 @@ class Faults:
     retry_after_seconds: float = 1.0
     put_fail: float = 0.0
     gateway_after_create: float = 0.0
+    # A task's callback lost on the way: never sent, never retried.
+    callback_drop: float = 0.0
 
     def __post_init__(self) -> None:
         for name in RATE_FIELDS:

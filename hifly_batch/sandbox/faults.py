@@ -99,3 +99,8 @@ def decide_task(faults: Faults, task_id: str, jitter_span: float) -> TaskFate:
     jitter = rng.random() * jitter_span
     fails = rng.random() < faults.task_fail
     return TaskFate(jitter=jitter, fails=fails)
+
+
+def decide_callback_drop(faults: Faults, task_id: str) -> bool:
+    """Whether the task's callback is lost (never sent), from seed and task id."""
+    return _rng(faults.seed, "callback", task_id).random() < faults.callback_drop

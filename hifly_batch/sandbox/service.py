@@ -15,6 +15,7 @@ from hifly_batch.apispec import TaskStatus
 from hifly_batch.sandbox.callbacks import CallbackSender
 from hifly_batch.sandbox.config import Faults, SandboxConfig, is_loopback_host
 from hifly_batch.sandbox.endpoints import Api
+from hifly_batch.sandbox.faults import decide_callback_drop
 from hifly_batch.sandbox.records import Counters, TaskRow, TaskTime
 from hifly_batch.sandbox.routes import App
 from hifly_batch.sandbox.server import SandboxHTTPServer
@@ -94,6 +95,7 @@ class Sandbox:
             self.clock,
             self._callback_payload,
             world.mark_callback_sent,
+            lost=self._callback_lost,
         )
         now = self.clock()
         for task_id, finish_at in world.callbacks_due():
@@ -108,6 +110,15 @@ class Sandbox:
         if task is None or self._views.status(task) not in (TaskStatus.DONE, TaskStatus.FAILED):
             return None
         return self._views.callback_payload(task)
+
+    def _callback_lost(self, task_id: str) -> bool:
+        """The ``callback_drop`` fault: a lost message is counted and settled, never sent."""
+        world = self._world
+        if world is None or not decide_callback_drop(self.config.faults, task_id):
+            return False
+        world.bump("faults", "callback_drop")
+        world.mark_callback_sent(task_id)
+        return True
 
     def stop(self) -> None:
         """Stop serving, cut open connections, stop callbacks, close the world."""

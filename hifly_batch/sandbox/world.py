@@ -296,12 +296,12 @@ class World:
         ]
 
     def callbacks_due(self) -> list[tuple[str, float]]:
-        """Tasks whose callback has not been delivered: (task_id, finish_at)."""
+        """Tasks whose callback is not settled yet: (task_id, finish_at)."""
         rows = self._all("SELECT task_id, finish_at FROM tasks WHERE callback_sent = 0")
         return [(r[0], r[1]) for r in rows]
 
     def mark_callback_sent(self, task_id: str) -> None:
-        """Note that a task's callback was delivered."""
+        """Note that a task's callback is settled (delivered, or lost): never sent again."""
         with self._tx() as db:
             db.execute("UPDATE tasks SET callback_sent = 1 WHERE task_id = ?", (task_id,))
 
