@@ -20,6 +20,11 @@ and <= 3.0 calls per item.
 
     python tests/bench/bench_run.py throughput [--items 10000] [--concurrency 16] [--dir D]
     python tests/bench/bench_run.py makespan [--items 300] [--dir D]
+    python tests/bench/bench_run.py callbacks [--items 300] [--dir D]
+
+``callbacks``: the makespan scenario three times in one invocation: polling alone, with
+``run --callbacks`` (the sandbox calling back; targets ratio <= 1.05 and <= 2.1 calls per
+item), and with 30% of the callbacks dropped by the sandbox (ratio <= 1.15).
 
 The sandbox serves from another process so that its work is not counted as
 the runner's; the runner's CPU and RSS come from ``wait4`` on its process.
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -110,11 +116,20 @@ videos:
     return manifest
 
 
-def run_cli(manifest: Path, base_url: str, token: str) -> Measured:
+def run_cli(manifest: Path, base_url: str, token: str, *options: str) -> Measured:
     env = {**os.environ, "HIFLY_BASE_URL": base_url, "HIFLY_TOKEN": token}
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hifly_batch", "-q", "run", "--no-progress", str(manifest)],
+        [
+            sys.executable,
+            "-m",
+            "hifly_batch",
+            "-q",
+            "run",
+            "--no-progress",
+            str(manifest),
+            *options,
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
     )
@@ -160,8 +175,15 @@ def file_cost(folder: Path, size: int, count: int = 2000) -> float:
     return 1000 * (time.process_time() - started) / count
 
 
-def measure(items: int, settings: str, *sandbox_options: str, where: str | None) -> Session:
-    """Serve a sandbox, make an avatar, then time ``items`` videos through the CLI."""
+def measure(
+    items: int,
+    settings: str,
+    *sandbox_options: str,
+    where: str | None,
+    run_options: tuple[str, ...] = (),
+) -> Session:
+    """Serve a sandbox, make an avatar, then time ``items`` videos through the CLI (given
+    ``run_options``)."""
     with tempfile.TemporaryDirectory(dir=where) as tmp:
         folder, data = Path(tmp), Path(tmp) / "world"
         proc, url, token = serve(data, "--credits", "1000000000", *sandbox_options)
@@ -169,7 +191,8 @@ def measure(items: int, settings: str, *sandbox_options: str, where: str | None)
             avatar = existing_avatar(url, token, folder)
             file_ms = file_cost(folder / "baseline", len(make_mp4(3.0, "bench")))
             before, _ = api_calls(data)
-            m = run_cli(write_campaign(folder, items, avatar, settings), url, token)
+            manifest = write_campaign(folder, items, avatar, settings)
+            m = run_cli(manifest, url, token, *run_options)
         finally:
             stop(proc)
         calls, transfers = api_calls(data)
@@ -200,17 +223,33 @@ def throughput(items: int, concurrency: int, where: str | None) -> None:
     print("verdict:", "PASS" if ok else "FAIL")
 
 
-def makespan(items: int, where: str | None, cap: int = 10) -> None:
+MAKESPAN_SANDBOX = ("--task-seconds", "1.0", "--task-jitter", "0.2")
+
+
+def makespan_of(
+    items: int,
+    where: str | None,
+    cap: int,
+    sandbox_options: tuple[str, ...] = (),
+    run_options: tuple[str, ...] = (),
+) -> tuple[Session, float, float]:
+    """One makespan session: the session, its ratio to the floor and API calls per item."""
     run = measure(
         items,
         f"  concurrency: {cap}\n  poll_interval: 0.25s\n  poll_max: 2s",
-        "--task-seconds", "1.0", "--task-jitter", "0.2", "--max-generating", str(cap),
+        *MAKESPAN_SANDBOX, "--max-generating", str(cap), *sandbox_options,
         where=where,
+        run_options=run_options,
     )  # fmt: skip
-    m, calls, transfers = run.m, run.calls, run.transfers
     seconds = run.work_seconds
     floor = max(max(seconds), sum(seconds) / cap)
-    ratio, per_item = m.wall / floor, calls / items
+    return run, run.m.wall / floor, run.calls / items
+
+
+def makespan(items: int, where: str | None, cap: int = 10) -> None:
+    run, ratio, per_item = makespan_of(items, where, cap)
+    m, transfers, seconds = run.m, run.transfers, run.work_seconds
+    floor = m.wall / ratio
     print(
         f"makespan: {items} videos, cap C={cap}, tasks {min(seconds):.2f}-{max(seconds):.2f} s "
         f"(exit {m.code})"
@@ -226,17 +265,48 @@ def makespan(items: int, where: str | None, cap: int = 10) -> None:
     print("verdict:", "PASS" if m.code == 0 and ratio <= 1.15 and per_item <= 3.0 else "FAIL")
 
 
+def callbacks(items: int, where: str | None, cap: int = 10, lost: float = 0.3) -> None:
+    """The makespan with ``run --callbacks`` beside polling alone, in one invocation; then
+    with a share ``lost`` of the callbacks dropped by the sandbox."""
+    print(f"callbacks: {items} videos, cap C={cap}, tasks 1.0-1.2 s, poll_max 2s")
+    rows = [("polling", (), (), 1.15, 3.0)]
+    port = free_port()
+    hook = ("--callback-url", f"http://127.0.0.1:{port}/")
+    listen = ("--callbacks", f"127.0.0.1:{port}")
+    rows.append(("callbacks", hook, listen, 1.05, 2.1))
+    drop = ("--faults", f"callback_drop={lost},seed=1")
+    rows.append((f"callbacks, {lost:.0%} lost", (*hook, *drop), listen, 1.15, 3.0))
+    ok = True
+    for name, sandbox_options, run_options, ratio_target, calls_target in rows:
+        run, ratio, per_item = makespan_of(items, where, cap, sandbox_options, run_options)
+        passed = run.m.code == 0 and ratio <= ratio_target and per_item <= calls_target
+        ok = ok and (passed or name == "polling")
+        print(
+            f"  {name:<20}: ratio {ratio:6.3f} (target <= {ratio_target}), "
+            f"{per_item:5.2f} API calls per item (target <= {calls_target}), exit {run.m.code}"
+        )
+    print("verdict:", "PASS" if ok else "FAIL")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=["throughput", "makespan"])
+    parser.add_argument("scenario", choices=["throughput", "makespan", "callbacks"])
     parser.add_argument("--items", type=int)
     parser.add_argument("--concurrency", type=int, default=16, help="throughput only")
     parser.add_argument("--dir", help="where the campaign and its outputs go (default: temp)")
     args = parser.parse_args()
     if args.scenario == "throughput":
         throughput(args.items or 10_000, args.concurrency, args.dir)
-    else:
+    elif args.scenario == "makespan":
         makespan(args.items or 300, args.dir)
+    else:
+        callbacks(args.items or 300, args.dir)
 
 
 if __name__ == "__main__":
