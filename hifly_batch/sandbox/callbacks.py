@@ -2,7 +2,7 @@
 
 One background thread keeps a heap of (due time, task) and sleeps until the
 next one is due, so a message leaves when the task finishes on the sandbox's
-clock, whether or not anyone queries it. Anything but a 200 (another status,
+clock, whether or not anyone queries it; a few threads send them side by side. Anything but a 200 (another status,
 a refused connection, a timeout, a redirect) is retried a few seconds apart
 until the retry window after the task's finish has passed; then never again.
 A message the ``lost`` hook claims on its first try (the ``callback_drop``
@@ -19,12 +19,14 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 logger = logging.getLogger("hifly_batch.sandbox")
 
 _MAX_NAP = 0.1  # re-read the (possibly injected) clock at least this often
 _SEND_TIMEOUT = 5.0
+_SENDERS = 8  # messages on their way at once
 
 Post = Callable[[str, bytes], int]
 
@@ -133,12 +135,17 @@ class CallbackSender:
             return None
 
     def _run(self) -> None:
-        while (item := self._next_due()) is not None:
-            task_id, deadline, first = item
-            try:
-                self._send(task_id, deadline, first)
-            except Exception:
-                logger.exception("sandbox: callback for task %s failed", task_id)
+        # Messages go out side by side, as the service's do: making one (a work's output
+        # is rendered for its URL) or a slow receiver never holds the others back.
+        with ThreadPoolExecutor(_SENDERS, thread_name_prefix="sandbox-callback") as senders:
+            while (item := self._next_due()) is not None:
+                senders.submit(self._send_logged, *item)
+
+    def _send_logged(self, task_id: str, deadline: float, first: bool) -> None:
+        try:
+            self._send(task_id, deadline, first)
+        except Exception:
+            logger.exception("sandbox: callback for task %s failed", task_id)
 
     def _send(self, task_id: str, deadline: float, first: bool) -> None:
         payload = self._payload(task_id)
