@@ -41,10 +41,10 @@ from hifly_batch.manifest.media import audio_seconds
 from hifly_batch.manifest.model import Manifest
 from hifly_batch.reports import csv_report, review_page
 from hifly_batch.runner import lockfile, run_log, spend
-from hifly_batch.runner.callbacks import CallbackReceiver
 from hifly_batch.runner.errors import RehearsalOnly, StateError
 from hifly_batch.runner.lock import campaign_lock, run_lock
 from hifly_batch.runner.outputs import OutputFolder
+from hifly_batch.runner.receiver import CallbackReceiver
 from hifly_batch.runner.scheduler import Outcome, RunSettings, Scheduler
 from hifly_batch.runner.spend import CreditLimit
 from hifly_batch.runner.state import Record, StateStore, open_state, prior_states

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from hifly_batch.errors import ConfigError
-from hifly_batch.runner.callbacks import MAX_BODY, CallbackReceiver, parse_address, task_id_of
+from hifly_batch.runner.receiver import MAX_BODY, CallbackReceiver, parse_address, task_id_of
 from hifly_batch.sandbox import Sandbox
 from tests.campaigns import Campaign, cli, creates, popen, read_state
 from tests.conftest import FAST

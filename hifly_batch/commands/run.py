@@ -15,7 +15,7 @@ from hifly_batch.manifest.diagnostics import ManifestInvalid
 from hifly_batch.reports import summary
 from hifly_batch.reports.plan_view import Target, estimate_lines, render_text, totals_line
 from hifly_batch.reports.progress import ProgressBar, summary_table
-from hifly_batch.runner.callbacks import parse_address
+from hifly_batch.runner.receiver import parse_address
 
 
 def register(

@@ -2,11 +2,11 @@
 
 One background thread keeps a heap of (due time, task) and sleeps until the
 next one is due, so a message leaves when the task finishes on the sandbox's
-clock, whether or not anyone queries it; a few threads send them side by side. Anything but a 200 (another status,
-a refused connection, a timeout, a redirect) is retried a few seconds apart
-until the retry window after the task's finish has passed; then never again.
-A message the ``lost`` hook claims on its first try (the ``callback_drop``
-fault) is never sent at all.
+clock, whether or not anyone queries it; a few threads send them side by side.
+Anything but a 200 (another status, a refused connection, a timeout, a
+redirect) is retried a few seconds apart until the retry window after the
+task's finish has passed; then never again. A message the ``lost`` hook claims
+on its first try (the ``callback_drop`` fault) is never sent at all.
 """
 
 from __future__ import annotations
