@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import requests
 
@@ -105,3 +105,14 @@ class Client:
         answer = self.wait("voice/task", task)
         assert answer["status"] == 3, answer
         return str(answer["voice"])
+
+
+def served(stdout: IO[str] | None) -> tuple[str, requests.Session]:
+    """The base URL ``sandbox serve`` printed on ``stdout``, and a session carrying the
+    token it printed."""
+    assert stdout is not None
+    lines = [stdout.readline().strip() for _ in range(2)]
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {exports['HIFLY_TOKEN']}"
+    return exports["HIFLY_BASE_URL"], session

@@ -18,7 +18,7 @@ import requests
 from hifly_batch.errors import ConfigError
 from hifly_batch.runner.receiver import MAX_BODY, CallbackReceiver, parse_address, task_id_of
 from hifly_batch.sandbox import Sandbox
-from tests.campaigns import Campaign, cli, creates, popen, read_state
+from tests.campaigns import Campaign, Result, cli, creates, popen, read_state
 from tests.conftest import FAST
 
 POLLS = ("poll_interval: 0.05s", "poll_max: 0.5s")
@@ -37,6 +37,12 @@ def slow_polling(campaign: Campaign, poll_max: str = "5s") -> Campaign:
     text = text.replace(POLLS[0], "poll_interval: 0.25s").replace(POLLS[1], f"poll_max: {poll_max}")
     campaign.manifest.write_text(text, encoding="utf-8")
     return campaign
+
+
+def run_listening(campaign: Campaign, port: int, sandbox: Sandbox, *options: str) -> Result:
+    """``run --callbacks 127.0.0.1:PORT`` of ``campaign`` against ``sandbox``."""
+    listen = ("--callbacks", f"127.0.0.1:{port}")
+    return cli("run", "--no-progress", str(campaign.manifest), *listen, *options, sandbox=sandbox)
 
 
 @pytest.fixture
@@ -62,14 +68,7 @@ def test_callbacks_make_each_task_one_query_and_the_port_is_free_right_after(
     tmp_path: Path, calling_back: Sandbox, port: int
 ) -> None:
     campaign = slow_polling(Campaign(tmp_path / "c", rows=4).write())
-    first = cli(
-        "run",
-        "--no-progress",
-        str(campaign.manifest),
-        "--callbacks",
-        f"127.0.0.1:{port}",
-        sandbox=calling_back,
-    )
+    first = run_listening(campaign, port, calling_back)
     assert first.code == 0, first.stderr
     made = sum(creates(calling_back).values())  # avatar, voice and 4 videos
     assert made == 6
@@ -82,16 +81,7 @@ def test_callbacks_make_each_task_one_query_and_the_port_is_free_right_after(
     assert len(waits) == made and max(waits) < 4.0, waits
 
     # The receiver closed with the run: the same port is bound again at once.
-    again = cli(
-        "run",
-        "--no-progress",
-        str(campaign.manifest),
-        "--recreate",
-        "videos.*",
-        "--callbacks",
-        f"127.0.0.1:{port}",
-        sandbox=calling_back,
-    )
+    again = run_listening(campaign, port, calling_back, "--recreate", "videos.*")
     assert again.code == 0, again.stderr
     assert creates(calling_back)["video/create_by_tts"] == 8
 
@@ -103,14 +93,7 @@ def test_a_port_that_cannot_be_bound_is_a_configuration_error_before_anything_is
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))
         taken.listen()
-        result = cli(
-            "run",
-            "--no-progress",
-            str(campaign.manifest),
-            "--callbacks",
-            f"127.0.0.1:{port}",
-            sandbox=calling_back,
-        )
+        result = run_listening(campaign, port, calling_back)
     assert result.code == 3 and "cannot listen there" in result.stderr, result.stderr
     assert creates(calling_back) == {}
     bad = cli("run", str(campaign.manifest), "--callbacks", "nowhere", sandbox=calling_back)

@@ -20,7 +20,7 @@ import requests
 from hifly_batch.sandbox import Faults, Sandbox, SandboxConfig, parse_faults
 from hifly_batch.sandbox.callbacks import CallbackSender, retry_interval
 from hifly_batch.sandbox.faults import decide_callback_drop
-from tests.sandbox_fixtures import Client, running
+from tests.sandbox_fixtures import Client, running, served
 
 
 class Receiver:
@@ -189,12 +189,8 @@ def test_sandbox_serve_sends_callbacks_and_drops_them_at_the_rate(
     options += ["--callback-url", receiver.url, "--faults", "callback_drop=0.3,seed=1"]
     proc = subprocess.Popen([*serve, *options], stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout is not None
-        lines = [proc.stdout.readline().strip() for _ in range(2)]
-        exports = dict(line.removeprefix("export ").split("=", 1) for line in lines)
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {exports['HIFLY_TOKEN']}"
-        url = f"{exports['HIFLY_BASE_URL']}/api/v2/hifly/avatar/create_by_image"
+        base_url, session = served(proc.stdout)
+        url = f"{base_url}/api/v2/hifly/avatar/create_by_image"
         body = {"image_url": "https://example.com/a.png"}
         tasks = [session.post(url, json=body, timeout=5).json()["task_id"] for _ in range(50)]
         lost = {task for task in tasks if decide_callback_drop(faults, task)}

@@ -17,7 +17,7 @@ from hifly_batch.sandbox import Faults, Sandbox
 from hifly_batch.sandbox.faults import RequestKind, decide_request, decide_task
 from tests.campaigns import cli
 from tests.readme import readme_text, section, subsections
-from tests.sandbox_fixtures import Client, faulty
+from tests.sandbox_fixtures import Client, faulty, served
 
 ALL_KINDS = list(RequestKind)
 
@@ -424,12 +424,8 @@ def test_sandbox_serve_takes_the_v1_1_faults(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        assert proc.stdout is not None
-        lines = [proc.stdout.readline().strip() for _ in range(2)]
-        exports = dict(line.removeprefix("export ").split("=", 1) for line in lines)
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {exports['HIFLY_TOKEN']}"
-        url = f"{exports['HIFLY_BASE_URL']}/api/v2/hifly/account/credit"
+        base_url, session = served(proc.stdout)
+        url = f"{base_url}/api/v2/hifly/account/credit"
         answers = [session.get(url, timeout=5) for _ in range(10)]
     finally:
         proc.send_signal(signal.SIGINT)
