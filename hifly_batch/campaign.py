@@ -202,7 +202,12 @@ class Campaign:
         from this folder measured on that API (SPEC §4)."""
         measured = spend.read_measured(self.manifest.root / STATE_FOLDER, api, self.manifest.name)
         return estimate(
-            self.graph, plan, plan.prior, measured, media_seconds=audio_seconds, scope=scope
+            self.graph,
+            plan,
+            plan.prior,
+            measured,
+            media_seconds=functools.lru_cache(audio_seconds),  # (one file, many rows)
+            scope=scope,
         )
 
     def _plan(

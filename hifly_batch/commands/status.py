@@ -13,8 +13,7 @@ from hifly_batch.campaign import Campaign
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Action
 from hifly_batch.reports import summary
-from hifly_batch.reports.csv_report import _timestamp as iso_time
-from hifly_batch.reports.csv_report import report_status
+from hifly_batch.reports.csv_report import iso_time, report_status
 from hifly_batch.reports.progress import summary_table
 from hifly_batch.runner.state import Record
 

@@ -76,8 +76,8 @@ def row(record: Record, item: Item | None = None) -> list[str]:
         "attempts": str(record.attempts),
         "error_code": record.error_code,
         "error_message": record.error_message,
-        "started_at": _timestamp(record.started_at),
-        "finished_at": _timestamp(record.finished_at),
+        "started_at": iso_time(record.started_at),
+        "finished_at": iso_time(record.finished_at),
         "fingerprint": record.fingerprint,
         "title": item_title(item),
         "text": item.text if item is not None else None,
@@ -119,7 +119,8 @@ def _number(value: float | None) -> str | None:
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
 
 
-def _timestamp(value: float | None) -> str | None:
+def iso_time(value: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 in UTC, to the second (the report's and status's form)."""
     if value is None:
         return None
     return datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")

@@ -568,8 +568,8 @@ class Scheduler:
 
     def _report(self) -> dict[str, int]:
         """The counts now (see ``_Counts``), given to ``on_progress``."""
-        held = set(self.credit_limit.held) if self.credit_limit is not None else set()
-        counts = self.counts.as_dict(self.total, len(self.ready) + len(self.later) + len(held))
+        held = len(self.credit_limit.held) if self.credit_limit is not None else 0
+        counts = self.counts.as_dict(self.total, len(self.ready) + len(self.later) + held)
         if self.on_progress is not None:
             self.on_progress(counts, self.total)
         return counts
