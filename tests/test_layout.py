@@ -7,6 +7,8 @@ functions included), so a rule broken anywhere fails here.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -222,3 +224,20 @@ def test_every_error_a_layer_raises_descends_from_the_root() -> None:
         assert classes and all(
             issubclass(c, base) and issubclass(c, HiflyBatchError) for c in classes
         )
+
+
+def test_the_command_line_loads_the_sandbox_only_when_asked() -> None:
+    """Every command's parser, and a run's whole code path, load without the sandbox
+    package: it is large, and every start of the CLI (a pre-commit hook, a makespan)
+    would pay for it."""
+    probe = (
+        "import sys\n"
+        "from hifly_batch import cli\n"
+        "cli.build_parser()\n"
+        "import hifly_batch.campaign, hifly_batch.commands.run\n"
+        "print(sorted(m for m in sys.modules if m.startswith('hifly_batch.sandbox')))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from hifly_batch import console
 from hifly_batch.errors import UsageError
-from hifly_batch.sandbox.media_maker import make_mp4, make_wav
 
 MANIFEST = "campaign.yaml"
 # A copy of the package's schema, so editors complete and check the manifest offline.
@@ -183,6 +182,9 @@ def campaign_name(directory: Path) -> str:
 
 def scaffold(name: str) -> dict[str, str | bytes]:
     """Every file of a new campaign, by path relative to its folder."""
+    # Imported here: the sandbox package is large, and every command's parser loads this.
+    from hifly_batch.sandbox.media_maker import make_mp4, make_wav
+
     files: dict[str, str | bytes] = {
         MANIFEST: MANIFEST_TEXT.format(name=name, manifest=MANIFEST, schema=SCHEMA),
         SCHEMA: resources.files("hifly_batch").joinpath("schemas", SCHEMA).read_bytes(),

@@ -14,10 +14,14 @@ exact finish time, which polls cannot see: an estimate built from the times
 tasks were *seen* done would drift late. A task not done at its first poll
 is polled again after a short gap scaled to the target, then with growing
 gaps.
+
+With callbacks (``run --callbacks``), a task is queried when its callback
+comes; ``Backstop`` says when to query one whose callback may have been lost.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 GROWTH = 1.5  # gap multiplier while nothing is known, and after repeated misses
@@ -26,6 +30,9 @@ RETRY_FRACTION = 0.05  # gap after a missed first poll, as a share of the target
 MIN_GAP = 0.02
 STEP_START = 0.15
 STEP_FLOOR = 0.01
+HEARD_WINDOW = 50  # callbacks per kind the backstop remembers: an outlier ages out
+BACKSTOP_MARGIN = 1.05  # the backstop comes this much after the latest callback
+HEARD_MIN = 10  # callbacks of a kind heard before their latest is trusted as a bound
 
 
 @dataclass
@@ -103,3 +110,34 @@ class PollPlanner:
 def _step_size(seen: int) -> float:
     """Relative step: larger while little is known, settling to a floor that tracks drift."""
     return max(STEP_FLOOR, STEP_START / seen**0.5)
+
+
+@dataclass
+class Backstop:
+    """With callbacks: when to query a task in case its callback was lost.
+
+    A little (``BACKSTOP_MARGIN``) after the latest of the last ``HEARD_WINDOW``
+    callbacks of its kind came, counted from each task's create, so that a lost
+    callback costs a fraction of a task's time. Until ``HEARD_MIN`` have come, at
+    ``poll_max``: the latest of a few is no bound on the rest, and a backstop that
+    finds a task running costs a call and a wait of ``poll_max`` (a misconfigured
+    callback URL also polls at ``poll_max``, as SPEC §5 says). Never before
+    ``poll_interval``. Callback latency is in what it learns: it measures
+    arrivals, not finishes.
+    """
+
+    poll_interval: float
+    poll_max: float
+    _heard: dict[str, deque[float]] = field(default_factory=dict)
+
+    def heard(self, kind: str, after: float) -> None:
+        """A task of ``kind`` was confirmed finished by the query its callback caused,
+        the callback having come ``after`` seconds since its create."""
+        self._heard.setdefault(kind, deque(maxlen=HEARD_WINDOW)).append(after)
+
+    def first_poll(self, kind: str) -> float:
+        """Seconds after the create to query a task of ``kind`` if no callback came."""
+        heard = self._heard.get(kind)
+        if heard is None or len(heard) < HEARD_MIN:
+            return self.poll_max
+        return max(self.poll_interval, BACKSTOP_MARGIN * max(heard))

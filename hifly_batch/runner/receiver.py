@@ -110,6 +110,7 @@ def _handler(on_task: OnTask) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(size) if size is not None and size <= MAX_BODY else None
             self._answer()
             task_id = task_id_of(body) if body is not None else None
+            log.debug("callback for task %s", task_id or "(none: ignored)")
             if task_id is not None:
                 on_task(task_id)
 
@@ -125,6 +126,6 @@ def _handler(on_task: OnTask) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(b"{}")
 
         def log_message(self, format: str, *args: object) -> None:
-            log.debug("callback: " + format, *args)
+            pass  # each callback is logged with its task id instead
 
     return Handler

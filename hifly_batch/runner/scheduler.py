@@ -33,7 +33,7 @@ from hifly_batch.manifest.model import Settings
 from hifly_batch.runner import events, jobs
 from hifly_batch.runner.creates import CREATE_KINDS
 from hifly_batch.runner.outputs import OutputFolder
-from hifly_batch.runner.polling import PollPlanner
+from hifly_batch.runner.polling import Backstop, PollPlanner
 from hifly_batch.runner.spend import CreditLimit
 from hifly_batch.runner.state import Record, StateStore, new_record
 from hifly_batch.runner.workers import WorkerPool
@@ -92,6 +92,7 @@ class _Task:
     previous_gap: float | None = None
     last_running: float = 0.0
     learn: bool = True  # False when re-polling a task already seen finished
+    hinted: float | None = None  # since created, when a callback named it
 
 
 @dataclass
@@ -164,6 +165,7 @@ class Scheduler:
         self.events: queue.SimpleQueue[list[events.Event]] = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.planner = PollPlanner(self.settings.poll_interval, self.settings.poll_max)
+        self.backstop = Backstop(self.settings.poll_interval, self.settings.poll_max)
         self.limit = self.settings.concurrency
         self.creating: set[str] = set()  # create requests sent, answer not yet recorded
         self.generating: set[str] = set()  # tasks submitted and not yet seen ended
@@ -251,13 +253,22 @@ class Scheduler:
 
     def _busy(self) -> bool:
         waiting_on_service = self.ready or self.later
+        polls_due = self._next_poll() is not None
         return bool(
-            self.jobs_out or self.polls or (waiting_on_service and not self.no_new_submissions)
+            self.jobs_out or polls_due or (waiting_on_service and not self.no_new_submissions)
         )
+
+    def _next_poll(self) -> float | None:
+        """When the earliest poll still wanted is due. Entries a callback moved earlier, or
+        whose task has ended, are dropped: they would keep the run waiting for nothing."""
+        while self.polls and self.poll_seq.get(self.polls[0][2]) != self.polls[0][1]:
+            heapq.heappop(self.polls)
+        return self.polls[0][0] if self.polls else None
 
     def _wait(self) -> float | None:
         now = self.clock()
-        waits = [q[0][0] - now for q in (self.polls, self.later) if q]
+        dues = (self._next_poll(), self.later[0][0] if self.later else None)
+        waits = [due - now for due in dues if due is not None]
         if (tend := self.pool.tend()) is not None:
             waits.append(tend)
         return max(0.0, min(waits)) if waits else None
@@ -394,8 +405,8 @@ class Scheduler:
 
     def _track(self, item: Item, record: Record) -> None:
         first, learned = self.planner.first_poll(item.kind.value)
-        if self.callbacks:  # a callback says when; polls at poll_max find one lost (SPEC §5)
-            first, learned = self.settings.poll_max, False
+        if self.callbacks:  # a callback says when; the backstop finds one lost (SPEC §5)
+            first, learned = self.backstop.first_poll(item.kind.value), False
         created = self.clock()
         task = _Task(item.kind.value, created, first, learned, polled_at=first)
         task.learn = not self.callbacks  # (a task queried on a hint says nothing of timing)
@@ -412,6 +423,9 @@ class Scheduler:
         item_id = next(found, None)
         if item_id is None:
             return  # not a task this run waits for (another campaign's, or a forgery)
+        task = self.tasks[item_id]
+        if task.hinted is None:
+            task.hinted = self.clock() - task.created
         if item_id in self.polling:
             self.recheck.add(item_id)  # that query may have been sent just before the end
         else:
@@ -423,10 +437,11 @@ class Scheduler:
         if self.clock() - task.created > self.settings.task_timeout:
             self._timed_out(event.item_id)
             return
-        if event.item_id in self.recheck:
+        if event.item_id in self.recheck:  # a callback came while this query was out
             self.recheck.discard(event.item_id)
             self._poll_at(event.item_id, self.clock())
             return
+        task.hinted = None  # its callback's query found it running: no measure of its end
         task.last_running = task.polled_at
         nxt = self.planner.next_poll(task.kind, task.polled_at, task.previous_gap)
         if self.callbacks:
@@ -442,6 +457,8 @@ class Scheduler:
         self.generating.discard(event.item_id)
         self._forget_polls(event.item_id)
         task = self.tasks.pop(event.item_id)
+        if task.hinted is not None:  # the query its callback caused found it ended
+            self._heard(task.kind, task.hinted)
         if task.learn:
             self.planner.observe(
                 task.kind,
@@ -449,6 +466,18 @@ class Scheduler:
                 done_at_first_poll=task.previous_gap is None,
                 finished_within=(task.last_running, task.polled_at),
             )
+
+    def _heard(self, kind: str, after: float) -> None:
+        """Learn from a callback that came ``after`` seconds since its task's create, and
+        bring the backstops of tasks not yet polled forward to the new time (the first
+        callbacks of a run move them from ``poll_max`` to near the tasks' finish)."""
+        self.backstop.heard(kind, after)
+        first = self.backstop.first_poll(kind)
+        for item_id, task in self.tasks.items():
+            waiting = task.previous_gap is None and item_id not in self.polling
+            if task.kind == kind and waiting and task.hinted is None and task.polled_at > first:
+                task.polled_at = first
+                self._poll_at(item_id, task.created + first)
 
     def _forget_polls(self, item_id: str) -> None:
         self.polling.discard(item_id)
