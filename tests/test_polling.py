@@ -7,7 +7,13 @@ import random
 
 import pytest
 
-from hifly_batch.runner.polling import PollPlanner
+from hifly_batch.runner.polling import (
+    BACKSTOP_MARGIN,
+    HEARD_MIN,
+    HEARD_WINDOW,
+    Backstop,
+    PollPlanner,
+)
 
 
 def test_unknown_kind_polls_at_poll_interval_then_grows_to_poll_max() -> None:
@@ -81,3 +87,38 @@ def test_a_task_seen_late_does_not_drag_the_target_when_its_poll_was_not_learned
         "video", learned_first_poll=False, done_at_first_poll=False, finished_within=(30.0, 45.0)
     )
     assert first_target(planner, "video") == before
+
+
+# The backstop, with callbacks ---------------------------------------------------------
+
+
+def test_the_backstop_is_poll_max_until_enough_callbacks_have_come() -> None:
+    backstop = Backstop(poll_interval=5.0, poll_max=60.0)
+    assert backstop.first_poll("video") == 60.0
+    for after in range(HEARD_MIN - 1):
+        backstop.heard("video", 100.0 + after)
+    assert backstop.first_poll("video") == 60.0  # a few are no bound on the rest
+    backstop.heard("video", 100.0)
+    assert backstop.first_poll("video") == pytest.approx(BACKSTOP_MARGIN * 108.0)
+    assert backstop.first_poll("avatar") == 60.0  # kinds learn apart
+
+
+def test_the_backstop_follows_the_latest_of_the_recent_callbacks() -> None:
+    """An outlier sets the bound while it is recent, then ages out of the window."""
+    backstop = Backstop(poll_interval=0.25, poll_max=2.0)
+    for _ in range(HEARD_MIN):
+        backstop.heard("video", 1.0)
+    backstop.heard("video", 30.0)
+    assert backstop.first_poll("video") == pytest.approx(BACKSTOP_MARGIN * 30.0)
+    for _ in range(HEARD_WINDOW - 1):
+        backstop.heard("video", 1.0)
+    assert backstop.first_poll("video") == pytest.approx(BACKSTOP_MARGIN * 30.0)
+    backstop.heard("video", 1.0)
+    assert backstop.first_poll("video") == pytest.approx(BACKSTOP_MARGIN * 1.0)
+
+
+def test_the_backstop_is_never_before_poll_interval() -> None:
+    backstop = Backstop(poll_interval=5.0, poll_max=60.0)
+    for _ in range(HEARD_MIN):
+        backstop.heard("video", 0.5)
+    assert backstop.first_poll("video") == 5.0

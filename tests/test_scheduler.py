@@ -165,6 +165,8 @@ class FakeHifly:
         failing: frozenset[str] = frozenset(),
         on_create: CreateRule | None = None,
         gate: Callable[[str], None] | None = None,
+        callbacks: Callable[[str], bool] | None = None,
+        forged: float | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.seconds = {**SECONDS, **(seconds or {})}
@@ -177,6 +179,32 @@ class FakeHifly:
         self.interrupted = threading.Event()
         self.transport = SimpleNamespace(secret="")  # what a crash log cuts out
         self._lock = threading.Lock()
+        # Callbacks: ``callbacks(name)`` says whether a task's message is lost; ``forged``
+        # sends every task a false one that many seconds after its create.
+        self.lost = callbacks
+        self.forged = forged
+        self.sent: set[tuple[str, bool]] = set()  # (task id, forged) already sent or lost
+        self.heard: list[float] = []  # when each callback that was not lost arrived
+
+    def next_callback(self, until: float) -> tuple[float, str] | None:
+        """The next callback due by ``until``: (when, task id); those lost pass unsent."""
+        if self.lost is None:
+            return None
+        with self._lock:
+            due = []
+            for task_id, task in self.tasks.items():
+                if self.forged is not None and (task_id, True) not in self.sent:
+                    due.append((task.created + self.forged, task_id, True))
+                if task.duration is not None and (task_id, False) not in self.sent:
+                    due.append((task.created + task.duration, task_id, False))
+            for at, task_id, forged in sorted(due):
+                if at > until:
+                    return None
+                self.sent.add((task_id, forged))
+                if forged or not self.lost(self.tasks[task_id].name):
+                    self.heard.append(at)
+                    return at, task_id
+        return None
 
     @property
     def generating(self) -> int:
@@ -298,6 +326,11 @@ class SimulatedWait:
         if runner.jobs_out:  # short slices, so that interrupt_when is asked again soon
             return inbox.get(timeout=SLICE if timeout is None else min(timeout, SLICE))
         assert timeout is not None, "nothing is due and no job is out: the run would hang"
+        callback = self.service.next_callback(self.service.clock() + timeout)
+        if callback is not None:  # the service calls back before the loop's deadline
+            at, task_id = callback
+            self.service.clock.advance(at - self.service.clock())
+            return [events.Hinted("", task_id)]
         self.service.clock.advance(timeout)
         raise queue.Empty
 
@@ -319,6 +352,7 @@ def simulate(
     interrupt_when: Callable[[Scheduler], bool] | None = None,
     raise_interrupt: bool = False,
     credit_limit: CreditLimit | None = None,
+    callbacks: bool = False,
     **settings: Any,
 ) -> Run:
     """Run the plan of ``graph`` (of ``scope``: all of it by default) against ``service``;
@@ -346,6 +380,7 @@ def simulate(
             clock=service.clock,
             receive=wait,
             credit_limit=credit_limit,
+            callbacks=callbacks,
         )
         wait.runner = runner
         outcome = runner.run()
@@ -790,3 +825,104 @@ def test_the_progress_counts_add_up_to_the_total_at_every_call(
     assert settled == sorted(settled)  # the bar never goes back
     expected = dict.fromkeys(["done", "failed", "uncertain", "blocked", "running", "queued"], 0)
     assert run.progress[-1][0] == run.outcome.counts == {**expected, **final}
+
+
+# Callbacks ------------------------------------------------------------------------
+
+MANY = 30  # videos: enough for the backstop to learn (HEARD_MIN) and use what it learned
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory) -> Graph:
+    folder = tmp_path_factory.mktemp("many")
+    rows = "customer_id,name\n" + "".join(f"c{i},客户{i}\n" for i in range(1, MANY + 1))
+    return build_graph(load_campaign(campaign(folder, MANIFEST, csv=rows)))
+
+
+# Videos take 40 to 49 s; poll_max is far later, so a poll at poll_max is easy to tell.
+VARIED = {f"欢迎客户{i}": 40.0 + (7 * i) % 10 for i in range(1, MANY + 1)}
+CALLBACK_SETTINGS = {"callbacks": True, "poll_interval": 5.0, "poll_max": 120.0}
+
+
+def video_polls(service: FakeHifly) -> dict[str, list[Call]]:
+    """Each video's task: its create and the polls of it, by name."""
+    return {name: [c for _, c in service.log("poll", name)] for name in VARIED}
+
+
+def finish_of(service: FakeHifly, name: str) -> float:
+    [(_, create)] = service.log("create", name)
+    return create.at + VARIED[name]
+
+
+def test_with_callbacks_each_task_is_queried_once_as_it_ends_and_the_run_ends_with_it(
+    many: Graph, tmp_path: Path
+) -> None:
+    service = FakeHifly(seconds=VARIED, callbacks=lambda name: False)
+    run = simulate(many, tmp_path, service, **CALLBACK_SETTINGS)
+
+    assert run.outcome.counts["done"] == MANY + 4
+    for name, polls in video_polls(service).items():
+        assert [c.at for c in polls] == [finish_of(service, name)], name
+        assert polls[0].answer is TaskStatus.DONE
+    # Nothing was left to wait for: the backstops planned at poll_max went with the tasks.
+    assert service.clock() == max(finish_of(service, n) for n in VARIED)
+
+
+def test_a_lost_callback_is_found_soon_after_the_latest_that_came(
+    many: Graph, tmp_path: Path
+) -> None:
+    def lost(name: str) -> bool:
+        return name in VARIED and int(name.removeprefix("欢迎客户")) % 3 == 0
+
+    service = FakeHifly(seconds=VARIED, callbacks=lost)
+    run = simulate(many, tmp_path, service, **CALLBACK_SETTINGS)
+
+    assert run.outcome.counts["done"] == MANY + 4
+    polls = video_polls(service)
+    assert all(len(p) == 1 and p[0].answer is TaskStatus.DONE for p in polls.values())
+    trusted = sorted(service.heard)[9]  # HEARD_MIN callbacks have come
+    late = []
+    for name in filter(lost, VARIED):
+        [(_, create)] = service.log("create", name)
+        waited = polls[name][0].at - create.at
+        if create.at >= trusted:  # once learned: by 1.05 x the longest task, not poll_max
+            assert waited <= 1.05 * 49.0 + 1e-6, (name, waited)
+        late.append(waited)
+    assert max(late) <= 120.0 and min(late) < 60.0
+
+
+def test_a_callback_before_the_end_costs_one_query_and_moves_no_poll(
+    many: Graph, tmp_path: Path
+) -> None:
+    """A forged callback (or one sent early) for every task, 1 s after its create, and
+    every true one lost: each forgery costs a query that finds the task running, and
+    teaches nothing; the backstop at poll_max finds each task, as without callbacks."""
+    service = FakeHifly(seconds=VARIED, callbacks=lambda name: True, forged=1.0)
+    run = simulate(many, tmp_path, service, **CALLBACK_SETTINGS)
+
+    assert run.outcome.counts["done"] == MANY + 4
+    for name, polls in video_polls(service).items():
+        [(_, create)] = service.log("create", name)
+        assert [c.at - create.at for c in polls] == [1.0, 120.0], name
+        assert [c.answer for c in polls] == [TaskStatus.PROCESSING, TaskStatus.DONE]
+
+
+def test_when_no_callback_comes_the_run_says_so_and_polls_as_without_them(
+    many: Graph, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A callback URL that does not reach the run: after UNHEARD tasks have ended with no
+    callback at all, a warning, and the tasks sent from then on are polled as they would
+    be without --callbacks, not every poll_max."""
+    service = FakeHifly(seconds=VARIED, callbacks=lambda name: True)
+    with caplog.at_level("WARNING", logger="hifly_batch"):
+        run = simulate(many, tmp_path, service, **CALLBACK_SETTINGS)
+
+    assert run.outcome.counts["done"] == MANY + 4
+    [warning] = [r.getMessage() for r in caplog.records if "no callback has come" in r.message]
+    assert "callback URL reaches this run's --callbacks address" in warning
+    firsts = []
+    for name in VARIED:
+        [(_, create)] = service.log("create", name)
+        firsts.append(service.log("poll", name)[0][1].at - create.at)
+    assert firsts[0] == 120.0  # (sent before the run knew)
+    assert firsts[-1] < 60.0  # learned from polls, near the tasks' 40-49 s

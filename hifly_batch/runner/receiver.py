@@ -21,6 +21,7 @@ from types import TracebackType
 from hifly_batch.errors import ConfigError
 
 MAX_BODY = 64 * 1024  # bytes; the document's messages are a few hundred
+STOP_WITHIN = 0.02  # seconds: how often the server looks up from waiting, to stop at the run's end
 log = logging.getLogger(__name__)
 
 OnTask = Callable[[str], None]
@@ -69,7 +70,7 @@ class CallbackReceiver:
             ) from None
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="callbacks"
+            target=server.serve_forever, kwargs={"poll_interval": STOP_WITHIN}, name="callbacks"
         )
         self._thread.daemon = True
         self._thread.start()

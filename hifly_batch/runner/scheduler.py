@@ -44,6 +44,7 @@ RETRY_DELAY = 2.0  # before a transient failure's next attempt (doubles per atte
 FREE_RESENDS = 3  # per attempt: a create provably not made is sent up to 4 times
 CREATE_GRACE = 30.0  # on interrupt, how long to wait for answers to creates already sent
 SETTLED = ("done", "failed", "uncertain", "blocked")  # what a run can make of an item
+UNHEARD = 5  # tasks ended with no callback at all in the run: callbacks are not arriving
 log = logging.getLogger(__name__)
 
 
@@ -179,6 +180,8 @@ class Scheduler:
         self.poll_seq: dict[str, int] = {}  # each task's current entry in ``polls``
         self.polling: set[str] = set()  # items with a query on its way
         self.recheck: set[str] = set()  # hinted while a query was on its way: ask again
+        self.hints = 0  # callbacks that named a task of this run
+        self.unheard = 0  # tasks ended while no callback had come
         self.tasks: dict[str, _Task] = {}
         self.waiting: dict[str, set[str]] = {}
         self.dependents: dict[str, list[str]] = {i.id: [] for i in self.graph}
@@ -423,6 +426,7 @@ class Scheduler:
         item_id = next(found, None)
         if item_id is None:
             return  # not a task this run waits for (another campaign's, or a forgery)
+        self.hints += 1
         task = self.tasks[item_id]
         if task.hinted is None:
             task.hinted = self.clock() - task.created
@@ -442,6 +446,12 @@ class Scheduler:
             self._poll_at(event.item_id, self.clock())
             return
         task.hinted = None  # its callback's query found it running: no measure of its end
+        planned = task.created + task.polled_at
+        if self.callbacks and planned > self.clock():
+            # A callback came before the task's end (a forgery, or a service that said so
+            # early): the poll planned for it still stands, neither earlier nor later.
+            self._poll_at(event.item_id, planned)
+            return
         task.last_running = task.polled_at
         nxt = self.planner.next_poll(task.kind, task.polled_at, task.previous_gap)
         if self.callbacks:
@@ -459,6 +469,8 @@ class Scheduler:
         task = self.tasks.pop(event.item_id)
         if task.hinted is not None:  # the query its callback caused found it ended
             self._heard(task.kind, task.hinted)
+        elif self.callbacks and not self.hints:
+            self._unheard()
         if task.learn:
             self.planner.observe(
                 task.kind,
@@ -478,6 +490,20 @@ class Scheduler:
             if task.kind == kind and waiting and task.hinted is None and task.polled_at > first:
                 task.polled_at = first
                 self._poll_at(item_id, task.created + first)
+
+    def _unheard(self) -> None:
+        """One more task ended with no callback yet in the run. After ``UNHEARD``, say so
+        and poll as without callbacks (learning from polls), not at ``poll_max``; a
+        callback that comes later still makes its task be queried at once."""
+        self.unheard += 1
+        if self.unheard == UNHEARD:
+            self.callbacks = False
+            log.warning(
+                "--callbacks: %d tasks have ended and no callback has come; check that the "
+                "account's callback URL reaches this run's --callbacks address. Polling "
+                "as without --callbacks from now on",
+                UNHEARD,
+            )
 
     def _forget_polls(self, item_id: str) -> None:
         self.polling.discard(item_id)
