@@ -59,11 +59,11 @@ TRANSFERS = ("upload", "download", "tool/create_upload_url")
 @dataclass
 class Measured:
     wall: float
-    started: float  # wall-clock time.time() at launch, on the sandbox's clock
     cpu: float
     sys_cpu: float
     max_rss_mb: float
     code: int
+    started: float = 0.0  # time.time() at launch: the sandbox's clock
 
 
 def serve(data: Path, *options: str) -> tuple[subprocess.Popen[str], str, str]:
@@ -144,7 +144,9 @@ def run_cli(manifest: Path, base_url: str, token: str, *options: str) -> Measure
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     cpu = usage.ru_utime + usage.ru_stime
-    return Measured(wall, launched, cpu, usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode)
+    return Measured(
+        wall, cpu, usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, started=launched
+    )
 
 
 def api_calls(data: Path) -> tuple[int, int]:
