@@ -28,8 +28,12 @@ _TMP_ROOT = tempfile.gettempdir()
             ["items per second", "API calls per item", "runner CPU per item", "file system"],
         ),
         (["makespan", "--items", "10"], ["floor max(longest, sum/C)", "ratio", "API calls"]),
+        (
+            ["callbacks", "--items", "12"],
+            ["polling ", "callbacks ", "callbacks, 30% lost", "idle per slot and task"],
+        ),
     ],
-    ids=["throughput", "makespan"],
+    ids=["throughput", "makespan", "callbacks"],
 )
 def test_runner_benchmark_prints_its_figures(
     args: list[str], figures: list[str], tmp_path: Path
@@ -41,7 +45,8 @@ def test_runner_benchmark_prints_its_figures(
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "(exit 0)" in proc.stdout
+    exits = re.findall(r"exit (\d+)", proc.stdout)
+    assert exits and set(exits) == {"0"}, proc.stdout
     for figure in figures:
         assert figure in proc.stdout
     assert "verdict:" in proc.stdout
