@@ -100,41 +100,57 @@ def test_a_port_that_cannot_be_bound_is_a_configuration_error_before_anything_is
     assert bad.code == 2 and "is not HOST:PORT" in bad.stderr
 
 
-def test_forged_callbacks_change_nothing(tmp_path: Path, port: int) -> None:
-    """A running task said done, another campaign's task, a huge body, garbage: each is
-    answered 200, and only a query decides."""
+def _said_done(task_id: str) -> bytes:
+    """A callback as the service sends one for a finished avatar clone (type 2)."""
+    message = {"task_id": task_id, "status": 3, "type": 2, "avatar": "av_forged", "code": 0}
+    return json.dumps(message).encode()
+
+
+# Each forgery: its body, given the run's running task and another campaign's finished
+# one; and how many queries it may cost (one: it names the run's task, and only a query
+# can tell).
+FORGERIES = {
+    "a running task said done": (lambda running, other: _said_done(running), 1),
+    "another campaign's finished task": (lambda running, other: _said_done(other), 0),
+    "a 10 MB body": (lambda running, other: _said_done(running) + b" " * (10 << 20), 0),
+    "garbage JSON": (lambda running, other: b'{"task_id": "' + running.encode() + b'", st', 0),
+}
+
+
+@pytest.mark.parametrize("forgery", list(FORGERIES))
+def test_forged_callbacks_change_nothing(tmp_path: Path, port: int, forgery: str) -> None:
+    """Each is answered 200 (or, too big, cut short), costs no more than one query, and
+    changes nothing: only a query decides."""
+    body_of, may_cost = FORGERIES[forgery]
     config = dataclasses.replace(FAST, task_seconds=1.5, task_jitter=0.0)
     with Sandbox(tmp_path / "world", config) as sandbox:  # (it sends no callbacks)
+        other = "0"
+        if "another campaign" in forgery:  # a real task of the same account, finished
+            earlier = Campaign(tmp_path / "other", rows=1).write()
+            assert cli("run", "--no-progress", str(earlier.manifest), sandbox=sandbox).code == 0
+            other = read_state(earlier)["avatars.founder"].task_id or ""
+        made_before = creates(sandbox).get("avatar/create_by_video", 0)
         campaign = slow_polling(Campaign(tmp_path / "c", rows=1).write(), poll_max="2s")
-        proc = popen(
-            "run",
-            "--no-progress",
-            str(campaign.manifest),
-            "--callbacks",
-            f"127.0.0.1:{port}",
-            sandbox=sandbox,
-        )
-        hook = f"http://127.0.0.1:{port}/"
-        task_id = _running_task(campaign, "avatars.founder")
+        listen = ("--callbacks", f"127.0.0.1:{port}")
+        proc = popen("run", "--no-progress", str(campaign.manifest), *listen, sandbox=sandbox)
+        running = _running_task(campaign, "avatars.founder")
         before = queries(sandbox)
-        forged = {"task_id": task_id, "status": 3, "type": 2, "avatar": "av_forged", "code": 0}
-        for body in (
-            json.dumps(forged).encode(),  # says done; the query says running
-            json.dumps({**forged, "task_id": "9999999999999999"}).encode(),  # not this run's
-            b"{not json",
-            b"x" * (10 * 1024 * 1024),
-        ):
-            try:
-                answer = requests.post(hook, data=body, timeout=10)
-                assert answer.status_code == 200
-            except requests.ConnectionError:  # the huge body: answered, then cut short
-                assert len(body) > MAX_BODY
+        body = body_of(running, other)
+        try:
+            answer = requests.post(f"http://127.0.0.1:{port}/", data=body, timeout=10)
+            assert answer.status_code == 200
+        except requests.ConnectionError:  # the huge body: answered, then cut short
+            assert len(body) > MAX_BODY
         time.sleep(0.3)
-        assert queries(sandbox) - before <= 1  # the forged "done" cost one query, no more
+        assert queries(sandbox) - before <= may_cost
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert creates(sandbox)["avatar/create_by_video"] == 1  # the avatar was not taken as made
-    assert read_state(campaign)["avatars.founder"].resource_id != "av_forged"
+    # The avatar was made once, by its own task, and is the one that task made.
+    assert creates(sandbox)["avatar/create_by_video"] == made_before + 1
+    record = read_state(campaign)["avatars.founder"]
+    assert record.task_id == running and record.resource_id not in (None, "", "av_forged")
+    made = sandbox.task(running)
+    assert made is not None and record.resource_id == made.result_id
 
 
 def _running_task(campaign: Campaign, item: str) -> str:
