@@ -44,7 +44,7 @@ from hifly_batch.runner import lockfile, run_log, spend
 from hifly_batch.runner.errors import RehearsalOnly, StateError
 from hifly_batch.runner.lock import campaign_lock, run_lock
 from hifly_batch.runner.outputs import OutputFolder
-from hifly_batch.runner.receiver import CallbackReceiver
+from hifly_batch.runner.receiver import CallbackReceiver, sandbox_callback_url
 from hifly_batch.runner.scheduler import Outcome, RunSettings, Scheduler
 from hifly_batch.runner.spend import CreditLimit
 from hifly_batch.runner.state import Record, StateStore, open_state, prior_states
@@ -399,8 +399,9 @@ class Campaign:
         and ``RunDeclined`` is raised. ``max_credits``: no paid create is sent once the
         estimated credits of those sent would pass it; the items held back stay pending.
         ``callbacks``: (host, port) to listen on for the service's task callbacks while
-        the run lasts (``ConfigError`` when it cannot be bound); each is a hint to query
-        its task at once.
+        the run lasts, bound before anything is sent or asked (``ConfigError`` when it
+        cannot be); each is a hint to query its task at once. A sandbox run's own sandbox
+        then sends them there (``UsageError`` for an address it cannot call back to).
         """
         started = time.time()  # (for the review page's run span)
         env = os.environ if env is None else env
@@ -408,12 +409,16 @@ class Campaign:
         if concurrency is not None and concurrency < 1:
             raise UsageError(f"concurrency {concurrency}: must be 1 or more")
         sandbox_dir = self.sandbox_dir if self.sandbox else None
+        call_back = sandbox_callback_url(callbacks) if self.sandbox and callbacks else None
         world_lost = self._world_lost()
         folder, token = self.manifest.root / STATE_FOLDER, env.get(TOKEN_VARIABLE, "")
         with (
             run_log.recording(folder, self.manifest.name, token) as log_file,
             run_lock(self.state_path) if self.state_url is None else contextlib.nullcontext(),
-            api_client(env, base_url=base_url, sandbox_dir=sandbox_dir) as client,
+            _receiving(callbacks) as receiver,
+            api_client(
+                env, base_url=base_url, sandbox_dir=sandbox_dir, callback_url=call_back
+            ) as client,
         ):
             sandbox = self.sandbox or _is_sandbox(client)
             log.debug("the API at %s%s", client.transport.base_url, " (a sandbox)" * sandbox)
@@ -458,8 +463,9 @@ class Campaign:
                     callbacks=callbacks is not None,
                 )
                 save = functools.partial(self._save_lock, store, before, lock_file, world_lost)
-                with _receiving(callbacks, runner.hint):
-                    outcome, known = self._carry_out(runner, store, save, scope, started, sandbox)
+                if receiver is not None:
+                    receiver.on_task = runner.hint
+                outcome, known = self._carry_out(runner, store, save, scope, started, sandbox)
             spending = self._spent(client, quote, limit, api, before, known)
             final = csv_report.report_records(self.graph, known, scope)
             report, review = self.write_reports(final, run_started=started, sandbox=sandbox)
@@ -585,12 +591,12 @@ def _is_sandbox(client: HiflyClient) -> bool:
 
 
 def _receiving(
-    address: tuple[str, int] | None, on_task: Callable[[str], None]
-) -> contextlib.AbstractContextManager[object]:
+    address: tuple[str, int] | None,
+) -> contextlib.AbstractContextManager[CallbackReceiver | None]:
     """The callback receiver on ``address`` for the run, or nothing without one."""
     if address is None:
         return contextlib.nullcontext()
-    return CallbackReceiver(*address, on_task)
+    return CallbackReceiver(*address)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,8 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -166,7 +167,7 @@ class FakeHifly:
         on_create: CreateRule | None = None,
         gate: Callable[[str], None] | None = None,
         callbacks: Callable[[str], bool] | None = None,
-        forged: float | None = None,
+        forged: Sequence[float] = (),
     ) -> None:
         self.clock = FakeClock()
         self.seconds = {**SECONDS, **(seconds or {})}
@@ -180,10 +181,11 @@ class FakeHifly:
         self.transport = SimpleNamespace(secret="")  # what a crash log cuts out
         self._lock = threading.Lock()
         # Callbacks: ``callbacks(name)`` says whether a task's message is lost; ``forged``
-        # sends every task a false one that many seconds after its create.
+        # sends every task a false one at each of those seconds after its create.
         self.lost = callbacks
-        self.forged = forged
-        self.sent: set[tuple[str, bool]] = set()  # (task id, forged) already sent or lost
+        self.forged = sorted(forged)
+        self.sent: set[str] = set()  # tasks whose true callback was sent or lost
+        self.forgeries: Counter[str] = Counter()  # of each task's forgeries, those sent
         self.heard: list[float] = []  # when each callback that was not lost arrived
 
     def next_callback(self, until: float) -> tuple[float, str] | None:
@@ -193,14 +195,18 @@ class FakeHifly:
         with self._lock:
             due = []
             for task_id, task in self.tasks.items():
-                if self.forged is not None and (task_id, True) not in self.sent:
-                    due.append((task.created + self.forged, task_id, True))
-                if task.duration is not None and (task_id, False) not in self.sent:
+                if self.forgeries[task_id] < len(self.forged):
+                    after = self.forged[self.forgeries[task_id]]
+                    due.append((task.created + after, task_id, True))
+                if task.duration is not None and task_id not in self.sent:
                     due.append((task.created + task.duration, task_id, False))
             for at, task_id, forged in sorted(due):
                 if at > until:
                     return None
-                self.sent.add((task_id, forged))
+                if forged:
+                    self.forgeries[task_id] += 1
+                else:
+                    self.sent.add(task_id)
                 if forged or not self.lost(self.tasks[task_id].name):
                     self.heard.append(at)
                     return at, task_id
@@ -897,7 +903,7 @@ def test_a_callback_before_the_end_costs_one_query_and_moves_no_poll(
     """A forged callback (or one sent early) for every task, 1 s after its create, and
     every true one lost: each forgery costs a query that finds the task running, and
     teaches nothing; the backstop at poll_max finds each task, as without callbacks."""
-    service = FakeHifly(seconds=VARIED, callbacks=lambda name: True, forged=1.0)
+    service = FakeHifly(seconds=VARIED, callbacks=lambda name: True, forged=(1.0,))
     run = simulate(many, tmp_path, service, **CALLBACK_SETTINGS)
 
     assert run.outcome.counts["done"] == MANY + 4
@@ -905,6 +911,24 @@ def test_a_callback_before_the_end_costs_one_query_and_moves_no_poll(
         [(_, create)] = service.log("create", name)
         assert [c.at - create.at for c in polls] == [1.0, 120.0], name
         assert [c.answer for c in polls] == [TaskStatus.PROCESSING, TaskStatus.DONE]
+
+
+def test_a_flood_of_callbacks_queries_a_task_at_most_once_per_poll_interval(
+    many: Graph, tmp_path: Path
+) -> None:
+    """Ten forged callbacks a second for every task, from 1 s after its create to past its
+    end, and every true one lost: a task is queried for them no more often than
+    poll_interval (5 s), and each still ends done by its own task's answer."""
+    flood = tuple(1.0 + n / 10 for n in range(600))  # 1 s to 61 s, past the longest task
+    service = FakeHifly(seconds=VARIED, callbacks=lambda name: True, forged=flood)
+    run = simulate(many, tmp_path, service, **CALLBACK_SETTINGS)
+
+    assert run.outcome.counts["done"] == MANY + 4
+    for name, polls in video_polls(service).items():
+        times = [c.at for c in polls]
+        assert all(b - a >= 5.0 - 1e-9 for a, b in itertools.pairwise(times)), (name, times)
+        assert times[-1] - finish_of(service, name) <= 5.0 + 1e-9, (name, times)
+        assert polls[-1].answer is TaskStatus.DONE
 
 
 def test_when_no_callback_comes_the_run_says_so_and_polls_as_without_them(

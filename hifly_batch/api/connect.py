@@ -57,9 +57,14 @@ def unreachable(base_url: str, exc: TransportError) -> ConfigError:
 
 @contextlib.contextmanager
 def api_client(
-    env: Mapping[str, str], *, base_url: str | None, sandbox_dir: Path | None
+    env: Mapping[str, str],
+    *,
+    base_url: str | None,
+    sandbox_dir: Path | None,
+    callback_url: str | None = None,
 ) -> Iterator[HiflyClient]:
-    """A client for the real API, or for a sandbox kept in ``sandbox_dir`` when one is given."""
+    """A client for the real API, or for a sandbox kept in ``sandbox_dir`` when one is given
+    (that sends its task callbacks to ``callback_url``, when one is given)."""
     if sandbox_dir is None:
         client = HiflyClient(token_from(env), base_url_from(base_url, env))
         with contextlib.closing(client):
@@ -70,9 +75,9 @@ def api_client(
                     raise
                 raise unreachable(client.transport.base_url, exc) from None
         return
-    from hifly_batch.sandbox import Sandbox  # only sandbox runs pay for importing it
+    from hifly_batch.sandbox import Sandbox, SandboxConfig  # only sandbox runs import it
 
-    with Sandbox(sandbox_dir) as sandbox:
+    with Sandbox(sandbox_dir, SandboxConfig(callback_url=callback_url)) as sandbox:
         client = HiflyClient(sandbox.token, sandbox.base_url)
         with contextlib.closing(client):
             yield client

@@ -3,37 +3,80 @@
 The service POSTs a JSON message when a task finishes (type 1 works, 2 avatar
 clones, 3 voice clones) to the account's callback URL, and retries for 5 minutes on
 any answer but 200. The message is unsigned, so it is only a hint: the receiver
-passes its ``task_id`` on, and the runner queries that task at once and believes
-the answer, never the body. Every request is answered 200 at once (so the service
-does not retry); a body over ``MAX_BODY`` bytes, one that is not a JSON object with
-a string ``task_id``, or a task this run does not know, changes nothing.
+passes its ``task_id`` on, and the runner queries that task and believes the answer,
+never the body. Every request is answered 200 as soon as its body is read (so the
+service does not retry); a body over ``MAX_BODY`` bytes, one that is not a JSON object
+with a string ``task_id``, or a task this run does not know, changes nothing. What a
+sender writes is never logged: the message is anyone's to forge.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
+import ipaddress
 import json
 import logging
+import re
+import socket
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
-from hifly_batch.errors import ConfigError
+from hifly_batch.errors import ConfigError, UsageError
 
 MAX_BODY = 64 * 1024  # bytes; the document's messages are a few hundred
+# A longer body is read to its end and dropped, up to this, so that its sender gets its
+# 200 (closing on unread data resets the connection, and the service would retry).
+DRAIN_MAX = 16 * 1024 * 1024
 STOP_WITHIN = 0.02  # seconds: how often the server looks up from waiting, to stop at the run's end
+BACKLOG = 128  # connections waiting to be accepted: a burst of callbacks is not refused
 log = logging.getLogger(__name__)
 
 OnTask = Callable[[str], None]
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
 
 def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:8080`` for IPv6) as (host, port); ``ValueError`` otherwise."""
+    """``HOST:PORT`` (``[::1]:8080`` for IPv6) as (host, port): HOST an IP address or a
+    host name, PORT 1 to 65535; ``ValueError`` naming what is wrong otherwise."""
     host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"{text!r} is not HOST:PORT (e.g. 0.0.0.0:8787)")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    if not _is_host(host, ipv6=bracketed):
+        raise ValueError(
+            f"{text!r}: {host!r} is not an IP address or host name of this machine "
+            "(HOST:PORT, e.g. 0.0.0.0:8787, or [::]:8787 for IPv6)"
+        )
     return host, int(port)
+
+
+def _is_host(host: str, *, ipv6: bool) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == (6 if ipv6 else 4)
+    except ValueError:  # a name (not all digits and dots: 256.1.1.1 is no address)
+        return not ipv6 and bool(_HOSTNAME.fullmatch(host)) and not host.replace(".", "").isdigit()
+
+
+def sandbox_callback_url(address: tuple[str, int]) -> str:
+    """The URL a sandbox on this machine calls back to, for a receiver on ``address``.
+    ``UsageError`` unless the receiver listens on loopback or on every address (the
+    sandbox calls back to loopback only, SPEC §7)."""
+    host, port = address
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    with contextlib.suppress(ValueError):
+        ip = ipaddress.ip_address("127.0.0.1" if host.lower() == "localhost" else host)
+    if ip is None or not (ip.is_loopback or ip.is_unspecified):
+        raise UsageError(
+            f"--callbacks {host}:{port} with --sandbox: the sandbox calls back to this machine's "
+            f"loopback only; listen on 127.0.0.1:{port} or 0.0.0.0:{port}"
+        )
+    return f"http://[::1]:{port}/" if ip.version == 6 else f"http://127.0.0.1:{port}/"
 
 
 def task_id_of(body: bytes) -> str | None:
@@ -46,27 +89,87 @@ def task_id_of(body: bytes) -> str | None:
     return task_id if isinstance(task_id, str) and task_id else None
 
 
+def read_body(headers: dict[str, str], rfile: io.BufferedIOBase) -> bytes | None:
+    """A request's body (``Content-Length`` or ``Transfer-Encoding: chunked``), or None when
+    it is over ``MAX_BODY`` or malformed. Reads at most ``DRAIN_MAX`` bytes of it."""
+    try:
+        if headers.get("transfer-encoding", "").strip().lower() == "chunked":
+            pieces = _chunks(rfile)
+        else:
+            pieces = _sized(rfile, _length(headers.get("content-length", "")))
+        body, size = bytearray(), 0
+        for piece in pieces:
+            size += len(piece)
+            if size > DRAIN_MAX:
+                return None
+            if size <= MAX_BODY:
+                body += piece
+    except ValueError:
+        return None
+    return bytes(body) if size <= MAX_BODY else None
+
+
+def _length(text: str) -> int:
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"Content-Length {text!r}")
+    return int(text)
+
+
+def _sized(rfile: io.BufferedIOBase, length: int) -> Iterator[bytes]:
+    while length > 0:
+        piece = rfile.read(min(length, MAX_BODY))
+        if not piece:
+            raise ValueError("the body ended early")
+        length -= len(piece)
+        yield piece
+
+
+def _chunks(rfile: io.BufferedIOBase) -> Iterator[bytes]:
+    """The data of a chunked body (RFC 9112 §7.1), its trailer read and dropped."""
+    while True:
+        size_text = rfile.readline(1024).split(b";")[0].strip()
+        if not re.fullmatch(rb"[0-9A-Fa-f]{1,8}", size_text):
+            raise ValueError("not a chunk size")
+        size = int(size_text, 16)
+        if size == 0:
+            while rfile.readline(1024).strip():
+                pass
+            return
+        yield from _sized(rfile, size)
+        rfile.readline(1024)  # the chunk's CRLF
+
+
 class CallbackReceiver:
     """An HTTP server on ``(host, port)`` for the length of a ``with`` block, passing each
-    callback's task id to ``on_task`` (from its own threads). Entering raises
-    ``ConfigError`` when the address cannot be bound; leaving closes the socket, so that
-    another run can bind it right after."""
+    callback's task id to ``on_task`` (from its own threads; callbacks before it is set
+    are dropped). Entering raises ``ConfigError`` when the address cannot be bound;
+    leaving closes the socket, so that another run can bind it right after.
+    ``received`` counts the requests, ``ignored`` those that named no task."""
 
-    def __init__(self, host: str, port: int, on_task: OnTask) -> None:
+    def __init__(self, host: str, port: int, on_task: OnTask | None = None) -> None:
         self.address = (host, port)
         self.on_task = on_task
+        self.received = self.ignored = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> CallbackReceiver:
-        handler = _handler(self.on_task)
+        host, port = self.address
+        server_class = _Server6 if ":" in host else _Server
         try:
-            server = _Server(self.address, handler)
+            server = server_class(self.address, _handler(self))
         except OSError as exc:
-            host, port = self.address
+            shown = f"[{host}]" if ":" in host else host
+            why = exc.strerror or str(exc)
+            hint = (
+                "choose another port"
+                if isinstance(exc, PermissionError) or exc.errno == errno.EADDRINUSE
+                else f"give an address of this machine (e.g. 0.0.0.0:{port})"
+            )
             raise ConfigError(
-                f"--callbacks {host}:{port}: cannot listen there ({exc.strerror or exc}); "
-                "choose another port, or leave --callbacks out to poll only"
+                f"--callbacks {shown}:{port}: cannot listen there ({why}); {hint}, "
+                "or leave --callbacks out to poll only"
             ) from None
         self._server = server
         self._thread = threading.Thread(
@@ -74,7 +177,7 @@ class CallbackReceiver:
         )
         self._thread.daemon = True
         self._thread.start()
-        log.info("listening for task callbacks on %s:%d", *server.server_address[:2])
+        log.info("listening for task callbacks on %s port %d", host, self.port)
         return self
 
     @property
@@ -93,27 +196,43 @@ class CallbackReceiver:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join()
+        ignored = f", {self.ignored} naming no task (ignored)" if self.ignored else ""
+        log.info("callbacks: %d received%s", self.received, ignored)
+
+    def _take(self, body: bytes | None) -> None:
+        """Pass on the task a request's body names, if any (from a handler's thread)."""
+        self.received += 1  # (a lost count under a race misleads no one: it is a log line)
+        task_id = task_id_of(body) if body is not None else None
+        on_task = self.on_task
+        if task_id is None or on_task is None:
+            self.ignored += 1
+        else:
+            on_task(task_id)
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True  # a run right after this one binds the same port
+    request_queue_size = BACKLOG
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A sender that hung up or sent nonsense: nothing for the run's output to show.
+        log.debug("a callback connection failed: %s", type(sys.exc_info()[1]).__name__)
 
 
-def _handler(on_task: OnTask) -> type[BaseHTTPRequestHandler]:
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+def _handler(receiver: CallbackReceiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "hifly-batch"
         timeout = 10  # a sender that stops mid-body does not hold a thread for long
 
         def do_POST(self) -> None:  # (the stdlib's name)
-            length = self.headers.get("Content-Length", "")
-            size = int(length) if length.isdigit() else None
-            body = self.rfile.read(size) if size is not None and size <= MAX_BODY else None
+            body = read_body({k.lower(): v for k, v in self.headers.items()}, self.rfile)
             self._answer()
-            task_id = task_id_of(body) if body is not None else None
-            log.debug("callback for task %s", task_id or "(none: ignored)")
-            if task_id is not None:
-                on_task(task_id)
+            receiver._take(body)
 
         def do_GET(self) -> None:  # a check that the address reaches the run
             self._answer()
@@ -127,6 +246,6 @@ def _handler(on_task: OnTask) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(b"{}")
 
         def log_message(self, format: str, *args: object) -> None:
-            pass  # each callback is logged with its task id instead
+            pass  # what a sender writes is never logged
 
     return Handler

@@ -14,6 +14,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import queue
 import signal
 import threading
@@ -94,6 +95,8 @@ class _Task:
     last_running: float = 0.0
     learn: bool = True  # False when re-polling a task already seen finished
     hinted: float | None = None  # since created, when a callback named it
+    hint_query: float = -math.inf  # when the latest query a callback asked for is due
+    hint_pending: bool = False  # that query is not yet sent
 
 
 @dataclass
@@ -355,6 +358,7 @@ class Scheduler:
             _, seq, item_id = heapq.heappop(self.polls)
             if self.poll_seq.get(item_id) != seq:
                 continue  # moved earlier by a callback, or its task has ended
+            self.tasks[item_id].hint_pending = False
             self.polling.add(item_id)
             self._start_job(jobs.poll, self.graph[item_id], self.records[item_id])
         while self.ready and not self.no_new_submissions:
@@ -427,13 +431,20 @@ class Scheduler:
         if item_id is None:
             return  # not a task this run waits for (another campaign's, or a forgery)
         self.hints += 1
-        task = self.tasks[item_id]
+        log.debug("callback for task %s (%s)", event.task_id, item_id)
+        task, now = self.tasks[item_id], self.clock()
         if task.hinted is None:
-            task.hinted = self.clock() - task.created
+            task.hinted = now - task.created
+        if task.hint_pending:
+            return  # the query a callback asked for is not sent yet
+        # Callbacks are anyone's to send: a task is queried for them at most once per
+        # poll_interval, so a flood of forgeries costs no more than the fastest polling.
+        task.hint_query = max(now, task.hint_query + self.settings.poll_interval)
+        task.hint_pending = True
         if item_id in self.polling:
             self.recheck.add(item_id)  # that query may have been sent just before the end
         else:
-            self._poll_at(item_id, self.clock())
+            self._poll_at(item_id, task.hint_query)
 
     def _on_still_running(self, event: events.StillRunning) -> None:
         self.polling.discard(event.item_id)
@@ -443,7 +454,7 @@ class Scheduler:
             return
         if event.item_id in self.recheck:  # a callback came while this query was out
             self.recheck.discard(event.item_id)
-            self._poll_at(event.item_id, self.clock())
+            self._poll_at(event.item_id, max(self.clock(), task.hint_query))
             return
         task.hinted = None  # its callback's query found it running: no measure of its end
         planned = task.created + task.polled_at

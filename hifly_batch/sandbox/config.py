@@ -153,6 +153,12 @@ def check_callback_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"callback_url {url!r} must be an http:// URL")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:  # (None: the scheme's own port)
+        raise ValueError(f"callback_url {url!r}: its port must be from 1 to 65535")
     if not is_loopback_host(parts.hostname):
         raise ValueError(
             f"callback_url {url!r}: the sandbox only calls back to a loopback host "
