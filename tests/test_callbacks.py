@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import requests
 
 from hifly_batch.errors import ConfigError
 from hifly_batch.runner.receiver import MAX_BODY, CallbackReceiver, parse_address, task_id_of
+from hifly_batch.runner.state_file import FileState
 from hifly_batch.sandbox import Sandbox
 from tests.campaigns import Campaign, Result, cli, creates, popen, read_state
 from tests.conftest import FAST
@@ -98,6 +100,25 @@ def test_a_port_that_cannot_be_bound_is_a_configuration_error_before_anything_is
     assert creates(calling_back) == {}
     bad = cli("run", str(campaign.manifest), "--callbacks", "nowhere", sandbox=calling_back)
     assert bad.code == 2 and "is not HOST:PORT" in bad.stderr
+
+
+def test_a_sandbox_run_hears_the_callbacks_of_its_own_sandbox(tmp_path: Path, port: int) -> None:
+    """``run --sandbox --callbacks``: the run's own sandbox calls back to the run, so each
+    task is seen done about when it ends, not at the backstop's poll_max (5 s)."""
+    campaign = slow_polling(Campaign(tmp_path / "c", rows=4).write())
+    listen = ("--callbacks", f"0.0.0.0:{port}")
+    result = cli("run", "--sandbox", "--no-progress", "-v", str(campaign.manifest), *listen)
+    assert result.code == 0, result.stderr
+    assert "no callback has come" not in result.stderr
+    state = campaign.root / ".hifly" / "campaign.sandbox.state.db"
+    with FileState(state, readonly=True) as store:
+        records = store.records().values()
+    waits = [r.finished_at - r.started_at for r in records if r.task_id and r.finished_at]
+    assert len(waits) == 6 and max(waits) < 4.0, waits
+
+    elsewhere = cli("run", "--sandbox", str(campaign.manifest), "--callbacks", "192.0.2.1:8787")
+    assert elsewhere.code == 2, elsewhere.stderr
+    assert "the sandbox calls back to this machine's loopback only" in elsewhere.stderr
 
 
 def _said_done(task_id: str) -> bytes:
@@ -199,12 +220,101 @@ def test_the_receiver_answers_200_fast_and_passes_on_what_it_can_read() -> None:
         requests.post(url, json={"task_id": "43"}, timeout=5)  # closed with the run
 
 
+def post_raw(port: int, request: bytes, *, reset: bool = False) -> bytes:
+    """Send ``request`` as it is on a new connection; the answer's bytes (none after a
+    ``reset``: the connection is torn down at once, as by a sender that crashed)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sender:
+        sender.sendall(request)
+        if reset:
+            sender.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return b""
+        answer = b""
+        while chunk := sender.recv(4096):
+            answer += chunk
+        return answer
+
+
+FORGED_LINE = "\n2026-12-02T00:00:00Z ERROR hifly_batch.runner: FORGED"
+
+
+def test_what_a_sender_writes_is_never_logged_nor_shown_and_every_sender_gets_200(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Whatever comes (a forged id that would be a log line of its own, a length that
+    is no number, a sender that hangs up mid-body): no traceback on stderr, nothing of
+    the sender's in the log, and a 200 for each sender still there to read it."""
+    seen: list[str] = []
+    forged = {"task_id": "x" * 60_000 + FORGED_LINE}
+    with (
+        caplog.at_level("DEBUG", logger="hifly_batch"),
+        CallbackReceiver("127.0.0.1", 0, seen.append) as receiver,
+    ):
+        url = f"http://127.0.0.1:{receiver.port}/"
+        assert requests.post(url, json=forged, timeout=5).status_code == 200
+        for length in ("\u00b2", "-1", "1e3", "0x10"):
+            head = f"POST / HTTP/1.1\r\nContent-Length: {length}\r\n\r\n{{}}"
+            assert post_raw(receiver.port, head.encode()).startswith(b"HTTP/1.0 200")
+        post_raw(receiver.port, b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n{", reset=True)
+        time.sleep(0.2)  # (the handler of the reset connection has failed by now)
+    assert seen == [forged["task_id"]]  # passed on as it came: the runner decides
+    assert "FORGED" not in caplog.text and "xxxx" not in caplog.text
+    assert "callbacks: 5 received, 4 naming no task (ignored)" in caplog.text
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception" not in err, err
+
+
+def chunked(body: bytes, size: int) -> bytes:
+    pieces = [body[i : i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\nX-T: 1\r\n\r\n"
+
+
+def test_chunked_and_long_bodies_are_read_to_their_end_and_answered_200() -> None:
+    """A message sent chunked (as a proxy or tunnel may re-send it) is read; one over
+    MAX_BODY, sent either way, is read to its end and dropped, so that its sender gets
+    its 200 instead of a reset connection, and the service does not send it again."""
+    seen: list[str] = []
+    message = json.dumps({"task_id": "77", "status": 3}).encode()
+    huge = message + b" " * (10 << 20)
+    with CallbackReceiver("127.0.0.1", 0, seen.append) as receiver:
+        head = b"POST /hook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        assert post_raw(receiver.port, head + chunked(message, 5)).startswith(b"HTTP/1.0 200")
+        assert post_raw(receiver.port, head + chunked(huge, 1 << 16)).startswith(b"HTTP/1.0 200")
+        url = f"http://127.0.0.1:{receiver.port}/"
+        assert requests.post(url, data=huge, timeout=10).status_code == 200
+        bad = head + b"zz\r\n" + message
+        assert post_raw(receiver.port, bad).startswith(b"HTTP/1.0 200")
+    assert seen == ["77"]
+
+
+def test_a_burst_of_callbacks_is_answered_not_refused() -> None:
+    """Three hundred senders at once (the service's retries after an outage, say): each
+    is accepted and answered 200, none is reset for want of room to wait."""
+    seen: list[str] = []
+    with CallbackReceiver("127.0.0.1", 0, seen.append) as receiver:
+        request = b"POST / HTTP/1.1\r\nContent-Length: 16\r\n\r\n" + b'{"task_id": "1"}'
+        senders = [socket.socket() for _ in range(300)]
+        try:
+            for sender in senders:
+                sender.settimeout(20)
+                sender.connect(("127.0.0.1", receiver.port))
+            for sender in senders:
+                sender.sendall(request)
+            answers = [sender.recv(64) for sender in senders]
+        finally:
+            for sender in senders:
+                sender.close()
+    assert all(a.startswith(b"HTTP/1.0 200") for a in answers)
+    assert len(seen) == 300
+
+
 @pytest.mark.parametrize(
     ("text", "address"),
     [
         ("127.0.0.1:8787", ("127.0.0.1", 8787)),
         ("[::1]:80", ("::1", 80)),
         ("0.0.0.0:1", ("0.0.0.0", 1)),
+        ("localhost:8080", ("localhost", 8080)),
+        ("hooks.example.com:443", ("hooks.example.com", 443)),
     ],
 )
 def test_addresses(text: str, address: tuple[str, int]) -> None:
@@ -215,6 +325,31 @@ def test_addresses(text: str, address: tuple[str, int]) -> None:
 def test_bad_addresses(text: str) -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_address(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["http://127.0.0.1:80", "256.1.1.1:80", " 127.0.0.1:80", "::1:80", "[127.0.0.1]:80", "a b:1"],
+)
+def test_a_host_that_is_no_address_or_name_is_said_so(text: str) -> None:
+    with pytest.raises(ValueError, match="is not an IP address or host name"):
+        parse_address(text)
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 on this machine")
+def test_an_ipv6_address_is_listened_on_and_named_in_brackets() -> None:
+    try:
+        receiver = CallbackReceiver("::1", 0).__enter__()
+    except ConfigError as exc:  # (a machine with IPv6 turned off)
+        pytest.skip(str(exc))
+    try:
+        with socket.create_connection(("::1", receiver.port), timeout=5):
+            pass
+        taken = CallbackReceiver("::1", receiver.port)
+        with pytest.raises(ConfigError, match=rf"--callbacks \[::1\]:{receiver.port}: "):
+            taken.__enter__()
+    finally:
+        receiver.__exit__(None, None, None)
 
 
 def test_a_bound_port_is_refused_by_name() -> None:

@@ -110,6 +110,14 @@ def test_callback_url_must_be_loopback_http(url: str) -> None:
         SandboxConfig(callback_url=url)
 
 
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:99999/", "http://127.0.0.1:0/", "http://[::1]:x/"]
+)
+def test_callback_url_needs_a_port_there_can_be(url: str) -> None:
+    with pytest.raises(ValueError, match="its port must be from 1 to 65535"):
+        SandboxConfig(callback_url=url)
+
+
 def test_callback_url_on_loopback_is_fine() -> None:
     assert SandboxConfig(callback_url="http://127.0.0.1:9/hook").callback_url
 

@@ -10,6 +10,7 @@ import json
 import os
 import pty
 import select
+import socket
 import subprocess
 import sys
 import termios
@@ -252,3 +253,18 @@ def test_a_credit_limit_stops_at_the_first_create_that_would_pass_it() -> None:
     assert not limit.admit("d")  # cheap enough, but the run has stopped paying
     assert limit.admit("a")  # a resend of one already admitted costs nothing more
     assert limit.committed == 8 and limit.held == ["c", "d"] and limit.stopped
+
+
+def test_a_callbacks_port_that_cannot_be_bound_is_refused_before_the_question(
+    tmp_path: Path, service: Sandbox
+) -> None:
+    campaign = Campaign(tmp_path / "c", rows=1).write()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = ["run", "--no-progress", str(campaign.manifest), "--callbacks", f"127.0.0.1:{port}"]
+        code, screen = run_on_terminal(run, service, None)
+    assert code == 3 and "cannot listen there" in screen, screen
+    assert "[y/N]" not in screen and "estimated cost" not in screen
+    assert creates(service) == {}
