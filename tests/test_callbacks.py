@@ -115,6 +115,10 @@ def test_a_sandbox_run_hears_the_callbacks_of_its_own_sandbox(tmp_path: Path, po
         records = store.records().values()
     waits = [r.finished_at - r.started_at for r in records if r.task_id and r.finished_at]
     assert len(waits) == 6 and max(waits) < 4.0, waits
+    [log] = (campaign.root / ".hifly" / "logs").glob("*.log")
+    text = log.read_text(encoding="utf-8")
+    assert "callbacks: 6 received" in text and "naming no task" not in text
+    assert text.count("GET download on 127.0.0.1 -> HTTP 200 in ") == 4
 
     elsewhere = cli("run", "--sandbox", str(campaign.manifest), "--callbacks", "192.0.2.1:8787")
     assert elsewhere.code == 2, elsewhere.stderr

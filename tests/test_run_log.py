@@ -41,6 +41,7 @@ def test_a_run_logs_at_debug_without_the_token_keeping_the_last_20_and_a_failed_
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     text = path.read_text(encoding="utf-8")
     assert " DEBUG " in text and "Bearer ***" in text  # every HTTP call, with its headers
+    assert "PUT upload on 127.0.0.1 -> HTTP 200 in " in text  # a signed URL: its host alone
     assert "assets.founder_clip: done" in text and "avatars.founder: failed, code " in text
     assert "videos.welcome[c0002]: blocked" in text and "run ended: 2 done, 2 failed" in text
     assert SECRET_TOKEN not in text

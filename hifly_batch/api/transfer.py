@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -23,6 +26,7 @@ from hifly_batch.api.errors import (
 from hifly_batch.api.transport import Transport, classify, describe, retry_after
 
 CHUNK = 256 * 1024
+log = logging.getLogger(__name__)
 _parts = itertools.count()
 
 
@@ -126,8 +130,14 @@ def _check_length(resp: requests.Response, size: int) -> None:
 def _send(
     transport: Transport, what: str, method: str, url: str, **kwargs: object
 ) -> requests.Response:
-    """One request with no Authorization header; transport failures classified."""
+    """One request with no Authorization header; transport failures classified. Logged by
+    host alone: a signed URL's path and query are its credential."""
+    started = time.monotonic()
     try:
-        return transport.session.call(method, url, timeout=transport.timeout, **kwargs)  # type: ignore[arg-type]
+        resp = transport.session.call(method, url, timeout=transport.timeout, **kwargs)  # type: ignore[arg-type]
     except requests.RequestException as exc:
         raise TransportError(what, classify(exc), describe(exc)) from None
+    elapsed = (time.monotonic() - started) * 1000
+    host = urlsplit(url).hostname
+    log.debug("%s %s on %s -> HTTP %s in %.0f ms", method, what, host, resp.status_code, elapsed)
+    return resp
