@@ -74,10 +74,13 @@ def test_callbacks_make_each_task_one_query_and_the_port_is_free_right_after(
     assert first.code == 0, first.stderr
     made = sum(creates(calling_back).values())  # avatar, voice and 4 videos
     assert made == 6
-    # One query per task, and a few more at most (a callback that came while a query was
-    # on its way asks again); polling alone would take 2 or more each. And none waited
+    # One query per video, and one more at most (a callback that came while a query was
+    # on its way asks again); polling alone would take 2 or more each. The clones, the
+    # first of their kinds, are polled as without callbacks until one of theirs comes
+    # (an account calls them back only with V2 event callbacks on). And no task waited
     # for the poll at 5 s: each was seen done soon after its second of work.
-    assert queries(calling_back) <= made + 2, calling_back.counters().requests
+    video_queries = calling_back.counters().requests["video/task"]
+    assert video_queries <= 4 + 1, calling_back.counters().requests
     records = read_state(campaign).values()
     waits = [r.finished_at - r.started_at for r in records if r.task_id and r.finished_at]
     assert len(waits) == made and max(waits) < 4.0, waits
@@ -125,9 +128,12 @@ def test_a_sandbox_run_hears_the_callbacks_of_its_own_sandbox(tmp_path: Path, po
     assert "the sandbox calls back to this machine's loopback only" in elsewhere.stderr
 
 
+FORGED_URL = "http://127.0.0.1:9/forged.mp4"
+
+
 def _said_done(task_id: str) -> bytes:
-    """A callback as the service sends one for a finished avatar clone (type 2)."""
-    message = {"task_id": task_id, "status": 3, "type": 2, "avatar": "av_forged", "code": 0}
+    """A callback as the service sends one for a finished work (type 1)."""
+    message = {"task_id": task_id, "status": 3, "type": 1, "video_Url": FORGED_URL, "code": 0}
     return json.dumps(message).encode()
 
 
@@ -142,6 +148,9 @@ FORGERIES = {
 }
 
 
+VIDEO = "videos.welcome[c0001]"
+
+
 @pytest.mark.parametrize("forgery", list(FORGERIES))
 def test_forged_callbacks_change_nothing(tmp_path: Path, port: int, forgery: str) -> None:
     """Each is answered 200 (or, too big, cut short), costs no more than one query, and
@@ -153,12 +162,12 @@ def test_forged_callbacks_change_nothing(tmp_path: Path, port: int, forgery: str
         if "another campaign" in forgery:  # a real task of the same account, finished
             earlier = Campaign(tmp_path / "other", rows=1).write()
             assert cli("run", "--no-progress", str(earlier.manifest), sandbox=sandbox).code == 0
-            other = read_state(earlier)["avatars.founder"].task_id or ""
-        made_before = creates(sandbox).get("avatar/create_by_video", 0)
+            other = read_state(earlier)[VIDEO].task_id or ""
+        made_before = creates(sandbox).get("video/create_by_tts", 0)
         campaign = slow_polling(Campaign(tmp_path / "c", rows=1).write(), poll_max="2s")
         listen = ("--callbacks", f"127.0.0.1:{port}")
         proc = popen("run", "--no-progress", str(campaign.manifest), *listen, sandbox=sandbox)
-        running = _running_task(campaign, "avatars.founder")
+        running = _running_task(campaign, VIDEO)
         before = queries(sandbox)
         body = body_of(running, other)
         try:
@@ -170,12 +179,14 @@ def test_forged_callbacks_change_nothing(tmp_path: Path, port: int, forgery: str
         assert queries(sandbox) - before <= may_cost
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    # The avatar was made once, by its own task, and is the one that task made.
-    assert creates(sandbox)["avatar/create_by_video"] == made_before + 1
-    record = read_state(campaign)["avatars.founder"]
-    assert record.task_id == running and record.resource_id not in (None, "", "av_forged")
+    # The video was made once, by its own task, and its file is the one that task made.
+    assert creates(sandbox)["video/create_by_tts"] == made_before + 1
+    record = read_state(campaign)[VIDEO]
     made = sandbox.task(running)
-    assert made is not None and record.resource_id == made.result_id
+    assert record.task_id == running and made is not None
+    assert record.output and made.output_seconds
+    assert record.duration_s == pytest.approx(made.output_seconds, abs=0.5)
+    assert (campaign.output_dir / record.output).stat().st_size == record.output_size > 0
 
 
 def _running_task(campaign: Campaign, item: str) -> str:

@@ -874,6 +874,25 @@ def test_with_callbacks_each_task_is_queried_once_as_it_ends_and_the_run_ends_wi
     assert service.clock() == max(finish_of(service, n) for n in VARIED)
 
 
+def test_clones_are_polled_as_without_callbacks_until_one_of_theirs_comes(
+    many: Graph, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An account calls back works by default, clones only with V2 event callbacks on:
+    with works' callbacks coming and no clone's, the avatar (60 s) and the voice (30 s)
+    are polled from poll_interval as without --callbacks, not first at poll_max (120 s)."""
+    service = FakeHifly(seconds=VARIED, callbacks=lambda name: name not in VARIED)
+    with caplog.at_level("WARNING", logger="hifly_batch"):
+        run = simulate(many, tmp_path, service, **CALLBACK_SETTINGS)
+
+    assert run.outcome.counts["done"] == MANY + 4
+    for name, seconds in (("avatar/create_by_video", 60.0), ("cloned", 30.0)):
+        [(_, create)] = service.log("create", name)
+        polls = [c.at - create.at for _, c in service.log("poll", name)]
+        assert polls[0] == 5.0 and seconds <= polls[-1] < 120.0, (name, polls)
+    assert "no callback has come" not in caplog.text
+    assert all(len(p) == 1 for p in video_polls(service).values())
+
+
 def test_a_lost_callback_is_found_soon_after_the_latest_that_came(
     many: Graph, tmp_path: Path
 ) -> None:

@@ -135,6 +135,10 @@ class Backstop:
         the callback having come ``after`` seconds since its create."""
         self._heard.setdefault(kind, deque(maxlen=HEARD_WINDOW)).append(after)
 
+    def has_heard(self, kind: str) -> bool:
+        """Whether a callback of a task of ``kind`` has come (and its query confirmed it)."""
+        return kind in self._heard
+
     def first_poll(self, kind: str) -> float:
         """Seconds after the create to query a task of ``kind`` if no callback came."""
         heard = self._heard.get(kind)

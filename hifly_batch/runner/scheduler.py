@@ -26,7 +26,7 @@ from pathlib import Path
 
 from hifly_batch.api.client import HiflyClient
 from hifly_batch.apispec import INSUFFICIENT_CREDITS, PAID_ENDPOINTS
-from hifly_batch.core.graph import Graph, Item
+from hifly_batch.core.graph import Graph, Item, ItemKind
 from hifly_batch.core.lifecycle import Status
 from hifly_batch.core.planning import Action, Plan
 from hifly_batch.errors import Terminated
@@ -46,6 +46,12 @@ FREE_RESENDS = 3  # per attempt: a create provably not made is sent up to 4 time
 CREATE_GRACE = 30.0  # on interrupt, how long to wait for answers to creates already sent
 SETTLED = ("done", "failed", "uncertain", "blocked")  # what a run can make of an item
 UNHEARD = 5  # tasks ended with no callback at all in the run: callbacks are not arriving
+# Kinds whose tasks the service calls back by default: works (消息回调 type 1). Avatar and
+# voice clones (types 2, 3) are called back only once the account turns V2 event
+# callbacks on, so their kinds are polled as without callbacks until one of theirs comes.
+CALLED_BACK = frozenset(
+    k.value for k in (ItemKind.VIDEO_BY_TTS, ItemKind.VIDEO_BY_AUDIO, ItemKind.AUDIO_BY_TTS)
+)
 log = logging.getLogger(__name__)
 
 
@@ -97,6 +103,7 @@ class _Task:
     hinted: float | None = None  # since created, when a callback named it
     hint_query: float = -math.inf  # when the latest query a callback asked for is due
     hint_pending: bool = False  # that query is not yet sent
+    backstop: bool = False  # polled only in case its callback is lost (Backstop)
 
 
 @dataclass
@@ -233,6 +240,8 @@ class Scheduler:
         held = tuple(self.credit_limit.held) if self.credit_limit is not None else ()
         counts = self._report()
         log.debug("run ended: %s of %d items", _listed(counts), self.total)
+        if self.callbacks or self.unheard:
+            log.info("callbacks: %d named a task this run waited for", self.hints)
         return Outcome(counts, self.interrupted, self.out_of_credits, self.terminated, held)
 
     def interrupt(self, terminated: bool = False) -> None:
@@ -411,12 +420,16 @@ class Scheduler:
         self.events.put([events.Hinted("", task_id)])
 
     def _track(self, item: Item, record: Record) -> None:
-        first, learned = self.planner.first_poll(item.kind.value)
-        if self.callbacks:  # a callback says when; the backstop finds one lost (SPEC §5)
-            first, learned = self.backstop.first_poll(item.kind.value), False
+        kind = item.kind.value
+        # A callback says when; the backstop finds one lost (SPEC §5).
+        backstop = self.callbacks and (kind in CALLED_BACK or self.backstop.has_heard(kind))
+        if backstop:
+            first, learned = self.backstop.first_poll(kind), False
+        else:
+            first, learned = self.planner.first_poll(kind)
         created = self.clock()
-        task = _Task(item.kind.value, created, first, learned, polled_at=first)
-        task.learn = not self.callbacks  # (a task queried on a hint says nothing of timing)
+        task = _Task(kind, created, first, learned, polled_at=first, backstop=backstop)
+        task.learn = not backstop  # (a task found by its callback says nothing of polls)
         self.tasks[item.id] = task
         self._poll_at(item.id, created + first)
 
@@ -458,14 +471,14 @@ class Scheduler:
             return
         task.hinted = None  # its callback's query found it running: no measure of its end
         planned = task.created + task.polled_at
-        if self.callbacks and planned > self.clock():
+        if planned > self.clock():
             # A callback came before the task's end (a forgery, or a service that said so
             # early): the poll planned for it still stands, neither earlier nor later.
             self._poll_at(event.item_id, planned)
             return
         task.last_running = task.polled_at
         nxt = self.planner.next_poll(task.kind, task.polled_at, task.previous_gap)
-        if self.callbacks:
+        if task.backstop:
             nxt = task.polled_at + self.settings.poll_max
         task.previous_gap, task.polled_at = nxt - task.polled_at, nxt
         self._poll_at(event.item_id, task.created + nxt)
@@ -480,9 +493,9 @@ class Scheduler:
         task = self.tasks.pop(event.item_id)
         if task.hinted is not None:  # the query its callback caused found it ended
             self._heard(task.kind, task.hinted)
-        elif self.callbacks and not self.hints:
+        elif self.callbacks and not self.hints and task.kind in CALLED_BACK:
             self._unheard()
-        if task.learn:
+        if task.learn and task.hinted is None:
             self.planner.observe(
                 task.kind,
                 learned_first_poll=task.learned,
@@ -498,7 +511,8 @@ class Scheduler:
         first = self.backstop.first_poll(kind)
         for item_id, task in self.tasks.items():
             waiting = task.previous_gap is None and item_id not in self.polling
-            if task.kind == kind and waiting and task.hinted is None and task.polled_at > first:
+            pending = waiting and task.backstop and task.hinted is None
+            if task.kind == kind and pending and task.polled_at > first:
                 task.polled_at = first
                 self._poll_at(item_id, task.created + first)
 
