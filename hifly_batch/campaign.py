@@ -464,7 +464,7 @@ class Campaign:
                 )
                 save = functools.partial(self._save_lock, store, before, lock_file, world_lost)
                 if receiver is not None:
-                    receiver.on_task = runner.hint
+                    receiver.pass_to(runner.hint)
                 outcome, known = self._carry_out(runner, store, save, scope, started, sandbox)
             spending = self._spent(client, quote, limit, api, before, known)
             final = csv_report.report_records(self.graph, known, scope)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import socket
 import struct
 import threading
@@ -16,8 +17,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from hifly_batch.errors import ConfigError
-from hifly_batch.runner.receiver import MAX_BODY, CallbackReceiver, parse_address, task_id_of
+from hifly_batch.errors import ConfigError, UsageError
+from hifly_batch.runner.receiver import (
+    MAX_BODY,
+    CallbackReceiver,
+    parse_address,
+    sandbox_callback_url,
+    shown,
+    task_id_of,
+)
 from hifly_batch.runner.state_file import FileState
 from hifly_batch.sandbox import Sandbox
 from tests.campaigns import Campaign, Result, cli, creates, popen, read_state
@@ -120,7 +128,7 @@ def test_a_sandbox_run_hears_the_callbacks_of_its_own_sandbox(tmp_path: Path, po
     assert len(waits) == 6 and max(waits) < 4.0, waits
     [log] = (campaign.root / ".hifly" / "logs").glob("*.log")
     text = log.read_text(encoding="utf-8")
-    assert "callbacks: 6 received" in text and "naming no task" not in text
+    assert "callbacks: 6 received\n" in text and "6 named a task this run waited for" in text
     assert text.count("GET download on 127.0.0.1 -> HTTP 200 in ") == 4
 
     elsewhere = cli("run", "--sandbox", str(campaign.manifest), "--callbacks", "192.0.2.1:8787")
@@ -273,7 +281,7 @@ def test_what_a_sender_writes_is_never_logged_nor_shown_and_every_sender_gets_20
         time.sleep(0.2)  # (the handler of the reset connection has failed by now)
     assert seen == [forged["task_id"]]  # passed on as it came: the runner decides
     assert "FORGED" not in caplog.text and "xxxx" not in caplog.text
-    assert "callbacks: 5 received, 4 naming no task (ignored)" in caplog.text
+    assert "callbacks: 5 received (4 not a message naming a task)" in caplog.text
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Exception" not in err, err
 
@@ -347,11 +355,59 @@ def test_bad_addresses(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["http://127.0.0.1:80", "256.1.1.1:80", " 127.0.0.1:80", "::1:80", "[127.0.0.1]:80", "a b:1"],
+    ["http://127.0.0.1:80", "256.1.1.1:80", " 127.0.0.1:80", "[127.0.0.1]:80", "a b:1"],
 )
 def test_a_host_that_is_no_address_or_name_is_said_so(text: str) -> None:
     with pytest.raises(ValueError, match="is not an IP address or host name"):
         parse_address(text)
+
+
+def test_callbacks_that_come_before_the_run_is_ready_are_kept_for_it() -> None:
+    """The receiver is bound before the run asks to spend; a resumed run's tasks may end
+    (and call back, once) meanwhile: their ids are passed on when the run is ready."""
+    seen: list[str] = []
+    with CallbackReceiver("127.0.0.1", 0) as receiver:
+        url = f"http://127.0.0.1:{receiver.port}/"
+        for task_id in ("1", "2"):
+            assert requests.post(url, json={"task_id": task_id}, timeout=5).status_code == 200
+        assert requests.post(url, data=b"{oops", timeout=5).status_code == 200
+        time.sleep(0.1)  # (each is kept just after its answer)
+        receiver.pass_to(seen.append)
+        assert requests.post(url, json={"task_id": "3"}, timeout=5).status_code == 200
+        deadline = time.monotonic() + 5
+        while len(seen) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert seen == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:8787/"),
+        ("127.0.0.2", "http://127.0.0.2:8787/"),
+        ("0.0.0.0", "http://127.0.0.1:8787/"),
+        ("localhost", "http://127.0.0.1:8787/"),
+        ("::1", "http://[::1]:8787/"),
+        ("::", "http://[::1]:8787/"),
+    ],
+)
+def test_a_sandbox_calls_back_to_the_loopback_address_the_run_listens_on(
+    host: str, url: str
+) -> None:
+    assert sandbox_callback_url((host, 8787)) == url
+
+
+@pytest.mark.parametrize("host", ["192.0.2.1", "hooks.example.com", "::ffff:192.0.2.1"])
+def test_a_sandbox_run_refuses_an_address_its_sandbox_cannot_call_back_to(host: str) -> None:
+    with pytest.raises(UsageError, match=rf"--callbacks {re.escape(shown(host))}:8787 with"):
+        sandbox_callback_url((host, 8787))
+
+
+def test_an_ipv6_address_without_brackets_is_said_how_to_write() -> None:
+    with pytest.raises(
+        ValueError, match=re.escape("write an IPv6 address in brackets, e.g. [::1]:80")
+    ):
+        parse_address("::1:80")
 
 
 @pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 on this machine")

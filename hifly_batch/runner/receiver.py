@@ -34,6 +34,7 @@ MAX_BODY = 64 * 1024  # bytes; the document's messages are a few hundred
 DRAIN_MAX = 16 * 1024 * 1024
 STOP_WITHIN = 0.02  # seconds: how often the server looks up from waiting, to stop at the run's end
 BACKLOG = 128  # connections waiting to be accepted: a burst of callbacks is not refused
+EARLY_MAX = 10_000  # task ids kept from before the run is ready for them (a resumed run's)
 log = logging.getLogger(__name__)
 
 OnTask = Callable[[str], None]
@@ -48,6 +49,8 @@ def parse_address(text: str) -> tuple[str, int]:
         raise ValueError(f"{text!r} is not HOST:PORT (e.g. 0.0.0.0:8787)")
     bracketed = host.startswith("[") and host.endswith("]")
     host = host[1:-1] if bracketed else host
+    if not bracketed and _is_host(host, ipv6=True):
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [{host}]:{port}")
     if not _is_host(host, ipv6=bracketed):
         raise ValueError(
             f"{text!r}: {host!r} is not an IP address or host name of this machine "
@@ -73,10 +76,17 @@ def sandbox_callback_url(address: tuple[str, int]) -> str:
         ip = ipaddress.ip_address("127.0.0.1" if host.lower() == "localhost" else host)
     if ip is None or not (ip.is_loopback or ip.is_unspecified):
         raise UsageError(
-            f"--callbacks {host}:{port} with --sandbox: the sandbox calls back to this machine's "
-            f"loopback only; listen on 127.0.0.1:{port} or 0.0.0.0:{port}"
+            f"--callbacks {shown(host)}:{port} with --sandbox: the sandbox calls back to this "
+            f"machine's loopback only; listen on 127.0.0.1:{port} or 0.0.0.0:{port}"
         )
-    return f"http://[::1]:{port}/" if ip.version == 6 else f"http://127.0.0.1:{port}/"
+    if ip.is_unspecified:  # listening on every address: loopback among them
+        ip = ipaddress.ip_address("::1" if ip.version == 6 else "127.0.0.1")
+    return f"http://{shown(str(ip))}:{port}/"
+
+
+def shown(host: str) -> str:
+    """A host as it is written before ``:PORT``: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 def task_id_of(body: bytes) -> str | None:
@@ -142,17 +152,28 @@ def _chunks(rfile: io.BufferedIOBase) -> Iterator[bytes]:
 
 class CallbackReceiver:
     """An HTTP server on ``(host, port)`` for the length of a ``with`` block, passing each
-    callback's task id to ``on_task`` (from its own threads; callbacks before it is set
-    are dropped). Entering raises ``ConfigError`` when the address cannot be bound;
-    leaving closes the socket, so that another run can bind it right after.
-    ``received`` counts the requests, ``ignored`` those that named no task."""
+    callback's task id to ``on_task`` (from its own threads). Entering raises
+    ``ConfigError`` when the address cannot be bound; leaving closes the socket, so that
+    another run can bind it right after. Bound before the run is ready for them (it is
+    bound first, to fail early), it keeps the task ids that come (up to ``EARLY_MAX``)
+    for :meth:`pass_to`. ``received`` counts the requests, ``ignored`` those that named
+    no task."""
 
     def __init__(self, host: str, port: int, on_task: OnTask | None = None) -> None:
         self.address = (host, port)
-        self.on_task = on_task
+        self._on_task = on_task
+        self._early: list[str] = []
+        self._lock = threading.Lock()
         self.received = self.ignored = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    def pass_to(self, on_task: OnTask) -> None:
+        """From now on pass each task id to ``on_task``, those that came before first."""
+        with self._lock:
+            self._on_task, early, self._early = on_task, self._early, []
+        for task_id in early:
+            on_task(task_id)
 
     def __enter__(self) -> CallbackReceiver:
         host, port = self.address
@@ -160,7 +181,6 @@ class CallbackReceiver:
         try:
             server = server_class(self.address, _handler(self))
         except OSError as exc:
-            shown = f"[{host}]" if ":" in host else host
             why = exc.strerror or str(exc)
             hint = (
                 "choose another port"
@@ -168,7 +188,7 @@ class CallbackReceiver:
                 else f"give an address of this machine (e.g. 0.0.0.0:{port})"
             )
             raise ConfigError(
-                f"--callbacks {shown}:{port}: cannot listen there ({why}); {hint}, "
+                f"--callbacks {shown(host)}:{port}: cannot listen there ({why}); {hint}, "
                 "or leave --callbacks out to poll only"
             ) from None
         self._server = server
@@ -177,7 +197,7 @@ class CallbackReceiver:
         )
         self._thread.daemon = True
         self._thread.start()
-        log.info("listening for task callbacks on %s port %d", host, self.port)
+        log.info("listening for task callbacks on %s:%d", shown(host), self.port)
         return self
 
     @property
@@ -196,17 +216,19 @@ class CallbackReceiver:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join()
-        ignored = f", {self.ignored} naming no task (ignored)" if self.ignored else ""
+        ignored = f" ({self.ignored} not a message naming a task)" if self.ignored else ""
         log.info("callbacks: %d received%s", self.received, ignored)
 
     def _take(self, body: bytes | None) -> None:
         """Pass on the task a request's body names, if any (from a handler's thread)."""
-        self.received += 1  # (a lost count under a race misleads no one: it is a log line)
         task_id = task_id_of(body) if body is not None else None
-        on_task = self.on_task
-        if task_id is None or on_task is None:
-            self.ignored += 1
-        else:
+        with self._lock:
+            self.received += 1
+            self.ignored += task_id is None
+            on_task = self._on_task
+            if task_id is not None and on_task is None and len(self._early) < EARLY_MAX:
+                self._early.append(task_id)
+        if task_id is not None and on_task is not None:
             on_task(task_id)
 
 
