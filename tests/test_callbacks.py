@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import re
+import signal
 import socket
 import struct
 import threading
@@ -128,7 +129,7 @@ def test_a_sandbox_run_hears_the_callbacks_of_its_own_sandbox(tmp_path: Path, po
     assert len(waits) == 6 and max(waits) < 4.0, waits
     [log] = (campaign.root / ".hifly" / "logs").glob("*.log")
     text = log.read_text(encoding="utf-8")
-    assert "callbacks: 6 received\n" in text and "6 named a task this run waited for" in text
+    assert "callbacks: 6 received\n" in text and "callbacks named 6 task(s) of this run" in text
     assert text.count("GET download on 127.0.0.1 -> HTTP 200 in ") == 4
 
     elsewhere = cli("run", "--sandbox", str(campaign.manifest), "--callbacks", "192.0.2.1:8787")
@@ -137,6 +138,29 @@ def test_a_sandbox_run_hears_the_callbacks_of_its_own_sandbox(tmp_path: Path, po
 
 
 FORGED_URL = "http://127.0.0.1:9/forged.mp4"
+
+
+def test_a_resumed_run_asks_at_once_after_tasks_whose_callbacks_came_while_none_listened(
+    tmp_path: Path, port: int
+) -> None:
+    """A run stopped after its creates; its tasks end while no run listens, and their
+    callbacks are gone. The next run with --callbacks queries them at poll_interval,
+    not at the backstop's poll_max (5 s)."""
+    config = dataclasses.replace(FAST, task_seconds=1.0, task_jitter=0.0)
+    with Sandbox(tmp_path / "world", config) as sandbox:  # (it sends no callbacks)
+        campaign = slow_polling(Campaign(tmp_path / "c", rows=2).write())
+        first = popen("run", "--no-progress", str(campaign.manifest), sandbox=sandbox)
+        for n in (1, 2):
+            _running_task(campaign, f"videos.welcome[c000{n}]")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 143
+        time.sleep(1.5)  # the videos end meanwhile
+        resumed_at = time.time()
+        result = run_listening(campaign, port, sandbox)
+        assert result.code == 0, result.stderr
+        records = read_state(campaign)
+    ended = [records[f"videos.welcome[c000{n}]"].finished_at or 0 for n in (1, 2)]
+    assert max(ended) - resumed_at < 4.0, (ended, resumed_at)
 
 
 def _said_done(task_id: str) -> bytes:
@@ -215,6 +239,8 @@ def _running_task(campaign: Campaign, item: str) -> str:
         (b'{"task_id": "123", "status": 3}', "123"),
         (b'{"task_id": 123}', None),
         (b'{"task_id": ""}', None),
+        (json.dumps({"task_id": "7" * 128}).encode(), "7" * 128),
+        (json.dumps({"task_id": "7" * 129}).encode(), None),  # no task of the service's
         (b"[1, 2]", None),
         (b"\xff\xfe", None),
         (b"", None),
@@ -267,13 +293,15 @@ def test_what_a_sender_writes_is_never_logged_nor_shown_and_every_sender_gets_20
     is no number, a sender that hangs up mid-body): no traceback on stderr, nothing of
     the sender's in the log, and a 200 for each sender still there to read it."""
     seen: list[str] = []
-    forged = {"task_id": "x" * 60_000 + FORGED_LINE}
+    forged = {"task_id": "x" * 60 + FORGED_LINE}  # short enough to be passed on
+    too_long = {"task_id": "x" * 60_000 + FORGED_LINE}
     with (
         caplog.at_level("DEBUG", logger="hifly_batch"),
         CallbackReceiver("127.0.0.1", 0, seen.append) as receiver,
     ):
         url = f"http://127.0.0.1:{receiver.port}/"
         assert requests.post(url, json=forged, timeout=5).status_code == 200
+        assert requests.post(url, json=too_long, timeout=5).status_code == 200
         for length in ("\u00b2", "-1", "1e3", "0x10"):
             head = f"POST / HTTP/1.1\r\nContent-Length: {length}\r\n\r\n{{}}"
             assert post_raw(receiver.port, head.encode()).startswith(b"HTTP/1.0 200")
@@ -281,7 +309,7 @@ def test_what_a_sender_writes_is_never_logged_nor_shown_and_every_sender_gets_20
         time.sleep(0.2)  # (the handler of the reset connection has failed by now)
     assert seen == [forged["task_id"]]  # passed on as it came: the runner decides
     assert "FORGED" not in caplog.text and "xxxx" not in caplog.text
-    assert "callbacks: 5 received (4 not a message naming a task)" in caplog.text
+    assert "callbacks: 6 received (5 not a message naming a task)" in caplog.text
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Exception" not in err, err
 

@@ -168,6 +168,7 @@ class FakeHifly:
         gate: Callable[[str], None] | None = None,
         callbacks: Callable[[str], bool] | None = None,
         forged: Sequence[float] = (),
+        callback_delay: float = 0.0,
     ) -> None:
         self.clock = FakeClock()
         self.seconds = {**SECONDS, **(seconds or {})}
@@ -184,6 +185,7 @@ class FakeHifly:
         # sends every task a false one at each of those seconds after its create.
         self.lost = callbacks
         self.forged = sorted(forged)
+        self.callback_delay = callback_delay  # seconds a true callback comes after the end
         self.sent: set[str] = set()  # tasks whose true callback was sent or lost
         self.forgeries: Counter[str] = Counter()  # of each task's forgeries, those sent
         self.heard: list[float] = []  # when each callback that was not lost arrived
@@ -199,7 +201,7 @@ class FakeHifly:
                     after = self.forged[self.forgeries[task_id]]
                     due.append((task.created + after, task_id, True))
                 if task.duration is not None and task_id not in self.sent:
-                    due.append((task.created + task.duration, task_id, False))
+                    due.append((task.created + task.duration + self.callback_delay, task_id, False))
             for at, task_id, forged in sorted(due):
                 if at > until:
                     return None
@@ -948,6 +950,20 @@ def test_a_flood_of_callbacks_queries_a_task_at_most_once_per_poll_interval(
         assert all(b - a >= 5.0 - 1e-9 for a, b in itertools.pairwise(times)), (name, times)
         assert times[-1] - finish_of(service, name) <= 5.0 + 1e-9, (name, times)
         assert polls[-1].answer is TaskStatus.DONE
+
+
+def test_callbacks_that_come_after_their_tasks_were_found_still_show_callbacks_arrive(
+    many: Graph, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each callback 25 s late, after the backstop (every poll_max, 20 s) has found its
+    task ended: they name tasks of the run all the same, so no warning that none come."""
+    service = FakeHifly(seconds=VARIED, callbacks=lambda name: False, callback_delay=25.0)
+    with caplog.at_level("INFO", logger="hifly_batch"):
+        run = simulate(many, tmp_path, service, callbacks=True)
+
+    assert run.outcome.counts["done"] == MANY + 4
+    assert "no callback has come" not in caplog.text
+    assert "callbacks named" in caplog.text
 
 
 def test_when_no_callback_comes_the_run_says_so_and_polls_as_without_them(

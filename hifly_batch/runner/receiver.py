@@ -34,6 +34,7 @@ MAX_BODY = 64 * 1024  # bytes; the document's messages are a few hundred
 DRAIN_MAX = 16 * 1024 * 1024
 STOP_WITHIN = 0.02  # seconds: how often the server looks up from waiting, to stop at the run's end
 BACKLOG = 128  # connections waiting to be accepted: a burst of callbacks is not refused
+MAX_TASK_ID = 128  # characters; the service's are 16 digits, a longer one is no task of it
 EARLY_MAX = 10_000  # task ids kept from before the run is ready for them (a resumed run's)
 log = logging.getLogger(__name__)
 
@@ -90,13 +91,14 @@ def shown(host: str) -> str:
 
 
 def task_id_of(body: bytes) -> str | None:
-    """The ``task_id`` a callback's body names, or None for anything else."""
+    """The ``task_id`` a callback's body names (at most ``MAX_TASK_ID`` characters), or
+    None for anything else."""
     try:
         message = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
     task_id = message.get("task_id") if isinstance(message, dict) else None
-    return task_id if isinstance(task_id, str) and task_id else None
+    return task_id if isinstance(task_id, str) and 0 < len(task_id) <= MAX_TASK_ID else None
 
 
 def read_body(headers: dict[str, str], rfile: io.BufferedIOBase) -> bytes | None:

@@ -104,6 +104,7 @@ class _Task:
     hint_query: float = -math.inf  # when the latest query a callback asked for is due
     hint_pending: bool = False  # that query is not yet sent
     backstop: bool = False  # polled only in case its callback is lost (Backstop)
+    resumed: bool = False  # created by an earlier run: its time here says nothing
 
 
 @dataclass
@@ -190,7 +191,8 @@ class Scheduler:
         self.poll_seq: dict[str, int] = {}  # each task's current entry in ``polls``
         self.polling: set[str] = set()  # items with a query on its way
         self.recheck: set[str] = set()  # hinted while a query was on its way: ask again
-        self.hints = 0  # callbacks that named a task of this run
+        self.called_back: set[str] = set()  # tasks of this run a callback named
+        self.ended: set[str] = set()  # task ids of this run seen ended
         self.unheard = 0  # tasks ended while no callback had come
         self.tasks: dict[str, _Task] = {}
         self.waiting: dict[str, set[str]] = {}
@@ -241,7 +243,7 @@ class Scheduler:
         counts = self._report()
         log.debug("run ended: %s of %d items", _listed(counts), self.total)
         if self.callbacks or self.unheard:
-            log.info("callbacks: %d named a task this run waited for", self.hints)
+            log.info("callbacks named %d task(s) of this run", len(self.called_back))
         return Outcome(counts, self.interrupted, self.out_of_credits, self.terminated, held)
 
     def interrupt(self, terminated: bool = False) -> None:
@@ -338,7 +340,7 @@ class Scheduler:
             self.records[item.id] = record = made
         if action is Action.RESUME:
             self.generating.add(item.id)
-            self._track(item, record)
+            self._track(item, record, resumed=True)
         elif action is Action.UNCERTAIN:
             self._settle(item.id, record)
         elif action is Action.BLOCKED:
@@ -419,16 +421,19 @@ class Scheduler:
         any thread (it only puts an event on the loop's queue)."""
         self.events.put([events.Hinted("", task_id)])
 
-    def _track(self, item: Item, record: Record) -> None:
+    def _track(self, item: Item, record: Record, resumed: bool = False) -> None:
         kind = item.kind.value
         # A callback says when; the backstop finds one lost (SPEC §5).
         backstop = self.callbacks and (kind in CALLED_BACK or self.backstop.has_heard(kind))
         if backstop:
             first, learned = self.backstop.first_poll(kind), False
+            if resumed:  # its callback may have come while no run was listening
+                first = self.settings.poll_interval
         else:
             first, learned = self.planner.first_poll(kind)
         created = self.clock()
         task = _Task(kind, created, first, learned, polled_at=first, backstop=backstop)
+        task.resumed = resumed
         task.learn = not backstop  # (a task found by its callback says nothing of polls)
         self.tasks[item.id] = task
         self._poll_at(item.id, created + first)
@@ -442,8 +447,10 @@ class Scheduler:
         found = (i for i in self.tasks if self.records[i].task_id == event.task_id)
         item_id = next(found, None)
         if item_id is None:
+            if event.task_id in self.ended:  # late, but callbacks do reach the run
+                self.called_back.add(event.task_id)
             return  # not a task this run waits for (another campaign's, or a forgery)
-        self.hints += 1
+        self.called_back.add(event.task_id)
         log.debug("callback for task %s (%s)", event.task_id, item_id)
         task, now = self.tasks[item_id], self.clock()
         if task.hinted is None:
@@ -491,9 +498,11 @@ class Scheduler:
         self.generating.discard(event.item_id)
         self._forget_polls(event.item_id)
         task = self.tasks.pop(event.item_id)
+        self.ended.add(self.records[event.item_id].task_id or "")
         if task.hinted is not None:  # the query its callback caused found it ended
-            self._heard(task.kind, task.hinted)
-        elif self.callbacks and not self.hints and task.kind in CALLED_BACK:
+            if not task.resumed:
+                self._heard(task.kind, task.hinted)
+        elif self.callbacks and not self.called_back and task.kind in CALLED_BACK:
             self._unheard()
         if task.learn and task.hinted is None:
             self.planner.observe(
