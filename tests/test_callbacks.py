@@ -354,9 +354,6 @@ def test_a_burst_of_callbacks_is_answered_not_refused() -> None:
         finally:
             for sender in senders:
                 sender.close()
-        deadline = time.monotonic() + 10  # (each is passed on just after its answer)
-        while len(seen) < 300 and time.monotonic() < deadline:
-            time.sleep(0.01)
     assert all(a.startswith(b"HTTP/1.0 200") for a in answers)
     assert len(seen) == 300
 
@@ -399,7 +396,6 @@ def test_callbacks_that_come_before_the_run_is_ready_are_kept_for_it() -> None:
         for task_id in ("1", "2"):
             assert requests.post(url, json={"task_id": task_id}, timeout=5).status_code == 200
         assert requests.post(url, data=b"{oops", timeout=5).status_code == 200
-        time.sleep(0.1)  # (each is kept just after its answer)
         receiver.pass_to(seen.append)
         assert requests.post(url, json={"task_id": "3"}, timeout=5).status_code == 200
         deadline = time.monotonic() + 5

@@ -255,8 +255,8 @@ def _handler(receiver: CallbackReceiver) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:  # (the stdlib's name)
             body = read_body({k.lower(): v for k, v in self.headers.items()}, self.rfile)
+            receiver._take(body)  # (first: a sender that hangs up on its answer still counts)
             self._answer()
-            receiver._take(body)
 
         def do_GET(self) -> None:  # a check that the address reaches the run
             self._answer()
